@@ -1,0 +1,210 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/wsactor/wsactor/transport"
+)
+
+// Mailbox messages private to the connection actor.
+type (
+	outbound struct {
+		msg   Message
+		reply chan error // nil for fire-and-forget
+	}
+	closeRequest struct {
+		code   StatusCode
+		reason string
+	}
+	transportClosed struct{ info transport.CloseInfo }
+)
+
+// ReasonHandlerFailed is the reason sent with 1011 when a handler returned an
+// error or panicked more often than the restart budget allows.
+const ReasonHandlerFailed = "internal error"
+
+// connActor is one incarnation of a connection's actor. A restart makes a new
+// connActor (and a new Handler) around the same Conn, so the socket survives.
+type connActor struct {
+	conn    *Conn
+	handler Handler
+}
+
+func (a *connActor) Receive(ctx actor.Context) {
+	c := a.conn
+	c.actx = ctx
+	switch m := ctx.Message().(type) {
+	case transport.Frame:
+		a.onFrame(m)
+	case *outbound:
+		a.onOutbound(m)
+	case *timerTick:
+		if m.timer.fired() {
+			a.receive(m.timer.msg)
+		}
+	case *closeRequest:
+		_ = c.Close(m.code, m.reason)
+	case *transportClosed:
+		a.finish(m.info)
+		ctx.Stop(ctx.Self())
+	case *actor.Started:
+		a.start()
+	case *actor.Restarting:
+		c.stopTimers()
+		c.rt.counters.Restarts.Add(1)
+	case *actor.Stopping:
+		if !c.closed {
+			// The supervisor stopped us (restart budget exhausted or the
+			// runtime is stopping): end the socket with the reason it chose.
+			code, reason := transport.StatusInternalError, ReasonHandlerFailed
+			if c.rt.stopping.Load() {
+				code, reason = transport.StatusGoingAway, transport.ReasonGoingAway
+			}
+			c.tc.CloseSoon(code, reason)
+			a.finish(transport.CloseInfo{Code: code, Reason: reason, ByServer: true})
+		}
+	case *actor.Stopped:
+		c.actorDone.Store(true)
+		close(c.done)
+		c.rt.forget(c)
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		a.receive(m)
+	}
+}
+
+func (a *connActor) start() {
+	c := a.conn
+	if c.first != nil {
+		a.handler, c.first = c.first, nil
+	} else {
+		a.handler = c.newHandler()
+	}
+	if !c.started {
+		c.started = true
+		c.tc.Start(c.deliver, c.transportFinished)
+		if c.rt.closing.Load() {
+			_ = c.Close(transport.StatusGoingAway, transport.ReasonGoingAway)
+		}
+	}
+	if o, ok := a.handler.(OpenHandler); ok {
+		var err error
+		a.guard("OnOpen", func() { err = o.OnOpen(c) })
+		a.failed(err)
+	}
+}
+
+func (a *connActor) onFrame(f transport.Frame) {
+	c := a.conn
+	defer c.tc.Release()
+	if c.closeRequested.Load() {
+		return // the handler asked to close: later frames are not its business
+	}
+	var err error
+	a.guard("OnMessage", func() { err = a.handler.OnMessage(c, Message(f)) })
+	a.failed(err)
+}
+
+func (a *connActor) onOutbound(m *outbound) {
+	err := a.conn.Send(m.msg)
+	if m.reply != nil {
+		m.reply <- err
+	}
+}
+
+func (a *connActor) receive(msg any) {
+	r, ok := a.handler.(Receiver)
+	if !ok {
+		a.conn.Logger().Warn("wsactor: handler has no Receive method; message dropped",
+			slog.String("type", fmt.Sprintf("%T", msg)))
+		return
+	}
+	a.guard("Receive", func() { r.Receive(a.conn, msg) })
+}
+
+// failed closes the connection for an error a handler method returned.
+func (a *connActor) failed(err error) {
+	if err == nil {
+		return
+	}
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		if a.conn.Close(ce.Code, ce.Reason) == nil {
+			return
+		}
+	}
+	a.conn.Logger().Error("wsactor: handler error; closing connection", slog.Any("err", err))
+	_ = a.conn.Close(transport.StatusInternalError, ReasonHandlerFailed)
+}
+
+// guard logs a handler panic with its stack and the connection ID, then
+// re-panics so that the supervisor applies the panic policy.
+func (a *connActor) guard(method string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.conn.rt.counters.Panics.Add(1)
+			a.conn.Logger().Error("wsactor: handler panicked",
+				slog.String("method", method), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			panic(r)
+		}
+	}()
+	f()
+}
+
+// finish runs OnClose exactly once and releases what the connection holds.
+func (a *connActor) finish(info transport.CloseInfo) {
+	c := a.conn
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.closeRequested.Store(true)
+	c.stopTimers()
+	c.mu.Lock()
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.mu.Unlock()
+	if h, ok := a.handler.(CloseHandler); ok {
+		func() {
+			// The connection is over: a panic here has nothing left to restart.
+			defer func() {
+				if r := recover(); r != nil {
+					c.rt.counters.Panics.Add(1)
+					c.Logger().Error("wsactor: handler panicked", slog.String("method", "OnClose"),
+						slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+				}
+			}()
+			h.OnClose(c, info.Code, info.Reason)
+		}()
+	}
+}
+
+// deliver runs on the transport's reader goroutine.
+func (c *Conn) deliver(f transport.Frame) {
+	if c.actorDone.Load() {
+		c.tc.Release()
+		return
+	}
+	c.rt.system.Root.Send(c.pid, f)
+}
+
+// transportFinished runs on the reader goroutine once the socket is closed.
+func (c *Conn) transportFinished(info transport.CloseInfo) {
+	if !c.actorDone.Load() {
+		c.rt.system.Root.Send(c.pid, &transportClosed{info: info})
+	}
+	c.release()
+}
+
+// release is called once by the actor (Stopped) and once by the reader; the
+// second call reports the connection gone.
+func (c *Conn) release() {
+	if c.pending.Add(-1) == 0 {
+		c.rt.gone(c)
+	}
+}

@@ -1,0 +1,228 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/wsactor/wsactor/auth"
+	"github.com/wsactor/wsactor/transport"
+)
+
+// Errors of sends and closes addressed by ID.
+var (
+	// ErrConnectionNotFound: no open connection has this ID (it never
+	// existed, or it is closing or closed).
+	ErrConnectionNotFound = errors.New("wsactor: connection not found")
+	// ErrSendQueueFull: the connection's send queue was full; its overflow
+	// policy ran (by default the connection is closed with 1008).
+	ErrSendQueueFull = errors.New("wsactor: send queue full")
+	// ErrInvalidCloseCode: the code may not be sent in a close frame (use
+	// 1000–1003, 1007–1014 or 3000–4999).
+	ErrInvalidCloseCode = errors.New("wsactor: invalid close code")
+)
+
+// Conn is one live connection, as seen by its handler. It lives as long as
+// the connection, across handler restarts.
+//
+// Send, SendText, SendBinary, SendJSON, Close, ID and the request accessors
+// are safe from any goroutine. The actor methods (Actor, Sender, Respond,
+// Tell, Request, Spawn) are valid only inside a handler method.
+type Conn struct {
+	id   ID
+	name string
+	pid  *actor.PID
+	rt   *Runtime
+	tc   *transport.Conn
+
+	path       map[string]string
+	url        *url.URL
+	header     http.Header
+	remoteAddr string
+	user       *auth.User
+	values     map[any]any
+
+	newHandler func() Handler
+	first      Handler // the value that ran Connect; serves until the first restart
+
+	// Touched only on the actor's goroutine.
+	actx    actor.Context
+	started bool
+	closed  bool // OnClose has run
+
+	closeRequested atomic.Bool
+	actorDone      atomic.Bool
+	pending        atomic.Int32 // actor and reader both have to finish
+	done           chan struct{}
+
+	mu     sync.Mutex // guards the lazily made fields below
+	timers map[*Timer]struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	logger *slog.Logger
+}
+
+// ID returns the connection's ID: its actor's PID, usable from anywhere.
+func (c *Conn) ID() ID { return c.id }
+
+// Self returns the connection actor's PID.
+func (c *Conn) Self() *actor.PID { return c.pid }
+
+// Send queues m for the client without blocking. It fails with
+// ErrConnectionNotFound once the connection is closing, and with
+// ErrSendQueueFull when the send queue overflowed.
+func (c *Conn) Send(m Message) error {
+	switch err := c.tc.Write(m.Type, m.Data); {
+	case err == nil:
+		return nil
+	case errors.Is(err, transport.ErrQueueFull):
+		return ErrSendQueueFull
+	default:
+		return ErrConnectionNotFound
+	}
+}
+
+// SendText sends a text message.
+func (c *Conn) SendText(s string) error { return c.Send(Text(s)) }
+
+// SendBinary sends a binary message. b must not be modified afterwards.
+func (c *Conn) SendBinary(b []byte) error { return c.Send(Binary(b)) }
+
+// SendJSON sends v encoded as JSON in a text message.
+func (c *Conn) SendJSON(v any) error {
+	m, err := JSON(v)
+	if err != nil {
+		return err
+	}
+	return c.Send(m)
+}
+
+// Close sends the messages already queued, then closes the connection with
+// code and reason (truncated to the 123 bytes a close frame can carry).
+// OnClose follows once the client has answered or the socket is gone.
+func (c *Conn) Close(code StatusCode, reason string) error {
+	if !ValidCloseCode(code) {
+		return ErrInvalidCloseCode
+	}
+	c.closeRequested.Store(true)
+	c.tc.Close(code, TruncateReason(reason))
+	return nil
+}
+
+// PathValue returns a path variable of the route's pattern.
+func (c *Conn) PathValue(name string) string { return c.path[name] }
+
+// Query returns the query parameters of the upgrade request.
+func (c *Conn) Query() url.Values { return c.url.Query() }
+
+// URL returns the upgrade request's URL.
+func (c *Conn) URL() *url.URL { return c.url }
+
+// Header returns the upgrade request's headers.
+func (c *Conn) Header() http.Header { return c.header }
+
+// Cookie returns a cookie of the upgrade request, or http.ErrNoCookie.
+func (c *Conn) Cookie(name string) (*http.Cookie, error) {
+	r := http.Request{Header: c.header}
+	return r.Cookie(name)
+}
+
+// RemoteAddr returns the client's network address.
+func (c *Conn) RemoteAddr() string { return c.remoteAddr }
+
+// Subprotocol returns the negotiated subprotocol, or "".
+func (c *Conn) Subprotocol() string { return c.tc.Subprotocol() }
+
+// User returns the authenticated user, or nil for an anonymous connection.
+func (c *Conn) User() *auth.User { return c.user }
+
+// Value returns what Handshake.SetValue attached under key, or nil.
+func (c *Conn) Value(key any) any { return c.values[key] }
+
+// Context returns a context cancelled when the connection ends, for work the
+// handler starts on its behalf.
+func (c *Conn) Context() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+		if c.closed {
+			c.cancel()
+		}
+	}
+	return c.ctx
+}
+
+// Logger returns the server's logger with the connection ID attached.
+func (c *Conn) Logger() *slog.Logger {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.logger == nil {
+		c.logger = c.rt.logger.With(slog.String("conn", string(c.id)))
+	}
+	return c.logger
+}
+
+// Actor returns the protoactor context of the message being handled: the
+// escape hatch to everything protoactor offers.
+func (c *Conn) Actor() actor.Context { return c.actx }
+
+// Sender returns the PID that sent the message being handled, if any.
+func (c *Conn) Sender() *actor.PID { return c.actx.Sender() }
+
+// Respond answers the message being handled (a request).
+func (c *Conn) Respond(msg any) { c.actx.Respond(msg) }
+
+// Tell sends msg to another actor, with this connection as the sender.
+func (c *Conn) Tell(pid *actor.PID, msg any) { c.actx.Request(pid, msg) }
+
+// Request sends msg to another actor and returns a future for its answer.
+// Inside a handler, prefer Tell and receive the answer in Receive: waiting on
+// a future blocks the connection's mailbox.
+func (c *Conn) Request(pid *actor.PID, msg any) *actor.Future {
+	return c.actx.RequestFuture(pid, msg, c.rt.requestTimeout)
+}
+
+// Spawn starts a child actor of the connection; it is stopped when the
+// connection ends or its handler restarts.
+func (c *Conn) Spawn(props *actor.Props) *actor.PID { return c.actx.Spawn(props) }
+
+// ValidCloseCode reports whether code may be sent in a close frame.
+func ValidCloseCode(code StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+// TruncateReason shortens reason to the 123 bytes a close frame can carry,
+// without splitting a UTF-8 sequence.
+func TruncateReason(reason string) string {
+	const max = 123
+	if len(reason) <= max {
+		return reason
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
+}
+
+// WaitClosed waits until the connection's actor has stopped (OnClose has
+// run) or ctx is done.
+func (c *Conn) WaitClosed(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,285 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/wsactor/wsactor/internal/metrics"
+	"github.com/wsactor/wsactor/routing"
+	"github.com/wsactor/wsactor/transport"
+)
+
+// PanicPolicy is what the supervisor does when a handler method panics.
+type PanicPolicy int
+
+const (
+	// RestartHandler makes a fresh Handler value, calls OnOpen again and
+	// keeps the socket, up to Supervision.MaxRestarts times within
+	// Supervision.Within; one more panic closes the connection with 1011.
+	RestartHandler PanicPolicy = iota
+	// CloseConnection closes the connection with 1011 at the first panic.
+	CloseConnection
+	// ResumeHandler keeps the same Handler value and carries on with the
+	// next message, as if the panicking call had returned.
+	ResumeHandler
+)
+
+// Supervision configures how connection actors are supervised. The zero
+// value restarts a panicking handler up to 3 times per minute.
+type Supervision struct {
+	Policy      PanicPolicy
+	MaxRestarts int           // default 3
+	Within      time.Duration // default 1 minute
+}
+
+// Config configures a Runtime.
+type Config struct {
+	System      *actor.ActorSystem
+	ServerName  string
+	Logger      *slog.Logger
+	Counters    *metrics.Counters
+	Supervision Supervision
+	// Gone is called once a connection's actor has stopped and its socket is
+	// closed.
+	Gone func()
+}
+
+// Runtime owns the supervisor of one server's connection actors and the
+// index of its live connections.
+type Runtime struct {
+	system         *actor.ActorSystem
+	server         string
+	logger         *slog.Logger
+	counters       *metrics.Counters
+	supervisor     *actor.PID
+	requestTimeout time.Duration
+	onGone         func()
+
+	conns    sync.Map // actor name → *Conn
+	closing  atomic.Bool
+	stopping atomic.Bool
+}
+
+// NewRuntime spawns the supervisor actor. It fails if the server name is
+// invalid or already used in this actor system.
+func NewRuntime(cfg Config) (*Runtime, error) {
+	if !ValidServerName(cfg.ServerName) {
+		return nil, fmt.Errorf("wsactor: invalid server name %q: use 1-16 lowercase letters or digits", cfg.ServerName)
+	}
+	sup := cfg.Supervision
+	if sup.MaxRestarts <= 0 {
+		sup.MaxRestarts = 3
+	}
+	if sup.Within <= 0 {
+		sup.Within = time.Minute
+	}
+	directive := map[PanicPolicy]actor.Directive{
+		RestartHandler:  actor.RestartDirective,
+		CloseConnection: actor.StopDirective,
+		ResumeHandler:   actor.ResumeDirective,
+	}[sup.Policy]
+	strategy := actor.NewOneForOneStrategy(sup.MaxRestarts, sup.Within, func(any) actor.Directive { return directive })
+	rt := &Runtime{
+		system:         cfg.System,
+		server:         cfg.ServerName,
+		logger:         cfg.Logger,
+		counters:       cfg.Counters,
+		requestTimeout: 5 * time.Second,
+		onGone:         cfg.Gone,
+	}
+	props := actor.PropsFromProducer(func() actor.Actor { return &supervisorActor{} }, actor.WithSupervisor(strategy))
+	pid, err := cfg.System.Root.SpawnNamed(props, SupervisorPrefix+cfg.ServerName)
+	if err != nil {
+		return nil, fmt.Errorf("wsactor: spawn supervisor for server %q: %w", cfg.ServerName, err)
+	}
+	rt.supervisor = pid
+	return rt, nil
+}
+
+// supervisorActor is the parent of every connection actor of one server. It
+// only spawns; the strategy in its props does the supervising.
+type supervisorActor struct{}
+
+type spawnConn struct{ conn *Conn }
+
+func (s *supervisorActor) Receive(ctx actor.Context) {
+	if m, ok := ctx.Message().(*spawnConn); ok {
+		c := m.conn
+		props := actor.PropsFromProducer(func() actor.Actor { return &connActor{conn: c} })
+		if _, err := ctx.SpawnNamed(props, c.name); err != nil {
+			// Cannot happen with 128-bit random names; never leak the socket.
+			c.rt.logger.Error("wsactor: spawn connection actor", slog.Any("err", err))
+			c.tc.CloseNow(transport.StatusInternalError, ReasonHandlerFailed)
+		}
+	}
+}
+
+// Open wraps an accepted socket in a new connection actor. first is the
+// Handler value that ran Connect (it may be nil), newHandler makes the ones
+// after a restart. The connection is reachable by its ID as soon as Open
+// returns; OnOpen runs inside the actor before any message is delivered.
+func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, pattern string, first Handler, newHandler func() Handler) *Conn {
+	name := newName()
+	c := &Conn{
+		id:         formatID(rt.server, name, rt.system.Address()),
+		name:       name,
+		pid:        actor.NewPID(rt.system.Address(), rt.supervisor.Id+"/"+name),
+		rt:         rt,
+		tc:         tc,
+		url:        hs.Request.URL,
+		header:     hs.Request.Header,
+		remoteAddr: hs.Request.RemoteAddr,
+		user:       hs.User,
+		values:     hs.values,
+		newHandler: newHandler,
+		first:      first,
+		done:       make(chan struct{}),
+	}
+	if names := routing.PathNames(pattern); len(names) > 0 {
+		c.path = make(map[string]string, len(names))
+		for _, n := range names {
+			c.path[n] = hs.Request.PathValue(n)
+		}
+	}
+	c.pending.Store(2)
+	rt.conns.Store(name, c)
+	rt.system.Root.Send(rt.supervisor, &spawnConn{conn: c})
+	return c
+}
+
+func (rt *Runtime) forget(c *Conn) {
+	rt.conns.Delete(c.name)
+	c.release()
+}
+
+func (rt *Runtime) gone(*Conn) {
+	if rt.onGone != nil {
+		rt.onGone()
+	}
+}
+
+// Lookup returns the live local connection with this ID.
+func (rt *Runtime) Lookup(id ID) (*Conn, error) {
+	server, name, address, err := splitID(string(id))
+	if err != nil {
+		return nil, err
+	}
+	if address != rt.system.Address() {
+		return nil, fmt.Errorf("%w: %s lives on node %s, which this node cannot reach", ErrConnectionNotFound, id, address)
+	}
+	if server != rt.server {
+		return nil, fmt.Errorf("%w: %s belongs to server %q", ErrConnectionNotFound, id, server)
+	}
+	v, ok := rt.conns.Load(name)
+	if !ok {
+		return nil, ErrConnectionNotFound
+	}
+	return v.(*Conn), nil
+}
+
+// Send delivers m to the connection through its mailbox and waits until it
+// is queued for the socket (or refused).
+func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
+	c, err := rt.Lookup(id)
+	if err != nil {
+		return err
+	}
+	reply := make(chan error, 1)
+	rt.system.Root.Send(c.pid, &outbound{msg: m, reply: reply})
+	select {
+	case err := <-reply:
+		return err
+	case <-c.done:
+		// The actor stopped; the message may have raced it.
+		select {
+		case err := <-reply:
+			return err
+		default:
+			return ErrConnectionNotFound
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Post delivers m through the connection's mailbox without waiting. It
+// reports only what it knows at once: a malformed or unknown ID.
+func (rt *Runtime) Post(id ID, m Message) error {
+	c, err := rt.Lookup(id)
+	if err != nil {
+		return err
+	}
+	rt.system.Root.Send(c.pid, &outbound{msg: m})
+	return nil
+}
+
+// Close asks the connection to close with code and reason, through its
+// mailbox (after what is already queued).
+func (rt *Runtime) Close(id ID, code StatusCode, reason string) error {
+	if !ValidCloseCode(code) {
+		return ErrInvalidCloseCode
+	}
+	c, err := rt.Lookup(id)
+	if err != nil {
+		return err
+	}
+	rt.system.Root.Send(c.pid, &closeRequest{code: code, reason: TruncateReason(reason)})
+	return nil
+}
+
+// Tell delivers an arbitrary message to the connection's Receiver.
+func (rt *Runtime) Tell(id ID, msg any) error {
+	c, err := rt.Lookup(id)
+	if err != nil {
+		return err
+	}
+	rt.system.Root.Send(c.pid, msg)
+	return nil
+}
+
+// CloseAll marks the runtime closing (connections opened from now on close
+// at once) and asks every live connection to close with code and reason.
+func (rt *Runtime) CloseAll(code StatusCode, reason string) {
+	rt.closing.Store(true)
+	rt.conns.Range(func(_, v any) bool {
+		rt.system.Root.Send(v.(*Conn).pid, &closeRequest{code: code, reason: reason})
+		return true
+	})
+}
+
+// AbortAll tears down every live socket without a closing handshake.
+func (rt *Runtime) AbortAll(code StatusCode, reason string) {
+	rt.conns.Range(func(_, v any) bool {
+		v.(*Conn).tc.CloseNow(code, reason)
+		return true
+	})
+}
+
+// Stop stops the supervisor and with it every connection actor still
+// running (each closes its socket with 1001 and gets OnClose).
+func (rt *Runtime) Stop(ctx context.Context) error {
+	rt.stopping.Store(true)
+	rt.closing.Store(true)
+	f := rt.system.Root.StopFuture(rt.supervisor)
+	done := make(chan error, 1)
+	go func() { done <- f.Wait() }()
+	select {
+	case err := <-done:
+		if errors.Is(err, actor.ErrTimeout) {
+			return fmt.Errorf("wsactor: stopping connection actors: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// NewHandshake returns a Handshake for r.
+func NewHandshake(r *http.Request) *Handshake { return &Handshake{Request: r} }

@@ -1,0 +1,106 @@
+package wsactor
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/wsactor/wsactor/auth"
+	"github.com/wsactor/wsactor/transport"
+)
+
+// DefaultHandshakeTimeout bounds authentication and Connect, and, with
+// ListenAndServe, reading the upgrade request's headers.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// Options configure a Server. The zero value is safe: every zero field takes
+// the default documented on it.
+type Options struct {
+	// Name names the server inside its actor system and appears in every
+	// connection ID: 1–16 lowercase letters or digits. Default "ws". Servers
+	// sharing an actor system need different names.
+	Name string
+	// Logger receives the runtime's logs. Default slog.Default().
+	Logger *slog.Logger
+	// ActorLogLevel is the least severe level of protoactor's own log
+	// records that reach Logger. Default slog.LevelWarn: protoactor logs
+	// routine events (restarts, dead letters) at Info.
+	ActorLogLevel slog.Leveler
+	// ActorSystem hosts the connection actors. Default: a new actor system
+	// owned (and shut down) by the server. Pass one to share it with other
+	// actors; for a cluster, remote must be started on it before New.
+	ActorSystem *actor.ActorSystem
+	// MaxConnections caps concurrent connections (including handshakes in
+	// progress); beyond it upgrades get 503. Default 0: no cap.
+	MaxConnections int
+	// HandshakeTimeout: see DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// Transport holds the per-connection limits: message size, queues,
+	// timeouts, heartbeat, origins. See TransportOptions.
+	Transport TransportOptions
+	// Supervision says what happens when a handler panics.
+	Supervision Supervision
+}
+
+func (o Options) withDefaults() Options {
+	if o.Name == "" {
+		o.Name = "ws"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ActorLogLevel == nil {
+		o.ActorLogLevel = slog.LevelWarn
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	return o
+}
+
+// RouteOption configures one route.
+type RouteOption func(*route)
+
+// WithAuthenticator authenticates the route's handshakes: invalid credentials
+// get 401 before the upgrade; the user it returns is in Handshake.User and
+// Conn.User.
+func WithAuthenticator(a auth.Authenticator) RouteOption {
+	return func(r *route) { r.authenticator = a }
+}
+
+// RequireAuth refuses anonymous handshakes on the route with 401.
+func RequireAuth() RouteOption {
+	return func(r *route) { r.requireAuth = true }
+}
+
+// WithOriginPatterns adds origins (host patterns, path.Match syntax) that may
+// connect to this route besides the request's own host.
+func WithOriginPatterns(patterns ...string) RouteOption {
+	return func(r *route) { r.transport.OriginPatterns = append(r.transport.OriginPatterns, patterns...) }
+}
+
+// WithSubprotocols sets the subprotocols the route negotiates, in preference
+// order; Conn.Subprotocol tells which one was chosen.
+func WithSubprotocols(protocols ...string) RouteOption {
+	return func(r *route) { r.transport.Subprotocols = protocols }
+}
+
+// WithTransport adjusts the route's per-connection limits, starting from the
+// server's.
+func WithTransport(adjust func(*TransportOptions)) RouteOption {
+	return func(r *route) { adjust(&r.transport) }
+}
+
+// TransportOptions are the per-connection limits; see transport.Options for
+// each field and its default.
+type TransportOptions = transport.Options
+
+// OverflowPolicy is what happens when a connection's send queue is full.
+type OverflowPolicy = transport.OverflowPolicy
+
+// The overflow policies.
+const (
+	OverflowClose      = transport.OverflowClose
+	OverflowDropNewest = transport.OverflowDropNewest
+	OverflowDropOldest = transport.OverflowDropOldest
+)

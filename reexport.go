@@ -1,0 +1,114 @@
+package wsactor
+
+import (
+	"github.com/wsactor/wsactor/actors"
+	"github.com/wsactor/wsactor/auth"
+	"github.com/wsactor/wsactor/transport"
+)
+
+// The connection API, defined in package actors and re-exported here so that
+// applications import only wsactor.
+type (
+	// Handler handles one connection's messages; see actors.Handler.
+	Handler = actors.Handler
+	// HandlerFunc adapts a function to Handler.
+	HandlerFunc = actors.HandlerFunc
+	// Connector decides at the handshake; see actors.Connector.
+	Connector = actors.Connector
+	// OpenHandler is told when the socket is open; see actors.OpenHandler.
+	OpenHandler = actors.OpenHandler
+	// CloseHandler is told, exactly once, how the connection ended.
+	CloseHandler = actors.CloseHandler
+	// Receiver receives actor messages and timer ticks.
+	Receiver = actors.Receiver
+	// Conn is one live connection, as its handler sees it.
+	Conn = actors.Conn
+	// Handshake is what Connect sees of the upgrade request.
+	Handshake = actors.Handshake
+	// Decision is Connect's answer.
+	Decision = actors.Decision
+	// Message is one WebSocket data message.
+	Message = actors.Message
+	// MessageType is MessageText or MessageBinary.
+	MessageType = actors.MessageType
+	// ID identifies a connection: its actor's PID as a URL-safe string.
+	ID = actors.ID
+	// Timer is a running Conn.After or Conn.Every.
+	Timer = actors.Timer
+	// CloseError, returned by a handler, closes the connection with its code.
+	CloseError = actors.CloseError
+	// StatusCode is a WebSocket close code.
+	StatusCode = transport.StatusCode
+	// Supervision configures what happens when a handler panics.
+	Supervision = actors.Supervision
+	// PanicPolicy is restart, close or resume.
+	PanicPolicy = actors.PanicPolicy
+	// User is an authenticated principal.
+	User = auth.User
+)
+
+// The two kinds of data message.
+const (
+	MessageText   = actors.MessageText
+	MessageBinary = actors.MessageBinary
+)
+
+// Panic policies.
+const (
+	RestartHandler  = actors.RestartHandler
+	CloseConnection = actors.CloseConnection
+	ResumeHandler   = actors.ResumeHandler
+)
+
+// Close codes used by the runtime; see the README's table for when each is sent.
+const (
+	StatusNormalClosure           = transport.StatusNormalClosure
+	StatusGoingAway               = transport.StatusGoingAway
+	StatusProtocolError           = transport.StatusProtocolError
+	StatusUnsupportedData         = transport.StatusUnsupportedData
+	StatusAbnormalClosure         = transport.StatusAbnormalClosure
+	StatusInvalidFramePayloadData = transport.StatusInvalidFramePayloadData
+	StatusPolicyViolation         = transport.StatusPolicyViolation
+	StatusMessageTooBig           = transport.StatusMessageTooBig
+	StatusInternalError           = transport.StatusInternalError
+	StatusTryAgainLater           = transport.StatusTryAgainLater
+)
+
+// Errors of the ID-addressed API.
+var (
+	ErrInvalidID          = actors.ErrInvalidID
+	ErrConnectionNotFound = actors.ErrConnectionNotFound
+	ErrSendQueueFull      = actors.ErrSendQueueFull
+	ErrInvalidCloseCode   = actors.ErrInvalidCloseCode
+)
+
+// Text returns a text message.
+func Text(s string) Message { return actors.Text(s) }
+
+// Binary returns a binary message; b is not copied.
+func Binary(b []byte) Message { return actors.Binary(b) }
+
+// JSON returns a text message holding v encoded as JSON.
+func JSON(v any) (Message, error) { return actors.JSON(v) }
+
+// DecodeJSON decodes a message's JSON payload into a new T.
+func DecodeJSON[T any](m Message) (T, error) { return actors.DecodeJSON[T](m) }
+
+// ParseID validates a connection ID received as a string.
+func ParseID(s string) (ID, error) { return actors.ParseID(s) }
+
+// Accept accepts a connection at the handshake.
+func Accept() Decision { return actors.Accept() }
+
+// Reject refuses the upgrade with an HTTP status and a short reason.
+func Reject(status int, reason string) Decision { return actors.Reject(status, reason) }
+
+// AcceptThenClose upgrades and closes at once with code and reason, for
+// browser clients, which cannot read the status of a failed upgrade.
+func AcceptThenClose(code StatusCode, reason string) Decision {
+	return actors.AcceptThenClose(code, reason)
+}
+
+// CloseWith returns an error that, returned by a handler method, closes the
+// connection with code and reason.
+func CloseWith(code StatusCode, reason string) error { return actors.CloseWith(code, reason) }

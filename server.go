@@ -1,0 +1,370 @@
+package wsactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/wsactor/wsactor/actors"
+	"github.com/wsactor/wsactor/auth"
+	"github.com/wsactor/wsactor/internal/logging"
+	"github.com/wsactor/wsactor/internal/metrics"
+	"github.com/wsactor/wsactor/routing"
+	"github.com/wsactor/wsactor/transport"
+)
+
+// Server accepts WebSocket connections and runs each as a supervised actor.
+// It is an http.Handler: mount it in any mux or test server, or run it with
+// ListenAndServe.
+type Server struct {
+	opts       Options
+	logger     *slog.Logger
+	system     *actor.ActorSystem
+	ownsSystem bool
+	rt         *actors.Runtime
+	mux        routing.Mux
+	counters   metrics.Counters
+
+	admitted     atomic.Int64 // handshakes in progress + open connections
+	shuttingDown atomic.Bool
+	drainedOnce  sync.Once
+	drained      chan struct{}
+
+	mu      sync.Mutex
+	httpSrv *http.Server
+}
+
+type route struct {
+	pattern       string
+	newHandler    func() Handler
+	authenticator auth.Authenticator
+	requireAuth   bool
+	transport     TransportOptions
+}
+
+// New returns a Server. It panics if opts.Name is not a valid server name or
+// is already taken in opts.ActorSystem: both are programming errors.
+func New(opts Options) *Server {
+	opts = opts.withDefaults()
+	s := &Server{opts: opts, logger: opts.Logger, drained: make(chan struct{})}
+	s.system = opts.ActorSystem
+	if s.system == nil {
+		s.ownsSystem = true
+		actorLogger := slog.New(logging.MinLevel(opts.Logger.Handler(), opts.ActorLogLevel)).With(slog.String("component", "protoactor"))
+		s.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLogger }))
+	}
+	rt, err := actors.NewRuntime(actors.Config{
+		System:      s.system,
+		ServerName:  opts.Name,
+		Logger:      opts.Logger,
+		Counters:    &s.counters,
+		Supervision: opts.Supervision,
+		Gone:        s.connectionGone,
+	})
+	if err != nil {
+		panic(err)
+	}
+	s.rt = rt
+	return s
+}
+
+// Handle registers a WebSocket route. pattern is a net/http ServeMux pattern
+// ("/ws/{room}"); its path variables reach Connect and Conn.PathValue.
+// newHandler makes one Handler per connection (and one more per restart).
+// Like ServeMux.Handle, it panics on an invalid or conflicting pattern.
+func (s *Server) Handle(pattern string, newHandler func() Handler, opts ...RouteOption) {
+	rt := &route{pattern: pattern, newHandler: newHandler, transport: s.opts.Transport}
+	rt.transport.OriginPatterns = append([]string(nil), s.opts.Transport.OriginPatterns...)
+	for _, o := range opts {
+		o(rt)
+	}
+	rt.transport.Counters = &s.counters
+	rt.transport = rt.transport.WithDefaults()
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serveRoute(rt, w, r) }))
+}
+
+// HandleFunc registers a route whose connections share one stateless
+// function as their Handler.
+func (s *Server) HandleFunc(pattern string, f func(c *Conn, m Message) error, opts ...RouteOption) {
+	h := HandlerFunc(f)
+	s.Handle(pattern, func() Handler { return h }, opts...)
+}
+
+// ServeHTTP routes an upgrade request to its route: 404 for an unknown path,
+// 426 for a plain HTTP request to a WebSocket route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) reject(w http.ResponseWriter, status int, reason string) {
+	s.counters.Rejected.Add(1)
+	if status < 400 || status > 599 {
+		status = http.StatusForbidden
+	}
+	if reason == "" {
+		reason = http.StatusText(status)
+	}
+	http.Error(w, reason, status)
+}
+
+func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
+	if !s.admit() {
+		if s.shuttingDown.Load() {
+			s.reject(w, http.StatusServiceUnavailable, "server shutting down")
+		} else {
+			s.reject(w, http.StatusServiceUnavailable, "too many connections")
+		}
+		return
+	}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			s.release()
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.HandshakeTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
+	hs := actors.NewHandshake(r)
+	if rt.authenticator != nil {
+		user, err := rt.authenticator.Authenticate(r)
+		if err != nil {
+			s.logger.Debug("wsactor: authentication failed", slog.String("path", r.URL.Path), slog.Any("err", err))
+			s.reject(w, http.StatusUnauthorized, "invalid credentials")
+			return
+		}
+		hs.User = user
+	}
+	if hs.User == nil && rt.requireAuth {
+		s.reject(w, http.StatusUnauthorized, "authentication required")
+		return
+	}
+
+	h := rt.newHandler()
+	decision, ok := s.connect(h, hs)
+	if !ok {
+		s.reject(w, http.StatusInternalServerError, "")
+		return
+	}
+	if !decision.Accept {
+		s.reject(w, decision.Status, decision.Reason)
+		return
+	}
+	tc, err := transport.Accept(w, r, &rt.transport)
+	if err != nil {
+		// coder/websocket has answered (403 for a foreign origin, 400 for a bad handshake).
+		s.counters.Rejected.Add(1)
+		s.logger.Debug("wsactor: upgrade failed", slog.String("path", r.URL.Path), slog.Any("err", err))
+		return
+	}
+	handedOver = true
+	if decision.CloseCode != 0 {
+		s.counters.Rejected.Add(1)
+		code := decision.CloseCode
+		if !actors.ValidCloseCode(code) {
+			s.logger.Error("wsactor: Connect chose an invalid close code; using 1008", slog.Int("code", int(code)))
+			code = StatusPolicyViolation
+		}
+		tc.Start(func(transport.Frame) { tc.Release() }, func(transport.CloseInfo) { s.release() })
+		tc.Close(code, actors.TruncateReason(decision.Reason))
+		return
+	}
+	s.counters.Accepted.Add(1)
+	s.counters.Open.Add(1)
+	s.rt.Open(tc, hs, rt.pattern, h, rt.newHandler)
+}
+
+// connect runs the handler's Connect, if it has one; ok is false if it panicked.
+func (s *Server) connect(h Handler, hs *Handshake) (d Decision, ok bool) {
+	c, has := h.(Connector)
+	if !has {
+		return Accept(), true
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger.Error("wsactor: Connect panicked", slog.Any("panic", r), slog.String("path", hs.Request.URL.Path))
+			ok = false
+		}
+	}()
+	return c.Connect(hs), true
+}
+
+func (s *Server) admit() bool {
+	if s.shuttingDown.Load() {
+		return false
+	}
+	n := s.admitted.Add(1)
+	if (s.opts.MaxConnections > 0 && n > int64(s.opts.MaxConnections)) || s.shuttingDown.Load() {
+		s.release()
+		return false
+	}
+	return true
+}
+
+func (s *Server) release() {
+	if s.admitted.Add(-1) == 0 && s.shuttingDown.Load() {
+		s.drainedOnce.Do(func() { close(s.drained) })
+	}
+}
+
+func (s *Server) connectionGone() {
+	s.counters.Open.Add(-1)
+	s.release()
+}
+
+// Send delivers m to the connection with this ID, through its mailbox, from
+// any goroutine, and returns once it is queued for the socket. Messages from
+// one goroutine arrive in order. It returns an error wrapping ErrInvalidID for
+// a malformed ID, ErrConnectionNotFound for an unknown or closed connection,
+// ErrSendQueueFull when the connection's send queue overflowed, or ctx's error.
+func (s *Server) Send(ctx context.Context, id ID, m Message) error {
+	return s.rt.Send(ctx, id, m)
+}
+
+// Post is the fire-and-forget Send: it returns at once, reporting only a
+// malformed ID or a connection known to be gone.
+func (s *Server) Post(id ID, m Message) error { return s.rt.Post(id, m) }
+
+// Tell delivers an arbitrary message to the connection's Receiver, through
+// its mailbox.
+func (s *Server) Tell(id ID, msg any) error { return s.rt.Tell(id, msg) }
+
+// Close asks the connection with this ID to close with code and reason after
+// the messages already queued for it, and waits until it has closed (its
+// OnClose has run) or ctx is done.
+func (s *Server) Close(ctx context.Context, id ID, code StatusCode, reason string) error {
+	c, err := s.rt.Lookup(id)
+	if err != nil {
+		return err
+	}
+	if err := s.rt.Close(id, code, reason); err != nil {
+		return err
+	}
+	return c.WaitClosed(ctx)
+}
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	ConnectionsOpen     int64 // connections whose OnClose has not yet finished
+	ConnectionsAccepted int64 // upgrades that became connection actors
+	ConnectionsRejected int64 // handshakes refused, including accept-then-close
+	MessagesIn          int64
+	MessagesOut         int64
+	BytesIn             int64
+	BytesOut            int64
+	Panics              int64 // handler panics recovered
+	Restarts            int64 // handler restarts after a panic
+	SlowConsumerCloses  int64 // connections closed because their send queue overflowed
+	Dropped             int64 // outbound messages dropped by a drop overflow policy
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	c := &s.counters
+	return Stats{
+		ConnectionsOpen:     c.Open.Load(),
+		ConnectionsAccepted: c.Accepted.Load(),
+		ConnectionsRejected: c.Rejected.Load(),
+		MessagesIn:          c.MessagesIn.Load(),
+		MessagesOut:         c.MessagesOut.Load(),
+		BytesIn:             c.BytesIn.Load(),
+		BytesOut:            c.BytesOut.Load(),
+		Panics:              c.Panics.Load(),
+		Restarts:            c.Restarts.Load(),
+		SlowConsumerCloses:  c.SlowConsumerCloses.Load(),
+		Dropped:             c.Dropped.Load(),
+	}
+}
+
+// ActorSystem returns the actor system hosting the connection actors.
+func (s *Server) ActorSystem() *actor.ActorSystem { return s.system }
+
+// ListenAndServe serves on addr with an http.Server whose header timeout is
+// the handshake timeout. It returns http.ErrServerClosed after Shutdown.
+func (s *Server) ListenAndServe(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(l)
+}
+
+// Serve serves on l; see ListenAndServe.
+func (s *Server) Serve(l net.Listener) error {
+	return s.serveWith(l, s)
+}
+
+func (s *Server) serveWith(l net.Listener, h http.Handler) error {
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: s.opts.HandshakeTimeout,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	s.mu.Lock()
+	if s.shuttingDown.Load() {
+		s.mu.Unlock()
+		_ = l.Close()
+		return http.ErrServerClosed
+	}
+	s.httpSrv = hs
+	s.mu.Unlock()
+	return hs.Serve(l)
+}
+
+// ListenAndServeHandler is ListenAndServe for an application handler (a mux
+// holding s and other routes): s's Shutdown also shuts that listener down.
+func (s *Server) ListenAndServeHandler(addr string, h http.Handler) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.serveWith(l, h)
+}
+
+// Shutdown stops accepting upgrades (503), closes every connection with 1001
+// "going away" after what is queued for it, waits until every OnClose has run
+// and every socket is closed, and stops the connection actors. If ctx ends
+// first, the remaining sockets are torn down without a handshake (their
+// OnClose still runs) and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shuttingDown.Store(true)
+	s.mu.Lock()
+	hs := s.httpSrv
+	s.mu.Unlock()
+	var errs []error
+	if hs != nil {
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("wsactor: http server: %w", err))
+		}
+	}
+	if s.admitted.Load() == 0 {
+		s.drainedOnce.Do(func() { close(s.drained) })
+	}
+	s.rt.CloseAll(StatusGoingAway, transport.ReasonGoingAway)
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+		s.rt.AbortAll(StatusGoingAway, transport.ReasonGoingAway)
+		// Sockets are gone now; give the actors a moment to run OnClose.
+		select {
+		case <-s.drained:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.rt.Stop(stopCtx); err != nil {
+		errs = append(errs, err)
+	}
+	if s.ownsSystem {
+		s.system.Shutdown()
+	}
+	return errors.Join(errs...)
+}

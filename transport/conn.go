@@ -1,0 +1,180 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+)
+
+// MessageType is the kind of a data message: MessageText or MessageBinary.
+type MessageType = websocket.MessageType
+
+// The two kinds of data message.
+const (
+	MessageText   = websocket.MessageText
+	MessageBinary = websocket.MessageBinary
+)
+
+// Frame is one complete inbound message.
+type Frame struct {
+	Type MessageType
+	Data []byte
+}
+
+// Errors returned by Write.
+var (
+	// ErrClosed: the connection is closing or closed; the message was not queued.
+	ErrClosed = errors.New("wsactor/transport: connection closed")
+	// ErrQueueFull: the send queue is full; the overflow policy ran.
+	ErrQueueFull = errors.New("wsactor/transport: send queue full")
+)
+
+// Conn is one accepted WebSocket. All methods are safe for concurrent use.
+type Conn struct {
+	ws   *websocket.Conn
+	opts *Options
+
+	deliver  func(Frame)
+	finished func(CloseInfo)
+
+	// inflight holds a token per frame delivered but not yet released by the
+	// consumer; the reader blocks when it is full.
+	inflight chan struct{}
+	// ending is closed as soon as the connection is known to be ending, so
+	// that a reader blocked on inflight lets go.
+	ending     chan struct{}
+	endingOnce sync.Once
+
+	// decided is the server's own decision about how the connection ends;
+	// the first decision wins and is what the handler is told.
+	decided atomic.Pointer[CloseInfo]
+
+	lastRead  atomic.Int64 // unix nanoseconds of the last inbound message
+	heartbeat *time.Timer
+	nextPing  time.Time // touched only by the heartbeat callback
+
+	sendQueue // guarded by its own mutex; see write.go
+}
+
+// Accept upgrades the request. On failure coder/websocket has already written
+// the HTTP error (403 for a refused origin, 400 for a bad handshake) and the
+// error says why. opts must already have its defaults (Options.WithDefaults).
+func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error) {
+	ws, err := websocket.Accept(w, r, opts.acceptOptions())
+	if err != nil {
+		return nil, err
+	}
+	ws.SetReadLimit(opts.MaxMessageSize)
+	c := &Conn{
+		ws:       ws,
+		opts:     opts,
+		inflight: make(chan struct{}, opts.MaxInflight),
+		ending:   make(chan struct{}),
+	}
+	c.sendQueue.conn = c
+	return c, nil
+}
+
+// Subprotocol returns the negotiated subprotocol, or "".
+func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
+
+// Start begins reading. deliver is called on the reader goroutine for every
+// inbound message, in order; the consumer must call Release once per
+// delivered frame when it has handled it. finished is called exactly once,
+// on the reader goroutine, after the socket is closed.
+func (c *Conn) Start(deliver func(Frame), finished func(CloseInfo)) {
+	c.deliver = deliver
+	c.finished = finished
+	now := time.Now()
+	c.lastRead.Store(now.UnixNano())
+	if d, ok := c.nextHeartbeat(now); ok {
+		c.nextPing = now.Add(c.opts.PingInterval)
+		c.heartbeat = time.AfterFunc(d, c.beat)
+	}
+	go c.readLoop()
+}
+
+// Release returns the inflight token of one delivered frame.
+func (c *Conn) Release() {
+	select {
+	case <-c.inflight:
+	default:
+	}
+}
+
+func (c *Conn) readLoop() {
+	var err error
+	for {
+		var typ MessageType
+		var data []byte
+		typ, data, err = c.ws.Read(context.Background())
+		if err != nil {
+			break
+		}
+		c.lastRead.Store(time.Now().UnixNano())
+		if typ == MessageText && !utf8.Valid(data) {
+			c.CloseSoon(StatusInvalidFramePayloadData, ReasonInvalidUTF8)
+			continue // the next Read reports the close
+		}
+		c.opts.Counters.MessagesIn.Add(1)
+		c.opts.Counters.BytesIn.Add(int64(len(data)))
+		select {
+		case c.inflight <- struct{}{}:
+		case <-c.ending:
+			continue
+		}
+		c.deliver(Frame{Type: typ, Data: data})
+	}
+	c.end()
+	info := closeInfoFromReadError(err)
+	if d := c.decided.Load(); d != nil {
+		info = *d
+	}
+	if c.heartbeat != nil {
+		c.heartbeat.Stop()
+	}
+	_ = c.ws.CloseNow() // releases the socket if nothing else did; waits for a Close in progress
+	c.finished(info)
+}
+
+// decide records how the server wants the connection to end; the first call wins.
+func (c *Conn) decide(code StatusCode, reason string) bool {
+	return c.decided.CompareAndSwap(nil, &CloseInfo{Code: code, Reason: reason, ByServer: true})
+}
+
+func (c *Conn) end() {
+	c.endingOnce.Do(func() { close(c.ending) })
+}
+
+// Close flushes the messages already queued, then sends a close frame with
+// code and reason and waits (on the writer goroutine, never the caller's) for
+// the client's reply, at most 5 s. Messages written after Close are refused.
+func (c *Conn) Close(code StatusCode, reason string) {
+	c.decide(code, reason)
+	c.sendQueue.closeAfterDrain()
+}
+
+// CloseSoon drops the queued messages and sends a close frame as soon as the
+// socket is free. If a write is stuck on a client that does not read, it is
+// abandoned after a short grace period and the socket is closed without the
+// close frame.
+func (c *Conn) CloseSoon(code StatusCode, reason string) {
+	c.decide(code, reason)
+	c.end()
+	c.sendQueue.closeDropping()
+}
+
+// CloseNow tears the socket down without a closing handshake. Use it when the
+// client is known to be gone or must not be waited for.
+func (c *Conn) CloseNow(code StatusCode, reason string) {
+	c.decide(code, reason)
+	c.end()
+	c.sendQueue.refuse()
+	go func() { _ = c.ws.CloseNow() }()
+}

@@ -1,0 +1,19 @@
+// Package transport is the only part of wsactor that touches
+// github.com/coder/websocket. It turns an HTTP upgrade into a Conn whose
+// frames flow one way, socket → reader goroutine → a deliver callback, and
+// whose writes flow the other way, Write → bounded send queue → writer → socket.
+//
+// Three entry points:
+//
+//   - Accept upgrades a request with the limits in Options.
+//   - Conn.Start begins reading and heartbeating; every inbound frame is
+//     handed to a callback, and the end of the connection is reported exactly
+//     once with the close code and reason that ended it.
+//   - Conn.Write queues a message without ever blocking the caller; Conn.Close
+//     flushes the queue and then performs the closing handshake.
+//
+// An idle connection holds one goroutine (the reader). The writer goroutine
+// exists only while the send queue is non-empty and the heartbeat is a timer,
+// not a goroutine, so memory per connection stays close to a bare
+// goroutine-per-connection server.
+package transport

@@ -1,0 +1,139 @@
+package transport
+
+import (
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor/internal/metrics"
+)
+
+// Defaults applied to zero fields of Options.
+const (
+	DefaultMaxMessageSize    = 64 << 10 // 64 KiB
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultPingInterval      = 30 * time.Second
+	DefaultPongTimeout       = 15 * time.Second
+	DefaultSendQueueMessages = 256
+	DefaultSendQueueBytes    = 1 << 20 // 1 MiB
+	DefaultMaxInflight       = 64
+	closeGrace               = time.Second
+)
+
+// OverflowPolicy says what happens when a message is written to a connection
+// whose send queue is full.
+type OverflowPolicy int
+
+const (
+	// OverflowClose closes the connection with 1008 and ReasonSlowConsumer,
+	// drops what is queued and logs it. It is the default: a client that
+	// cannot keep up is disconnected rather than silently missing messages.
+	OverflowClose OverflowPolicy = iota
+	// OverflowDropNewest refuses the new message: Write returns ErrQueueFull.
+	OverflowDropNewest
+	// OverflowDropOldest discards the oldest queued message to make room.
+	// Use it for streams where only the latest state matters (positions, prices).
+	OverflowDropOldest
+)
+
+// String returns the policy's name.
+func (p OverflowPolicy) String() string {
+	switch p {
+	case OverflowClose:
+		return "close"
+	case OverflowDropNewest:
+		return "drop-newest"
+	case OverflowDropOldest:
+		return "drop-oldest"
+	}
+	return "unknown"
+}
+
+// Options are the per-connection limits and protocol settings. The zero value
+// is safe: every zero field takes the default documented on it.
+type Options struct {
+	// MaxMessageSize is the largest inbound message in bytes; a larger one
+	// closes the connection with 1009. Default 64 KiB.
+	MaxMessageSize int64
+	// WriteTimeout bounds each write to the socket; a write that does not
+	// finish in time closes the connection. Default 10 s.
+	WriteTimeout time.Duration
+	// PingInterval is how often the server pings. Default 30 s; negative disables pings.
+	PingInterval time.Duration
+	// PongTimeout is how long a ping may wait for its pong before the
+	// connection is closed (1011, ReasonPingTimeout). Default 15 s.
+	PongTimeout time.Duration
+	// IdleTimeout closes a connection (1001, ReasonIdleTimeout) when no
+	// message arrives from the client for this long. Pongs do not count.
+	// Default 0: no idle timeout.
+	IdleTimeout time.Duration
+	// SendQueueMessages bounds how many outbound messages may wait for the
+	// socket. Default 256.
+	SendQueueMessages int
+	// SendQueueBytes bounds the bytes of outbound messages waiting for the
+	// socket. A single message larger than this is still accepted when the
+	// queue is empty. Default 1 MiB.
+	SendQueueBytes int
+	// Overflow is what happens when either bound is hit. Default OverflowClose.
+	Overflow OverflowPolicy
+	// MaxInflight bounds inbound messages read from the socket but not yet
+	// handled; the reader stops reading (TCP back-pressure) until the handler
+	// catches up. Default 64.
+	MaxInflight int
+	// OriginPatterns lists extra host patterns (path.Match syntax, e.g.
+	// "*.example.com") whose browser origins may connect. The request's own
+	// host is always allowed; other origins get 403.
+	OriginPatterns []string
+	// InsecureSkipOriginCheck accepts every origin. Only for development.
+	InsecureSkipOriginCheck bool
+	// Subprotocols the server may negotiate, in preference order.
+	Subprotocols []string
+	// CompressionNoContextTakeover enables permessage-deflate without context
+	// takeover. Off by default: context takeover costs ~1.2 MB per connection,
+	// and even this mode costs CPU on every message.
+	CompressionNoContextTakeover bool
+
+	// Counters receives message and byte counts; nil counts nothing.
+	Counters *metrics.Counters
+}
+
+// WithDefaults returns o with every zero field set to its default.
+func (o Options) WithDefaults() Options {
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.PongTimeout <= 0 {
+		o.PongTimeout = DefaultPongTimeout
+	}
+	if o.SendQueueMessages <= 0 {
+		o.SendQueueMessages = DefaultSendQueueMessages
+	}
+	if o.SendQueueBytes <= 0 {
+		o.SendQueueBytes = DefaultSendQueueBytes
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = DefaultMaxInflight
+	}
+	if o.Counters == nil {
+		o.Counters = new(metrics.Counters)
+	}
+	return o
+}
+
+func (o *Options) acceptOptions() *websocket.AcceptOptions {
+	mode := websocket.CompressionDisabled
+	if o.CompressionNoContextTakeover {
+		mode = websocket.CompressionNoContextTakeover
+	}
+	return &websocket.AcceptOptions{
+		Subprotocols:       o.Subprotocols,
+		InsecureSkipVerify: o.InsecureSkipOriginCheck,
+		OriginPatterns:     o.OriginPatterns,
+		CompressionMode:    mode,
+	}
+}

@@ -1,0 +1,164 @@
+package transport
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+type outbound struct {
+	typ  MessageType
+	data []byte
+}
+
+// sendQueue is the bounded FIFO between writers (the connection's actor, any
+// goroutine) and the socket. A writer goroutine exists only while the queue
+// has work, so an idle connection costs no goroutine for writing.
+type sendQueue struct {
+	conn *Conn
+
+	mu          sync.Mutex
+	items       []outbound
+	bytes       int  // bytes queued, including the message being written
+	writing     bool // a writer goroutine is running
+	refusing    bool // no more messages are accepted
+	closeQueued bool // the writer performs the closing handshake once drained
+	cancelWrite context.CancelFunc
+}
+
+// Write queues a message for the socket and returns at once. It never blocks
+// on the network. When the queue is full the connection's overflow policy
+// runs: the error is ErrQueueFull (the connection may be closing because of
+// it). data must not be modified afterwards; it may be shared by many
+// connections (a prepared broadcast).
+func (c *Conn) Write(typ MessageType, data []byte) error {
+	q := &c.sendQueue
+	o := c.opts
+	q.mu.Lock()
+	if q.refusing {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	if len(q.items) > 0 && (len(q.items) >= o.SendQueueMessages || q.bytes+len(data) > o.SendQueueBytes) {
+		switch o.Overflow {
+		case OverflowDropNewest:
+			q.mu.Unlock()
+			o.Counters.Dropped.Add(1)
+			return ErrQueueFull
+		case OverflowDropOldest:
+			q.bytes -= len(q.items[0].data)
+			q.items[0] = outbound{}
+			q.items = q.items[1:]
+			o.Counters.Dropped.Add(1)
+		default:
+			q.mu.Unlock()
+			o.Counters.SlowConsumerCloses.Add(1)
+			c.CloseSoon(StatusPolicyViolation, ReasonSlowConsumer)
+			return ErrQueueFull
+		}
+	}
+	q.items = append(q.items, outbound{typ: typ, data: data})
+	q.bytes += len(data)
+	q.startWriterLocked()
+	q.mu.Unlock()
+	return nil
+}
+
+// Queued reports the number of messages and bytes waiting for the socket.
+func (c *Conn) Queued() (messages, bytes int) {
+	c.sendQueue.mu.Lock()
+	defer c.sendQueue.mu.Unlock()
+	return len(c.sendQueue.items), c.sendQueue.bytes
+}
+
+func (q *sendQueue) startWriterLocked() {
+	if !q.writing {
+		q.writing = true
+		go q.writeLoop()
+	}
+}
+
+func (q *sendQueue) writeLoop() {
+	c := q.conn
+	for {
+		q.mu.Lock()
+		if len(q.items) == 0 {
+			q.writing = false
+			closing := q.closeQueued
+			q.closeQueued = false
+			q.items = nil // let a burst's backing array go
+			q.mu.Unlock()
+			if closing {
+				info := c.decided.Load()
+				_ = c.ws.Close(info.Code, info.Reason)
+			}
+			return
+		}
+		m := q.items[0]
+		q.items[0] = outbound{}
+		q.items = q.items[1:]
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.WriteTimeout)
+		q.cancelWrite = cancel
+		q.mu.Unlock()
+
+		err := c.ws.Write(ctx, m.typ, m.data)
+		cancel()
+
+		q.mu.Lock()
+		q.cancelWrite = nil
+		q.bytes -= len(m.data)
+		q.mu.Unlock()
+		if err != nil {
+			// coder/websocket has closed the socket; the reader reports it.
+			c.decide(StatusAbnormalClosure, ReasonWriteFailed)
+			q.refuse()
+			continue
+		}
+		c.opts.Counters.MessagesOut.Add(1)
+		c.opts.Counters.BytesOut.Add(int64(len(m.data)))
+	}
+}
+
+// refuse stops accepting messages and drops what is queued.
+func (q *sendQueue) refuse() {
+	q.mu.Lock()
+	q.refusing = true
+	for i := range q.items {
+		q.bytes -= len(q.items[i].data)
+	}
+	q.items = nil
+	q.mu.Unlock()
+}
+
+func (q *sendQueue) closeAfterDrain() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.refusing {
+		return
+	}
+	q.refusing = true
+	q.closeQueued = true
+	q.startWriterLocked()
+}
+
+func (q *sendQueue) closeDropping() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	already := q.refusing && !q.closeQueued
+	q.refusing = true
+	for i := range q.items {
+		q.bytes -= len(q.items[i].data)
+	}
+	q.items = nil
+	if already {
+		return
+	}
+	q.closeQueued = true
+	if cancel := q.cancelWrite; cancel != nil {
+		// A write is in flight; give it a moment, then abandon it so the
+		// close frame (or at least the TCP close) is not held up for the
+		// whole write timeout by a client that does not read.
+		time.AfterFunc(closeGrace, cancel)
+	}
+	q.startWriterLocked()
+}
