@@ -163,6 +163,12 @@ func (a *connActor) finish(info transport.CloseInfo) {
 	}
 	c.closed = true
 	c.closeRequested.Store(true)
+	level := slog.LevelDebug
+	if info.ByServer && info.Code != transport.StatusNormalClosure && info.Code != transport.StatusGoingAway {
+		level = slog.LevelWarn // a limit, a failure or a slow consumer: operators want to see it
+	}
+	c.Logger().Log(c.rt.ctx, level, "wsactor: connection closed", slog.Int("code", int(info.Code)),
+		slog.String("reason", info.Reason), slog.Bool("by_server", info.ByServer))
 	c.stopTimers()
 	c.mu.Lock()
 	if c.cancel != nil {

@@ -61,6 +61,7 @@ type Runtime struct {
 	supervisor     *actor.PID
 	requestTimeout time.Duration
 	onGone         func()
+	ctx            context.Context // for log calls
 
 	conns    sync.Map // actor name → *Conn
 	closing  atomic.Bool
@@ -93,6 +94,7 @@ func NewRuntime(cfg Config) (*Runtime, error) {
 		counters:       cfg.Counters,
 		requestTimeout: 5 * time.Second,
 		onGone:         cfg.Gone,
+		ctx:            context.Background(),
 	}
 	props := actor.PropsFromProducer(func() actor.Actor { return &supervisorActor{} }, actor.WithSupervisor(strategy))
 	pid, err := cfg.System.Root.SpawnNamed(props, SupervisorPrefix+cfg.ServerName)

@@ -1,8 +1,10 @@
 package transport
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -37,8 +39,9 @@ var (
 
 // Conn is one accepted WebSocket. All methods are safe for concurrent use.
 type Conn struct {
-	ws   *websocket.Conn
-	opts *Options
+	ws      *websocket.Conn
+	netConn net.Conn // the hijacked socket, to enforce deadlines coder/websocket does not offer
+	opts    *Options
 
 	deliver  func(Frame)
 	finished func(CloseInfo)
@@ -55,6 +58,7 @@ type Conn struct {
 	// the first decision wins and is what the handler is told.
 	decided atomic.Pointer[CloseInfo]
 
+	over      atomic.Bool  // the read loop has ended
 	lastRead  atomic.Int64 // unix nanoseconds of the last inbound message
 	heartbeat *time.Timer
 	nextPing  time.Time // touched only by the heartbeat callback
@@ -66,13 +70,15 @@ type Conn struct {
 // the HTTP error (403 for a refused origin, 400 for a bad handshake) and the
 // error says why. opts must already have its defaults (Options.WithDefaults).
 func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error) {
-	ws, err := websocket.Accept(w, r, opts.acceptOptions())
+	rec := &hijackRecorder{ResponseWriter: w}
+	ws, err := websocket.Accept(rec, r, opts.acceptOptions())
 	if err != nil {
 		return nil, err
 	}
 	ws.SetReadLimit(opts.MaxMessageSize)
 	c := &Conn{
 		ws:       ws,
+		netConn:  rec.conn,
 		opts:     opts,
 		inflight: make(chan struct{}, opts.MaxInflight),
 		ending:   make(chan struct{}),
@@ -132,6 +138,7 @@ func (c *Conn) readLoop() {
 		c.deliver(Frame{Type: typ, Data: data})
 	}
 	c.end()
+	c.over.Store(true)
 	info := closeInfoFromReadError(err)
 	if d := c.decided.Load(); d != nil {
 		info = *d
@@ -167,7 +174,15 @@ func (c *Conn) Close(code StatusCode, reason string) {
 func (c *Conn) CloseSoon(code StatusCode, reason string) {
 	c.decide(code, reason)
 	c.end()
-	c.sendQueue.closeDropping()
+	if c.sendQueue.closeDropping() && c.netConn != nil {
+		// coder/websocket would wait up to 5 s for a client that does not
+		// read to answer the close frame; that client has had its chance.
+		time.AfterFunc(closeGrace, func() {
+			if !c.over.Load() {
+				_ = c.netConn.Close()
+			}
+		})
+	}
 }
 
 // CloseNow tears the socket down without a closing handshake. Use it when the
@@ -177,4 +192,34 @@ func (c *Conn) CloseNow(code StatusCode, reason string) {
 	c.end()
 	c.sendQueue.refuse()
 	go func() { _ = c.ws.CloseNow() }()
+}
+
+// hijackRecorder keeps the net.Conn that coder/websocket hijacks.
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, err := findHijacker(h.ResponseWriter)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, brw, err := hj.Hijack()
+	h.conn = conn
+	return conn, brw, err
+}
+
+// findHijacker follows Unwrap like http.ResponseController does.
+func findHijacker(w http.ResponseWriter) (http.Hijacker, error) {
+	for {
+		switch t := w.(type) {
+		case http.Hijacker:
+			return t, nil
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return nil, errors.New("wsactor/transport: http.ResponseWriter does not implement http.Hijacker")
+		}
+	}
 }

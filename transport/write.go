@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"sync"
-	"time"
 )
 
 type outbound struct {
@@ -23,7 +22,6 @@ type sendQueue struct {
 	writing     bool // a writer goroutine is running
 	refusing    bool // no more messages are accepted
 	closeQueued bool // the writer performs the closing handshake once drained
-	cancelWrite context.CancelFunc
 }
 
 // Write queues a message for the socket and returns at once. It never blocks
@@ -97,15 +95,13 @@ func (q *sendQueue) writeLoop() {
 		m := q.items[0]
 		q.items[0] = outbound{}
 		q.items = q.items[1:]
-		ctx, cancel := context.WithTimeout(context.Background(), c.opts.WriteTimeout)
-		q.cancelWrite = cancel
 		q.mu.Unlock()
 
+		ctx, cancel := context.WithTimeout(context.Background(), c.opts.WriteTimeout)
 		err := c.ws.Write(ctx, m.typ, m.data)
 		cancel()
 
 		q.mu.Lock()
-		q.cancelWrite = nil
 		q.bytes -= len(m.data)
 		q.mu.Unlock()
 		if err != nil {
@@ -141,7 +137,11 @@ func (q *sendQueue) closeAfterDrain() {
 	q.startWriterLocked()
 }
 
-func (q *sendQueue) closeDropping() {
+// closeDropping drops what is queued and has the writer send the close frame
+// as soon as the write in flight, if any, is done. It reports whether it
+// scheduled the close (false if the connection was already closed or
+// refusing without a pending close).
+func (q *sendQueue) closeDropping() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	already := q.refusing && !q.closeQueued
@@ -151,14 +151,9 @@ func (q *sendQueue) closeDropping() {
 	}
 	q.items = nil
 	if already {
-		return
+		return false
 	}
 	q.closeQueued = true
-	if cancel := q.cancelWrite; cancel != nil {
-		// A write is in flight; give it a moment, then abandon it so the
-		// close frame (or at least the TCP close) is not held up for the
-		// whole write timeout by a client that does not read.
-		time.AfterFunc(closeGrace, cancel)
-	}
 	q.startWriterLocked()
+	return true
 }

@@ -1,0 +1,284 @@
+package benchmarks
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Environment of BenchmarkIdleMemory and of its client process.
+const (
+	// envIdleConns sets the number of idle connections (default 5000).
+	envIdleConns = "WSACTOR_BENCH_IDLE_CONNS"
+	// envHelper, envHelperURL and envHelperConns tell a re-executed test
+	// binary to act as the client process.
+	envHelper      = "WSACTOR_BENCH_HELPER"
+	envHelperURL   = "WSACTOR_BENCH_HELPER_URL"
+	envHelperConns = "WSACTOR_BENCH_HELPER_CONNS"
+
+	defaultIdleConns = 5000
+)
+
+// memSample is the server process's memory after a full collection.
+type memSample struct {
+	heapInuse  uint64 // bytes in in-use heap spans
+	heapLive   uint64 // bytes of live heap objects
+	stackInuse uint64 // bytes of goroutine stacks
+	rss        uint64 // resident set size
+	goroutines int
+}
+
+func sampleMemory() (memSample, error) {
+	runtime.GC()
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	rss, err := readRSS()
+	return memSample{
+		heapInuse:  ms.HeapInuse,
+		heapLive:   ms.HeapAlloc,
+		stackInuse: ms.StackInuse,
+		rss:        rss,
+		goroutines: runtime.NumGoroutine(),
+	}, err
+}
+
+// readRSS returns VmRSS from /proc/self/status.
+func readRSS() (uint64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc/self/status")
+}
+
+// idleResult is the server-side cost of one idle connection.
+type idleResult struct {
+	conns                      int
+	heap, live, stack, rss     float64 // bytes per connection
+	goroutines                 float64 // per connection
+	before, after              memSample
+}
+
+// total is what the target compares: heap spans plus stacks.
+func (r idleResult) total() float64 { return r.heap + r.stack }
+
+// measureIdle starts a server of kind k, has a separate client process open n
+// connections to it (each echoing one message, then idling), and measures
+// the server process's growth once all n are established.
+func measureIdle(k kind, n int) (res idleResult, err error) {
+	t := startServer(k)
+	defer func() { err = errors.Join(err, t.Close()) }()
+
+	before, err := sampleMemory()
+	if err != nil {
+		return res, err
+	}
+	helper, err := startHelper(t.URL(), n)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, helper.stop()) }()
+
+	if err := waitUntil("the server to hold every connection", func() bool { return t.Open() == int64(n) }); err != nil {
+		return res, err
+	}
+	// The echo proved every connection's read loop is running; let what the
+	// echo started (wsactor's writer goroutines) finish.
+	if err := waitSettled(before.goroutines + n); err != nil {
+		return res, err
+	}
+	after, err := sampleMemory()
+	if err != nil {
+		return res, err
+	}
+	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
+	return idleResult{
+		conns:      n,
+		heap:       per(after.heapInuse, before.heapInuse),
+		live:       per(after.heapLive, before.heapLive),
+		stack:      per(after.stackInuse, before.stackInuse),
+		rss:        per(after.rss, before.rss),
+		goroutines: float64(after.goroutines-before.goroutines) / float64(n),
+		before:     before,
+		after:      after,
+	}, nil
+}
+
+// waitSettled waits until the goroutine count stops moving, having reached
+// at least floor (one reader per connection on both servers).
+func waitSettled(floor int) error {
+	deadline := time.Now().Add(waitLimit)
+	last, stable := -1, 0
+	for stable < 5 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("goroutine count did not settle (now %d)", runtime.NumGoroutine())
+		}
+		time.Sleep(20 * time.Millisecond)
+		g := runtime.NumGoroutine()
+		if g == last && g >= floor {
+			stable++
+		} else {
+			last, stable = g, 0
+		}
+	}
+	return nil
+}
+
+// helperProcess is the client process of an idle-memory measurement.
+type helperProcess struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stderr *bytes.Buffer
+	exited chan error
+}
+
+// startHelper re-executes the test binary as TestHelperClientProcess, which
+// opens n connections to url, and waits until it says they are all ready.
+func startHelper(url string, n int) (*helperProcess, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperClientProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), envHelper+"=1", envHelperURL+"="+url, envHelperConns+"="+strconv.Itoa(n))
+	h := &helperProcess{cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	cmd.Stderr = h.stderr
+	var err error
+	if h.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		var out strings.Builder
+		for sc.Scan() {
+			if sc.Text() == "ready" {
+				ready <- nil
+				_, _ = io.Copy(io.Discard, stdout)
+				break
+			}
+			out.WriteString(sc.Text() + "\n")
+		}
+		ready <- fmt.Errorf("client process ended before it was ready:\n%s", out.String())
+		h.exited <- cmd.Wait()
+	}()
+	select {
+	case err = <-ready:
+	case <-time.After(waitLimit):
+		err = fmt.Errorf("client process not ready after %v", waitLimit)
+	}
+	if err != nil {
+		return nil, errors.Join(err, h.stop())
+	}
+	return h, nil
+}
+
+// stop closes the helper's stdin, which makes it close its connections and
+// exit, and waits for it (killing it if it does not exit in time).
+func (h *helperProcess) stop() error {
+	_ = h.stdin.Close()
+	select {
+	case err := <-h.exited:
+		if err != nil {
+			return fmt.Errorf("client process: %w\n%s", err, h.stderr.String())
+		}
+		return nil
+	case <-time.After(waitLimit):
+		_ = h.cmd.Process.Kill()
+		<-h.exited
+		return fmt.Errorf("client process did not exit; killed it\n%s", h.stderr.String())
+	}
+}
+
+// TestHelperClientProcess is not a test: BenchmarkIdleMemory runs the test
+// binary again with envHelper set so that its clients live in another
+// process and cost the measured server nothing. It opens the connections,
+// checks each with one echo, prints "ready" and keeps them open (answering
+// pings) until its stdin closes.
+func TestHelperClientProcess(t *testing.T) {
+	if os.Getenv(envHelper) != "1" {
+		t.Skip("client process of BenchmarkIdleMemory; runs only when re-executed by it")
+	}
+	url := os.Getenv(envHelperURL)
+	n, err := strconv.Atoi(os.Getenv(envHelperConns))
+	if err != nil || n <= 0 || url == "" {
+		t.Fatalf("bad %s=%q or %s=%q", envHelperURL, url, envHelperConns, os.Getenv(envHelperConns))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	hello := make([]byte, payloadSize)
+	fill(hello, 0)
+	conns, err := dialMany(ctx, url, n, false, func(c *websocket.Conn) error {
+		if err := echoOnce(ctx, c, hello); err != nil {
+			return err
+		}
+		c.CloseRead(context.Background()) // answer pings while idle
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("open %d connections: %v", n, err)
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	closeAll(conns)
+}
+
+// idleConns returns the number of idle connections to measure.
+func idleConns(tb testing.TB) int {
+	s := os.Getenv(envIdleConns)
+	if s == "" {
+		return defaultIdleConns
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive number", envIdleConns, s)
+	}
+	return n
+}
+
+// BenchmarkIdleMemory measures the server process's memory per idle
+// connection, with the clients in another process. Each run measures once
+// whatever b.N is; use -benchtime=1x. B/conn (heap spans + stacks) is the
+// figure the target compares.
+func BenchmarkIdleMemory(b *testing.B) {
+	n := idleConns(b)
+	for _, k := range kinds {
+		b.Run(string(k), func(b *testing.B) {
+			res, err := measureIdle(k, n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(res.total(), "B/conn")
+			b.ReportMetric(res.heap, "heap-B/conn")
+			b.ReportMetric(res.live, "live-B/conn")
+			b.ReportMetric(res.stack, "stack-B/conn")
+			b.ReportMetric(res.rss, "rss-B/conn")
+			b.ReportMetric(res.goroutines, "goroutines/conn")
+		})
+	}
+}

@@ -1,0 +1,244 @@
+package benchmarks
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+const (
+	// parallelConns is the number of client connections of
+	// BenchmarkEchoParallel and BenchmarkPush.
+	parallelConns = 50
+	// pushWindow bounds the messages pushed to one connection and not yet
+	// read by its client. It keeps wsactor's default send queue (256
+	// messages, closing on overflow) from overflowing, and the bare server
+	// obeys it too so that both producers do the same work.
+	pushWindow = 128
+)
+
+// clients opens n registered client connections to t and closes them when
+// the benchmark or test ends (before the server stops).
+func clients(tb testing.TB, t target, n int) []*websocket.Conn {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	conns, err := dialMany(ctx, t.URL(), n, true, nil)
+	if err != nil {
+		tb.Fatalf("dial: %v", err)
+	}
+	tb.Cleanup(func() { closeAll(conns) })
+	return conns
+}
+
+// fill writes message seq into b: the sequence number, then bytes derived
+// from it, so a reader can tell a lost, repeated or corrupted message.
+func fill(b []byte, seq uint64) {
+	binary.BigEndian.PutUint64(b, seq)
+	for j := 8; j < len(b); j++ {
+		b[j] = byte(seq) + byte(j)
+	}
+}
+
+func checkMessage(typ websocket.MessageType, b []byte, seq uint64) error {
+	if typ != websocket.MessageBinary || len(b) != payloadSize {
+		return fmt.Errorf("message %d: got %v of %d bytes, want binary of %d", seq, typ, len(b), payloadSize)
+	}
+	if got := binary.BigEndian.Uint64(b); got != seq {
+		return fmt.Errorf("got message %d, want %d (lost or out of order)", got, seq)
+	}
+	if last := len(b) - 1; b[last] != byte(seq)+byte(last) {
+		return fmt.Errorf("message %d: corrupted payload", seq)
+	}
+	return nil
+}
+
+// echoRun performs n round trips spread over conns, each a write of a
+// 256-byte binary message followed by the read of its echo, and returns how
+// long they took.
+func echoRun(conns []*websocket.Conn, n int) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr error
+	var once sync.Once
+	start := time.Now()
+	for _, c := range conns {
+		wg.Go(func() {
+			msg := make([]byte, payloadSize)
+			for {
+				seq := next.Add(1) - 1
+				if seq >= int64(n) {
+					return
+				}
+				fill(msg, uint64(seq))
+				if err := echoOnce(ctx, c, msg); err != nil {
+					once.Do(func() { firstErr = fmt.Errorf("round trip %d: %w", seq, err); cancel() })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start), firstErr
+}
+
+// BenchmarkEcho measures one round trip on one connection: the client writes
+// a 256-byte binary message and waits for its echo.
+func BenchmarkEcho(b *testing.B) {
+	for _, k := range kinds {
+		b.Run(string(k), func(b *testing.B) {
+			conns := clients(b, startTarget(b, k), 1)
+			b.ResetTimer()
+			d, err := echoRun(conns, b.N)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/d.Seconds(), "msgs/s")
+		})
+	}
+}
+
+// BenchmarkEchoParallel runs round trips on 50 connections at once, each
+// client waiting for its echo before the next write; ns/op is wall time per
+// round trip across all of them.
+func BenchmarkEchoParallel(b *testing.B) {
+	for _, k := range kinds {
+		b.Run(string(k), func(b *testing.B) {
+			conns := clients(b, startTarget(b, k), parallelConns)
+			b.ResetTimer()
+			d, err := echoRun(conns, b.N)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/d.Seconds(), "msgs/s")
+		})
+	}
+}
+
+// pushRun pushes perConn 256-byte binary messages to each of conns, one
+// producer goroutine per connection, and returns how long it took until
+// every client had read every message. reuse says whether the producer may
+// reuse its buffer (the bare server writes synchronously) or must allocate a
+// message per push (wsactor queues the slice, which must not change after).
+func pushRun(t target, conns []*websocket.Conn, perConn int, path pushPath) (time.Duration, error) {
+	pushers := make([]func([]byte) error, len(conns))
+	for i := range conns {
+		p, err := t.Pusher(i, path)
+		if err != nil {
+			return 0, err
+		}
+		pushers[i] = p
+	}
+	reuse := path == pushDirect
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	var firstErr error
+	var once sync.Once
+	fail := func(err error) { once.Do(func() { firstErr = err; cancel() }) }
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, c := range conns {
+		window := make(chan struct{}, pushWindow)
+		wg.Go(func() { // client: read every message, then return its window slot
+			for seq := range uint64(perConn) {
+				typ, b, err := c.Read(ctx)
+				if err == nil {
+					err = checkMessage(typ, b, seq)
+				}
+				if err != nil {
+					fail(fmt.Errorf("client %d: %w", i, err))
+					return
+				}
+				<-window
+			}
+		})
+		wg.Go(func() { // producer
+			buf := make([]byte, payloadSize)
+			for seq := range uint64(perConn) {
+				select {
+				case window <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				if !reuse {
+					buf = make([]byte, payloadSize)
+				}
+				fill(buf, seq)
+				if err := pushers[i](buf); err != nil {
+					fail(fmt.Errorf("push %d to connection %d: %w", seq, i, err))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	d := time.Since(start)
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	return d, firstErr
+}
+
+// BenchmarkPush measures server→client throughput: b.N messages of 256 bytes
+// pushed to each of 50 connections. bare writes from a goroutine per
+// connection straight to the socket; wsactor posts by connection ID through
+// the mailbox (Server.Post); wsactor-conn-send calls Conn.Send, which queues
+// for the socket without the mailbox, as a handler does.
+func BenchmarkPush(b *testing.B) {
+	cases := []struct {
+		name string
+		kind kind
+		path pushPath
+	}{
+		{"bare", bare, pushDirect},
+		{"wsactor", actor, pushPost},
+		{"wsactor-conn-send", actor, pushConnSend},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			t := startTarget(b, tc.kind)
+			conns := clients(b, t, parallelConns)
+			if err := waitRegistered(t, len(conns), tc.path); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			d, err := pushRun(t, conns, b.N, tc.path)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N*len(conns))/d.Seconds(), "msgs/s")
+		})
+	}
+}
+
+// waitRegistered waits until the server has registered connections 0..n-1:
+// wsactor does so in OnOpen, which may run just after the client's dial
+// returns.
+func waitRegistered(t target, n int, path pushPath) error {
+	var last error
+	err := waitUntil("connections to register", func() bool {
+		for i := range n {
+			if _, last = t.Pusher(i, path); last != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return errors.Join(err, last)
+	}
+	return nil
+}

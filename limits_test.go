@@ -1,0 +1,252 @@
+package wsactor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor"
+)
+
+func TestOversizedMessageCloses1009(t *testing.T) {
+	rec := newRecorder()
+	ts := newTestServer(t, wsactor.Options{}, func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
+	c := dial(t, ts.url+"/ws")
+	readText(t, c)
+	limit := 64 << 10
+	write(t, c, websocket.MessageBinary, strings.Repeat("x", limit))
+	if _, got := read(t, c); len(got) != limit {
+		t.Fatalf("a message of exactly the limit must pass, echoed %d bytes", len(got))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	_ = c.Write(ctx, websocket.MessageBinary, []byte(strings.Repeat("x", limit+1)))
+	wantClose(t, c, websocket.StatusMessageTooBig, "*")
+	if ev := recv(t, rec.closed, "OnClose"); ev.code != 1009 {
+		t.Fatalf("OnClose: %+v", ev)
+	}
+}
+
+func TestInvalidUTF8Closes1007(t *testing.T) {
+	rec := newRecorder()
+	ts := newTestServer(t, wsactor.Options{}, func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
+	other := dial(t, ts.url+"/ws")
+	readText(t, other)
+	c := dial(t, ts.url+"/ws")
+	readText(t, c)
+	write(t, c, websocket.MessageText, "ok \xff\xfe bad")
+	wantClose(t, c, websocket.StatusInvalidFramePayloadData, "invalid UTF-8 in text message")
+	recv(t, rec.opened, "open")
+	id := recv(t, rec.opened, "open")
+	if ev := recv(t, rec.closed, "OnClose"); ev.code != 1007 || ev.id != id {
+		t.Fatalf("OnClose: %+v", ev)
+	}
+	// Binary frames are not text: arbitrary bytes are fine there.
+	write(t, other, websocket.MessageBinary, "\xff\xfe")
+	if _, got := read(t, other); got != "\xff\xfe" {
+		t.Fatalf("other connection: %q", got)
+	}
+}
+
+// fillUntilFull sends large messages to a client that does not read until the
+// server reports its send queue full.
+func fillUntilFull(t *testing.T, ts *testServer, id wsactor.ID) error {
+	t.Helper()
+	big := wsactor.Binary(make([]byte, 256<<10))
+	for range 10_000 {
+		if err := ts.Send(context.Background(), id, big); err != nil {
+			return err
+		}
+	}
+	t.Fatal("the send queue never filled up")
+	return nil
+}
+
+func TestSlowConsumerIsClosed1008(t *testing.T) {
+	rec := newRecorder()
+	ts := newTestServer(t, wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 8, WriteTimeout: 2 * time.Second}},
+		func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
+	slow := dial(t, ts.url+"/ws") // never reads
+	id := recv(t, rec.opened, "open")
+	if err := fillUntilFull(t, ts, id); !errors.Is(err, wsactor.ErrSendQueueFull) {
+		t.Fatalf("want ErrSendQueueFull, got %v", err)
+	}
+	ev := recv(t, rec.closed, "OnClose of the slow consumer")
+	if ev.id != id || ev.code != websocket.StatusPolicyViolation || ev.reason != "slow consumer: send queue full" {
+		t.Fatalf("OnClose: %+v", ev)
+	}
+	if st := ts.Stats(); st.SlowConsumerCloses != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+	_ = slow
+	if !strings.Contains(ts.logs.String(), "slow consumer") {
+		t.Fatalf("the slow-consumer close should be logged:\n%s", ts.logs.String())
+	}
+}
+
+func TestSlowConsumerDoesNotSlowOthers(t *testing.T) {
+	rec := newRecorder()
+	// The queue holds 1024 small messages but only 1 MiB: four of the stuck
+	// client's 256 KiB messages fill it, none of the others' 500 small ones.
+	ts := newTestServer(t, wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024, Overflow: wsactor.OverflowDropNewest}},
+		func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
+	dial(t, ts.url+"/ws") // a client that never reads
+	stuck := recv(t, rec.opened, "open")
+	if err := fillUntilFull(t, ts, stuck); !errors.Is(err, wsactor.ErrSendQueueFull) {
+		t.Fatalf("want ErrSendQueueFull, got %v", err)
+	}
+
+	// While that client's queue is full and its writer blocked, 50 others
+	// each receive every message sent to them.
+	const clients, perClient = 50, 500
+	var wg sync.WaitGroup
+	failures := make(chan error, clients)
+	for range clients {
+		c := dial(t, ts.url+"/ws")
+		id := recv(t, rec.opened, "open")
+		readText(t, c)
+		wg.Go(func() {
+			go func() {
+				for i := range perClient {
+					if err := ts.Send(context.Background(), id, wsactor.Text(fmt.Sprint(i))); err != nil {
+						failures <- err
+						return
+					}
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			for i := range perClient {
+				_, b, err := c.Read(ctx)
+				if err != nil || string(b) != fmt.Sprint(i) {
+					failures <- fmt.Errorf("client read %d: %q %v", i, b, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(failures)
+	for err := range failures {
+		t.Fatal(err)
+	}
+	st := ts.Stats()
+	if st.ConnectionsOpen != clients+1 || st.Dropped == 0 || st.SlowConsumerCloses != 0 {
+		t.Fatalf("the stuck client should still be open with dropped messages: %+v", st)
+	}
+	if err := ts.Send(context.Background(), stuck, wsactor.Binary(make([]byte, 256<<10))); !errors.Is(err, wsactor.ErrSendQueueFull) {
+		t.Fatalf("stuck client: want ErrSendQueueFull, got %v", err)
+	}
+}
+
+func TestUnansweredPingsClose(t *testing.T) {
+	rec := newRecorder()
+	ts := newTestServer(t, wsactor.Options{Transport: wsactor.TransportOptions{PingInterval: 50 * time.Millisecond, PongTimeout: 100 * time.Millisecond}},
+		func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
+	alive := dial(t, ts.url+"/ws")
+	aliveID := recv(t, rec.opened, "open")
+	readText(t, alive)
+	go func() { // keeps reading, so it answers pings
+		for {
+			if _, _, err := alive.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	silent := dial(t, ts.url+"/ws") // never reads: never answers a ping
+	silentID := recv(t, rec.opened, "open")
+	ev := recv(t, rec.closed, "OnClose of the silent client")
+	if ev.id != silentID || ev.code != websocket.StatusInternalError || ev.reason != "ping timeout" {
+		t.Fatalf("OnClose: %+v", ev)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for {
+		if _, _, err := silent.Read(ctx); err != nil {
+			if ctx.Err() != nil {
+				t.Fatal("the silent client's socket was not closed")
+			}
+			break
+		}
+	}
+	// The answering client survived the same ping rounds.
+	if err := ts.Send(context.Background(), aliveID, wsactor.Text("still there?")); err != nil {
+		t.Fatalf("answering client was closed: %v", err)
+	}
+}
+
+func TestIdleTimeoutCloses1001(t *testing.T) {
+	rec := newRecorder()
+	ts := newTestServer(t, wsactor.Options{Transport: wsactor.TransportOptions{IdleTimeout: 100 * time.Millisecond, PingInterval: -1}},
+		func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
+	c := dial(t, ts.url+"/ws")
+	readText(t, c)
+	wantClose(t, c, websocket.StatusGoingAway, "idle timeout")
+	if ev := recv(t, rec.closed, "OnClose"); ev.code != 1001 || ev.reason != "idle timeout" {
+		t.Fatalf("OnClose: %+v", ev)
+	}
+}
+
+func TestMaxConnections503(t *testing.T) {
+	rec := newRecorder()
+	ts := newTestServer(t, wsactor.Options{MaxConnections: 2}, func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
+	a := dial(t, ts.url+"/ws")
+	dial(t, ts.url+"/ws")
+	_, err := dialErr(t, ts.url+"/ws", nil)
+	wantStatus(t, err, http.StatusServiceUnavailable)
+	if err := a.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a slot to free up", func() bool { return ts.Stats().ConnectionsOpen == 1 })
+	dial(t, ts.url+"/ws")
+}
+
+func TestOriginCheck(t *testing.T) {
+	ts := newTestServer(t, wsactor.Options{}, func(s *wsactor.Server) {
+		s.Handle("/ws", func() wsactor.Handler { return echo{} })
+		s.Handle("/partner", func() wsactor.Handler { return echo{} }, wsactor.WithOriginPatterns("*.partner.example"))
+	})
+	evil := &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"http://evil.example"}}}
+	_, err := dialErr(t, ts.url+"/ws", evil)
+	wantStatus(t, err, http.StatusForbidden)
+	_, err = dialErr(t, ts.url+"/partner", evil)
+	wantStatus(t, err, http.StatusForbidden)
+	partner := &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://app.partner.example"}}}
+	if _, err := dialErr(t, ts.url+"/partner", partner); err != nil {
+		t.Fatalf("allow-listed origin refused: %v", err)
+	}
+	same := &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {ts.http.URL}}}
+	if _, err := dialErr(t, ts.url+"/ws", same); err != nil {
+		t.Fatalf("same origin refused: %v", err)
+	}
+	if st := ts.Stats(); st.ConnectionsRejected != 2 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+func TestPlainHTTPAndUnknownPaths(t *testing.T) {
+	ts := newTestServer(t, wsactor.Options{}, func(s *wsactor.Server) {
+		s.Handle("/ws/{room}", func() wsactor.Handler { return echo{} })
+	})
+	for path, status := range map[string]int{"/ws/lobby": http.StatusUpgradeRequired, "/nope": http.StatusNotFound, "/ws": http.StatusNotFound} {
+		resp, err := http.Get(ts.http.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != status {
+			t.Fatalf("GET %s: want %d, got %d", path, status, resp.StatusCode)
+		}
+		if status == http.StatusUpgradeRequired && resp.Header.Get("Upgrade") != "websocket" {
+			t.Fatalf("426 without Upgrade: websocket header")
+		}
+	}
+	_, err := dialErr(t, ts.url+"/nope", nil)
+	wantStatus(t, err, http.StatusNotFound)
+}
