@@ -74,10 +74,10 @@ func readRSS() (uint64, error) {
 
 // idleResult is the server-side cost of one idle connection.
 type idleResult struct {
-	conns                      int
-	heap, live, stack, rss     float64 // bytes per connection
-	goroutines                 float64 // per connection
-	before, after              memSample
+	conns                  int
+	heap, live, stack, rss float64 // bytes per connection
+	goroutines             float64 // per connection
+	before, after          memSample
 }
 
 // total is what the target compares: heap spans plus stacks.
@@ -175,15 +175,19 @@ func startHelper(url string, n int) (*helperProcess, error) {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		var out strings.Builder
+		isReady := false
 		for sc.Scan() {
-			if sc.Text() == "ready" {
+			switch {
+			case !isReady && sc.Text() == "ready":
+				isReady = true
 				ready <- nil
-				_, _ = io.Copy(io.Discard, stdout)
-				break
+			case !isReady:
+				out.WriteString(sc.Text() + "\n")
 			}
-			out.WriteString(sc.Text() + "\n")
 		}
-		ready <- fmt.Errorf("client process ended before it was ready:\n%s", out.String())
+		if !isReady {
+			ready <- fmt.Errorf("client process ended before it was ready:\n%s", out.String())
+		}
 		h.exited <- cmd.Wait()
 	}()
 	select {

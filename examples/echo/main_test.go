@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+const testTimeout = 10 * time.Second
+
+func startEcho(t *testing.T) *httptest.Server {
+	t.Helper()
+	mux, s := newMux(slog.New(slog.DiscardHandler))
+	ts := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		ts.Close()
+	})
+	return ts
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: read body: %v", url, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func TestPage(t *testing.T) {
+	ts := startEcho(t)
+	resp, err := http.Get(ts.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /: status %d", resp.StatusCode)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Fatalf("GET /: Content-Type %q", ct)
+	}
+	for _, want := range []string{"<script>", "/ws/echo", "binaryType"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("GET /: page lacks %q", want)
+		}
+	}
+}
+
+func TestEcho(t *testing.T) {
+	ts := startEcho(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, ts.URL+"/ws/echo", nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.CloseNow()
+
+	for _, tc := range []struct {
+		typ  websocket.MessageType
+		data string
+	}{
+		{websocket.MessageText, "héllo, actor"},
+		{websocket.MessageBinary, "\x00\x01\xfe\xff"},
+		{websocket.MessageText, ""},
+		{websocket.MessageBinary, strings.Repeat("x", 60<<10)},
+	} {
+		if err := c.Write(ctx, tc.typ, []byte(tc.data)); err != nil {
+			t.Fatalf("write %v: %v", tc.typ, err)
+		}
+		typ, got, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if typ != tc.typ || string(got) != tc.data {
+			t.Fatalf("sent %v of %d bytes, got %v of %d bytes", tc.typ, len(tc.data), typ, len(got))
+		}
+	}
+	if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+}
+
+func TestHTTPStatuses(t *testing.T) {
+	ts := startEcho(t)
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/ws/echo", http.StatusUpgradeRequired}, // plain GET on the WebSocket route
+		{"/ws/nope", http.StatusNotFound},        // unknown WebSocket route
+		{"/nope", http.StatusNotFound},           // unknown page
+	} {
+		if status, body := get(t, ts.URL+tc.path); status != tc.status {
+			t.Errorf("GET %s: status %d (%q), want %d", tc.path, status, body, tc.status)
+		}
+	}
+}
+
+func TestCrossOriginRefused(t *testing.T) {
+	ts := startEcho(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	h := http.Header{"Origin": {"https://elsewhere.example"}}
+	c, resp, err := websocket.Dial(ctx, ts.URL+"/ws/echo", &websocket.DialOptions{HTTPHeader: h})
+	if err == nil {
+		c.CloseNow()
+		t.Fatal("a cross-origin upgrade was accepted")
+	}
+	if resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin upgrade: want 403, got %v (%v)", resp, err)
+	}
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler)) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("run did not return after its context was cancelled")
+	}
+}
+
+func TestRunReportsListenError(t *testing.T) {
+	l := httptest.NewServer(http.NotFoundHandler()) // holds a port
+	defer l.Close()
+	addr := strings.TrimPrefix(l.URL, "http://")
+	err := run(context.Background(), addr, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("run on a busy address: got %v", err)
+	}
+}
+
+func TestPageURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		":8080":          "http://localhost:8080/",
+		"127.0.0.1:9000": "http://127.0.0.1:9000/",
+	} {
+		if got := pageURL(addr); got != want {
+			t.Errorf("pageURL(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
