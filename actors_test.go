@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -143,10 +142,18 @@ func TestSendAndCloseByIDFromOutside(t *testing.T) {
 		t.Fatalf("close with 1005: want ErrInvalidCloseCode, got %v", err)
 	}
 
+	clientSaw := make(chan error, 1)
+	go func() { // the client reads, so it answers the closing handshake
+		_, _, err := c.Read(context.Background())
+		clientSaw <- err
+	}()
 	if err := ts.Close(ctx, id, 4100, "kicked"); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	wantClose(t, c, 4100, "kicked")
+	var ce websocket.CloseError
+	if err := recv(t, clientSaw, "client close"); !errors.As(err, &ce) || ce.Code != 4100 || ce.Reason != "kicked" {
+		t.Fatalf("client: want close 4100 kicked, got %v", err)
+	}
 	if ev := recv(t, rec.closed, "OnClose"); ev.code != 4100 || ev.reason != "kicked" {
 		t.Fatalf("OnClose got %+v", ev)
 	}
@@ -258,5 +265,3 @@ func TestAcceptThenClose(t *testing.T) {
 		return st.ConnectionsRejected == 1 && st.ConnectionsOpen == 0
 	})
 }
-
-var _ = atomic.Int64{}

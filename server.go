@@ -36,6 +36,9 @@ type Server struct {
 	shuttingDown atomic.Bool
 	drainedOnce  sync.Once
 	drained      chan struct{}
+	shutdownOnce sync.Once
+	shutdownDone chan struct{}
+	shutdownErr  error
 
 	mu      sync.Mutex
 	httpSrv *http.Server
@@ -53,7 +56,7 @@ type route struct {
 // is already taken in opts.ActorSystem: both are programming errors.
 func New(opts Options) *Server {
 	opts = opts.withDefaults()
-	s := &Server{opts: opts, logger: opts.Logger, drained: make(chan struct{})}
+	s := &Server{opts: opts, logger: opts.Logger, drained: make(chan struct{}), shutdownDone: make(chan struct{})}
 	s.system = opts.ActorSystem
 	if s.system == nil {
 		s.ownsSystem = true
@@ -332,7 +335,28 @@ func (s *Server) ListenAndServeHandler(addr string, h http.Handler) error {
 // and every socket is closed, and stops the connection actors. If ctx ends
 // first, the remaining sockets are torn down without a handshake (their
 // OnClose still runs) and ctx's error is returned.
+//
+// Shutdown may be called more than once and from several goroutines: later
+// calls wait for the first to finish (or their own ctx) and return its result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	first := false
+	s.shutdownOnce.Do(func() {
+		first = true
+		s.shutdownErr = s.shutdown(ctx)
+		close(s.shutdownDone)
+	})
+	if first {
+		return s.shutdownErr
+	}
+	select {
+	case <-s.shutdownDone:
+		return s.shutdownErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.shuttingDown.Store(true)
 	s.mu.Lock()
 	hs := s.httpSrv

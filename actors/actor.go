@@ -161,7 +161,12 @@ func (a *connActor) finish(info transport.CloseInfo) {
 	if c.closed {
 		return
 	}
+	c.mu.Lock() // Context may be called from other goroutines
 	c.closed = true
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.mu.Unlock()
 	c.closeRequested.Store(true)
 	level := slog.LevelDebug
 	if info.ByServer && info.Code != transport.StatusNormalClosure && info.Code != transport.StatusGoingAway {
@@ -170,11 +175,6 @@ func (a *connActor) finish(info transport.CloseInfo) {
 	c.Logger().Log(c.rt.ctx, level, "wsactor: connection closed", slog.Int("code", int(info.Code)),
 		slog.String("reason", info.Reason), slog.Bool("by_server", info.ByServer))
 	c.stopTimers()
-	c.mu.Lock()
-	if c.cancel != nil {
-		c.cancel()
-	}
-	c.mu.Unlock()
 	if h, ok := a.handler.(CloseHandler); ok {
 		func() {
 			// The connection is over: a panic here has nothing left to restart.

@@ -54,7 +54,7 @@ type Conn struct {
 	// Touched only on the actor's goroutine.
 	actx    actor.Context
 	started bool
-	closed  bool // OnClose has run
+	closed  bool // OnClose has run; written under mu
 
 	closeRequested atomic.Bool
 	actorDone      atomic.Bool

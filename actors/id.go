@@ -87,11 +87,13 @@ func splitID(s string) (server, name, address string, err error) {
 	if len(name) != nameLen {
 		return fail("bad actor name length")
 	}
-	if raw, err := b64.DecodeString(name); err != nil || len(raw) != 16 {
+	// Decoding is lenient about the unused bits of the last character, so
+	// re-encode: one connection must have exactly one ID string.
+	if raw, err := b64.DecodeString(name); err != nil || len(raw) != 16 || b64.EncodeToString(raw) != name {
 		return fail("bad actor name")
 	}
 	addr, err := b64.DecodeString(addr64)
-	if err != nil || len(addr) == 0 {
+	if err != nil || len(addr) == 0 || b64.EncodeToString(addr) != addr64 {
 		return fail("bad node address")
 	}
 	for _, ch := range addr {

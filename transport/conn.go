@@ -191,6 +191,11 @@ func (c *Conn) CloseNow(code StatusCode, reason string) {
 	c.decide(code, reason)
 	c.end()
 	c.sendQueue.refuse()
+	if c.netConn != nil {
+		// Also cuts short a closing handshake already in progress, which
+		// coder/websocket's CloseNow would wait for.
+		_ = c.netConn.Close()
+	}
 	go func() { _ = c.ws.CloseNow() }()
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,6 +99,7 @@ func BenchmarkEcho(b *testing.B) {
 	for _, k := range kinds {
 		b.Run(string(k), func(b *testing.B) {
 			conns := clients(b, startTarget(b, k), 1)
+			before := readCounters()
 			b.ResetTimer()
 			d, err := echoRun(conns, b.N)
 			b.StopTimer()
@@ -104,6 +107,7 @@ func BenchmarkEcho(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(b.N)/d.Seconds(), "msgs/s")
+			reportPerMessage(b, before, readCounters(), b.N)
 		})
 	}
 }
@@ -115,6 +119,7 @@ func BenchmarkEchoParallel(b *testing.B) {
 	for _, k := range kinds {
 		b.Run(string(k), func(b *testing.B) {
 			conns := clients(b, startTarget(b, k), parallelConns)
+			before := readCounters()
 			b.ResetTimer()
 			d, err := echoRun(conns, b.N)
 			b.StopTimer()
@@ -122,6 +127,7 @@ func BenchmarkEchoParallel(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(b.N)/d.Seconds(), "msgs/s")
+			reportPerMessage(b, before, readCounters(), b.N)
 		})
 	}
 }
@@ -213,6 +219,7 @@ func BenchmarkPush(b *testing.B) {
 			if err := waitRegistered(t, len(conns), tc.path); err != nil {
 				b.Fatal(err)
 			}
+			before := readCounters()
 			b.ResetTimer()
 			d, err := pushRun(t, conns, b.N, tc.path)
 			b.StopTimer()
@@ -220,6 +227,7 @@ func BenchmarkPush(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(b.N*len(conns))/d.Seconds(), "msgs/s")
+			reportPerMessage(b, before, readCounters(), b.N*len(conns))
 		})
 	}
 }
@@ -241,4 +249,31 @@ func waitRegistered(t target, n int, path pushPath) error {
 		return errors.Join(err, last)
 	}
 	return nil
+}
+
+// runtimeCounters are process-wide: they include the in-process clients,
+// which do the same work against both servers, so differences between the
+// servers are the servers' own.
+type runtimeCounters struct {
+	mallocs uint64 // heap allocations
+	spawned uint64 // goroutines created
+}
+
+func readCounters() runtimeCounters {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	var spawned uint64
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		spawned = s[0].Value.Uint64()
+	}
+	return runtimeCounters{mallocs: ms.Mallocs, spawned: spawned}
+}
+
+// reportPerMessage reports allocations and goroutines created per message
+// (a round trip for the echo benchmarks).
+func reportPerMessage(b *testing.B, before, after runtimeCounters, msgs int) {
+	b.ReportMetric(float64(after.mallocs-before.mallocs)/float64(msgs), "allocs/msg")
+	b.ReportMetric(float64(after.spawned-before.spawned)/float64(msgs), "spawns/msg")
 }
