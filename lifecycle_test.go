@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -295,4 +297,41 @@ type openNotifier struct {
 func (h *openNotifier) OnOpen(c *wsactor.Conn) error {
 	h.opened <- c.ID()
 	return h.counter.OnOpen(c)
+}
+
+func TestHandshakeTimeout(t *testing.T) {
+	s := wsactor.New(wsactor.Options{HandshakeTimeout: 100 * time.Millisecond, Logger: discardLogger()})
+	s.Handle("/ws", func() wsactor.Handler { return echo{} })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		if err := recv(t, served, "Serve to return"); !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	// A client that connects and never sends its request headers is cut off.
+	raw, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := raw.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("want the server to close the silent connection, got %v", err)
+	}
+	// A normal client on the same listener works.
+	c := dial(t, "ws://"+l.Addr().String()+"/ws")
+	write(t, c, websocket.MessageText, "hi")
+	if got := readText(t, c); got != "hi" {
+		t.Fatalf("got %q", got)
+	}
 }

@@ -178,9 +178,15 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		tc.Close(code, actors.TruncateReason(decision.Reason))
 		return
 	}
+	if _, err := s.rt.Open(tc, hs, rt.pattern, h, rt.newHandler); err != nil {
+		// Shutdown outran this handshake.
+		s.counters.Rejected.Add(1)
+		tc.CloseNow(StatusGoingAway, transport.ReasonGoingAway)
+		s.release()
+		return
+	}
 	s.counters.Accepted.Add(1)
 	s.counters.Open.Add(1)
-	s.rt.Open(tc, hs, rt.pattern, h, rt.newHandler)
 }
 
 // connect runs the handler's Connect, if it has one; ok is false if it panicked.

@@ -127,7 +127,13 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 // Handler value that ran Connect (it may be nil), newHandler makes the ones
 // after a restart. The connection is reachable by its ID as soon as Open
 // returns; OnOpen runs inside the actor before any message is delivered.
-func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, pattern string, first Handler, newHandler func() Handler) *Conn {
+//
+// It fails with ErrRuntimeStopped once Stop has begun; the caller still owns
+// tc then.
+func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, pattern string, first Handler, newHandler func() Handler) (*Conn, error) {
+	if rt.stopping.Load() {
+		return nil, ErrRuntimeStopped
+	}
 	name := newName()
 	c := &Conn{
 		id:         formatID(rt.server, name, rt.system.Address()),
@@ -153,8 +159,11 @@ func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, pattern string, first
 	c.pending.Store(2)
 	rt.conns.Store(name, c)
 	rt.system.Root.Send(rt.supervisor, &spawnConn{conn: c})
-	return c
+	return c, nil
 }
+
+// ErrRuntimeStopped is returned by Open after Stop.
+var ErrRuntimeStopped = errors.New("wsactor: server stopped")
 
 func (rt *Runtime) forget(c *Conn) {
 	rt.conns.Delete(c.name)
