@@ -46,6 +46,7 @@ type Server struct {
 
 type route struct {
 	pattern       string
+	pathNames     []string
 	newHandler    func() Handler
 	authenticator auth.Authenticator
 	requireAuth   bool
@@ -83,7 +84,7 @@ func New(opts Options) *Server {
 // newHandler makes one Handler per connection (and one more per restart).
 // Like ServeMux.Handle, it panics on an invalid or conflicting pattern.
 func (s *Server) Handle(pattern string, newHandler func() Handler, opts ...RouteOption) {
-	rt := &route{pattern: pattern, newHandler: newHandler, transport: s.opts.Transport}
+	rt := &route{pattern: pattern, pathNames: routing.PathNames(pattern), newHandler: newHandler, transport: s.opts.Transport}
 	rt.transport.OriginPatterns = append([]string(nil), s.opts.Transport.OriginPatterns...)
 	for _, o := range opts {
 		o(rt)
@@ -178,7 +179,7 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		tc.Close(code, actors.TruncateReason(decision.Reason))
 		return
 	}
-	if _, err := s.rt.Open(tc, hs, rt.pattern, h, rt.newHandler); err != nil {
+	if _, err := s.rt.Open(tc, hs, rt.pathValues(r), h, rt.newHandler); err != nil {
 		// Shutdown outran this handshake.
 		s.counters.Rejected.Add(1)
 		tc.CloseNow(StatusGoingAway, transport.ReasonGoingAway)
@@ -397,4 +398,17 @@ func (s *Server) shutdown(ctx context.Context) error {
 		s.system.Shutdown()
 	}
 	return errors.Join(errs...)
+}
+
+// pathValues copies the route's path variables out of the request, which the
+// connection must not keep.
+func (rt *route) pathValues(r *http.Request) map[string]string {
+	if len(rt.pathNames) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(rt.pathNames))
+	for _, n := range rt.pathNames {
+		m[n] = r.PathValue(n)
+	}
+	return m
 }

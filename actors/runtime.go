@@ -12,7 +12,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/wsactor/wsactor/internal/metrics"
-	"github.com/wsactor/wsactor/routing"
 	"github.com/wsactor/wsactor/transport"
 )
 
@@ -123,14 +122,15 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 	}
 }
 
-// Open wraps an accepted socket in a new connection actor. first is the
+// Open wraps an accepted socket in a new connection actor. path holds the
+// route's path variables. first is the
 // Handler value that ran Connect (it may be nil), newHandler makes the ones
 // after a restart. The connection is reachable by its ID as soon as Open
 // returns; OnOpen runs inside the actor before any message is delivered.
 //
 // It fails with ErrRuntimeStopped once Stop has begun; the caller still owns
 // tc then.
-func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, pattern string, first Handler, newHandler func() Handler) (*Conn, error) {
+func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, path map[string]string, first Handler, newHandler func() Handler) (*Conn, error) {
 	if rt.stopping.Load() {
 		return nil, ErrRuntimeStopped
 	}
@@ -149,12 +149,7 @@ func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, pattern string, first
 		newHandler: newHandler,
 		first:      first,
 		done:       make(chan struct{}),
-	}
-	if names := routing.PathNames(pattern); len(names) > 0 {
-		c.path = make(map[string]string, len(names))
-		for _, n := range names {
-			c.path[n] = hs.Request.PathValue(n)
-		}
+		path:       path,
 	}
 	c.pending.Store(2)
 	rt.conns.Store(name, c)
