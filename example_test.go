@@ -299,7 +299,11 @@ func ExampleConnector() {
 	defer cancel()
 	for _, token := range []string{"guess", "s3cret"} {
 		c, resp, err := websocket.Dial(ctx, ts.URL+"/ws?token="+token, nil)
-		if err != nil {
+		switch {
+		case resp == nil: // no HTTP answer at all
+			fmt.Println(err)
+			return
+		case err != nil:
 			fmt.Println(token+":", "refused with HTTP", resp.StatusCode)
 			continue
 		}
@@ -330,8 +334,8 @@ func ExampleReject() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, resp, err := websocket.Dial(ctx, ts.URL+"/ws", nil)
-	if err == nil {
-		fmt.Println("unexpectedly accepted")
+	if err == nil || resp == nil {
+		fmt.Println("want an HTTP refusal, got", err)
 		return
 	}
 	body, _ := io.ReadAll(resp.Body)
@@ -566,12 +570,13 @@ func ExampleServer_Stats() {
 	}
 	_ = c.Write(ctx, websocket.MessageText, []byte("hello"))
 	_, _, _ = c.Read(ctx)
-	fmt.Printf("open=%d accepted=%d in=%d\n", s.Stats().ConnectionsOpen, s.Stats().ConnectionsAccepted, s.Stats().MessagesIn)
-
 	_ = c.CloseNow()
-	_ = s.Shutdown(ctx) // waits for every OnClose
-	fmt.Printf("open=%d\n", s.Stats().ConnectionsOpen)
-	// Output:
-	// open=1 accepted=1 in=1
-	// open=0
+
+	// Counters move while connections run; after Shutdown (which waits for
+	// every OnClose) they are final.
+	_ = s.Shutdown(ctx)
+	st := s.Stats()
+	fmt.Printf("accepted=%d rejected=%d in=%d open=%d\n",
+		st.ConnectionsAccepted, st.ConnectionsRejected, st.MessagesIn, st.ConnectionsOpen)
+	// Output: accepted=1 rejected=0 in=1 open=0
 }

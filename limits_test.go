@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/auth"
 )
 
 func TestOversizedMessageCloses1009(t *testing.T) {
@@ -229,6 +231,37 @@ func TestOriginCheck(t *testing.T) {
 	}
 	if st := ts.Stats(); st.ConnectionsRejected != 2 {
 		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// countingConnector counts Connect calls.
+type countingConnector struct {
+	echo
+	calls *atomic.Int32
+}
+
+func (h countingConnector) Connect(*wsactor.Handshake) wsactor.Decision {
+	h.calls.Add(1)
+	return wsactor.Accept()
+}
+
+func TestCrossOriginNeverReachesConnectOrAuth(t *testing.T) {
+	var connects, auths atomic.Int32
+	ts := newTestServer(t, wsactor.Options{}, func(s *wsactor.Server) {
+		s.Handle("/ws", func() wsactor.Handler { return countingConnector{calls: &connects} },
+			wsactor.WithAuthenticator(auth.AuthenticatorFunc(func(*http.Request) (*auth.User, error) {
+				auths.Add(1)
+				return nil, nil
+			})))
+	})
+	_, err := dialErr(t, ts.url+"/ws", &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"http://evil.example"}}})
+	wantStatus(t, err, http.StatusForbidden)
+	if connects.Load() != 0 || auths.Load() != 0 {
+		t.Fatalf("a cross-origin request ran Connect %d times and the authenticator %d times", connects.Load(), auths.Load())
+	}
+	dial(t, ts.url+"/ws")
+	if connects.Load() != 1 || auths.Load() != 1 {
+		t.Fatalf("same-origin: Connect %d, authenticator %d", connects.Load(), auths.Load())
 	}
 }
 

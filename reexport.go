@@ -60,12 +60,14 @@ const (
 	ResumeHandler   = actors.ResumeHandler
 )
 
-// Close codes used by the runtime; see the README's table for when each is sent.
+// Close codes the runtime sends or reports, and standard ones applications
+// may send; see the README's table for when the runtime uses each.
 const (
 	StatusNormalClosure           = transport.StatusNormalClosure
 	StatusGoingAway               = transport.StatusGoingAway
 	StatusProtocolError           = transport.StatusProtocolError
 	StatusUnsupportedData         = transport.StatusUnsupportedData
+	StatusNoStatusRcvd            = transport.StatusNoStatusRcvd
 	StatusAbnormalClosure         = transport.StatusAbnormalClosure
 	StatusInvalidFramePayloadData = transport.StatusInvalidFramePayloadData
 	StatusPolicyViolation         = transport.StatusPolicyViolation

@@ -40,8 +40,8 @@ type Server struct {
 	shutdownDone chan struct{}
 	shutdownErr  error
 
-	mu      sync.Mutex
-	httpSrv *http.Server
+	mu       sync.Mutex
+	httpSrvs []*http.Server // one per Serve call
 }
 
 type route struct {
@@ -132,6 +132,11 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	if err := transport.CheckOrigin(r, &rt.transport); err != nil {
+		s.logger.Debug("wsactor: cross-origin upgrade refused", slog.String("path", r.URL.Path), slog.Any("err", err))
+		s.reject(w, http.StatusForbidden, "cross-origin upgrade refused")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.HandshakeTimeout)
 	defer cancel()
 	r = r.WithContext(ctx)
@@ -179,15 +184,18 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		tc.Close(code, actors.TruncateReason(decision.Reason))
 		return
 	}
+	// Count before the actor exists: it may exchange messages, or even
+	// close, before Open returns.
+	s.counters.Accepted.Add(1)
+	s.counters.Open.Add(1)
 	if _, err := s.rt.Open(tc, hs, rt.pathValues(r), h, rt.newHandler); err != nil {
 		// Shutdown outran this handshake.
+		s.counters.Accepted.Add(-1)
+		s.counters.Open.Add(-1)
 		s.counters.Rejected.Add(1)
 		tc.CloseNow(StatusGoingAway, transport.ReasonGoingAway)
 		s.release()
-		return
 	}
-	s.counters.Accepted.Add(1)
-	s.counters.Open.Add(1)
 }
 
 // connect runs the handler's Connect, if it has one; ok is false if it panicked.
@@ -295,22 +303,27 @@ func (s *Server) Stats() Stats {
 // ActorSystem returns the actor system hosting the connection actors.
 func (s *Server) ActorSystem() *actor.ActorSystem { return s.system }
 
-// ListenAndServe serves on addr with an http.Server whose header timeout is
-// the handshake timeout. It returns http.ErrServerClosed after Shutdown.
-func (s *Server) ListenAndServe(addr string) error {
+// ListenAndServe serves s on addr with an http.Server whose header timeout
+// is the handshake timeout. It returns http.ErrServerClosed after Shutdown.
+func (s *Server) ListenAndServe(addr string) error { return s.ListenAndServeHandler(addr, s) }
+
+// Serve serves s on l; see ListenAndServe.
+func (s *Server) Serve(l net.Listener) error { return s.ServeHandler(l, s) }
+
+// ListenAndServeHandler is ListenAndServe for an application handler, such
+// as a mux holding s and other routes: s's Shutdown also stops that listener.
+func (s *Server) ListenAndServeHandler(addr string, h http.Handler) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	return s.Serve(l)
+	return s.ServeHandler(l, h)
 }
 
-// Serve serves on l; see ListenAndServe.
-func (s *Server) Serve(l net.Listener) error {
-	return s.serveWith(l, s)
-}
-
-func (s *Server) serveWith(l net.Listener, h http.Handler) error {
+// ServeHandler serves h on l, which the caller may have bound beforehand (to
+// report a bind error, or to use port 0); see ListenAndServeHandler. It may
+// be called for several listeners; Shutdown stops them all.
+func (s *Server) ServeHandler(l net.Listener, h http.Handler) error {
 	hs := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: s.opts.HandshakeTimeout,
@@ -322,19 +335,9 @@ func (s *Server) serveWith(l net.Listener, h http.Handler) error {
 		_ = l.Close()
 		return http.ErrServerClosed
 	}
-	s.httpSrv = hs
+	s.httpSrvs = append(s.httpSrvs, hs)
 	s.mu.Unlock()
 	return hs.Serve(l)
-}
-
-// ListenAndServeHandler is ListenAndServe for an application handler (a mux
-// holding s and other routes): s's Shutdown also shuts that listener down.
-func (s *Server) ListenAndServeHandler(addr string, h http.Handler) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return s.serveWith(l, h)
 }
 
 // Shutdown stops accepting upgrades (503), closes every connection with 1001
@@ -364,12 +367,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) shutdown(ctx context.Context) error {
-	s.shuttingDown.Store(true)
 	s.mu.Lock()
-	hs := s.httpSrv
+	s.shuttingDown.Store(true)
+	servers := s.httpSrvs
 	s.mu.Unlock()
 	var errs []error
-	if hs != nil {
+	for _, hs := range servers {
 		if err := hs.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("wsactor: http server: %w", err))
 		}

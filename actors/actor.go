@@ -23,6 +23,16 @@ type (
 	transportClosed struct{ info transport.CloseInfo }
 )
 
+// runtimeFailureCodes are the codes the runtime chooses when something went
+// wrong; codes an application chooses are its business and logged at Debug.
+var runtimeFailureCodes = map[StatusCode]bool{
+	transport.StatusAbnormalClosure:         true,
+	transport.StatusInvalidFramePayloadData: true,
+	transport.StatusPolicyViolation:         true,
+	transport.StatusMessageTooBig:           true,
+	transport.StatusInternalError:           true,
+}
+
 // ReasonHandlerFailed is the reason sent with 1011 when a handler returned an
 // error or panicked more often than the restart budget allows.
 const ReasonHandlerFailed = "internal error"
@@ -69,8 +79,8 @@ func (a *connActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopped:
 		c.actorDone.Store(true)
+		c.rt.forget(c) // before done: once Close returns, the ID is unknown
 		close(c.done)
-		c.rt.forget(c)
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
 		a.receive(m)
@@ -169,7 +179,7 @@ func (a *connActor) finish(info transport.CloseInfo) {
 	c.mu.Unlock()
 	c.closeRequested.Store(true)
 	level := slog.LevelDebug
-	if info.ByServer && info.Code != transport.StatusNormalClosure && info.Code != transport.StatusGoingAway {
+	if info.ByServer && runtimeFailureCodes[info.Code] {
 		level = slog.LevelWarn // a limit, a failure or a slow consumer: operators want to see it
 	}
 	c.Logger().Log(c.rt.ctx, level, "wsactor: connection closed", slog.Int("code", int(info.Code)),

@@ -32,6 +32,10 @@ func (f HandlerFunc) OnMessage(c *Conn, m Message) error { return f(c, m) }
 // before the upgrade, whether to accept the connection. It runs on the HTTP
 // request's goroutine, on the Handler value that then serves the connection.
 // A Handler without Connect accepts every request its route lets through.
+//
+// Fields that Connect sets serve the connection only until its first
+// restart, which makes a fresh Handler value without calling Connect again;
+// keep what must survive with Handshake.SetValue and read it with Conn.Value.
 type Connector interface {
 	Connect(h *Handshake) Decision
 }

@@ -16,7 +16,8 @@ const (
 	StatusNormalClosure StatusCode = websocket.StatusNormalClosure // 1000
 	// StatusGoingAway: the server is shutting down, or the connection was idle too long.
 	StatusGoingAway StatusCode = websocket.StatusGoingAway // 1001
-	// StatusProtocolError: the client broke the WebSocket protocol.
+	// StatusProtocolError: the client broke the WebSocket protocol. coder/websocket
+	// sends it; OnClose then reports 1006, as the read error does not say why.
 	StatusProtocolError StatusCode = websocket.StatusProtocolError // 1002
 	// StatusUnsupportedData: the route does not accept this kind of message.
 	StatusUnsupportedData StatusCode = websocket.StatusUnsupportedData // 1003
