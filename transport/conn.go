@@ -59,6 +59,7 @@ type Conn struct {
 	decided atomic.Pointer[CloseInfo]
 
 	over      atomic.Bool  // the read loop has ended
+	parked    atomic.Bool  // the reader waits for an inflight token
 	lastRead  atomic.Int64 // unix nanoseconds of the last inbound message
 	heartbeat *time.Timer
 	nextPing  time.Time // touched only by the heartbeat callback
@@ -71,7 +72,11 @@ type Conn struct {
 // error says why. opts must already have its defaults (Options.WithDefaults).
 func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error) {
 	rec := &hijackRecorder{ResponseWriter: w}
-	ws, err := websocket.Accept(rec, r, opts.acceptOptions())
+	var rw http.ResponseWriter = w
+	if _, err := findHijacker(w); err == nil {
+		rw = rec
+	}
+	ws, err := websocket.Accept(rw, r, opts.acceptOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +106,9 @@ func (c *Conn) Start(deliver func(Frame), finished func(CloseInfo)) {
 	c.lastRead.Store(now.UnixNano())
 	if d, ok := c.nextHeartbeat(now); ok {
 		c.nextPing = now.Add(c.opts.PingInterval)
-		c.heartbeat = time.AfterFunc(d, c.beat)
+		// Assign before arming, so beat never sees a nil timer.
+		c.heartbeat = time.AfterFunc(time.Hour, c.beat)
+		c.heartbeat.Reset(d)
 	}
 	go c.readLoop()
 }
@@ -131,13 +138,26 @@ func (c *Conn) readLoop() {
 		c.opts.Counters.MessagesIn.Add(1)
 		c.opts.Counters.BytesIn.Add(int64(len(data)))
 		select {
-		case c.inflight <- struct{}{}:
 		case <-c.ending:
 			continue
+		default:
+		}
+		select {
+		case c.inflight <- struct{}{}:
+		default:
+			c.parked.Store(true)
+			select {
+			case c.inflight <- struct{}{}:
+				c.parked.Store(false)
+			case <-c.ending:
+				c.parked.Store(false)
+				continue
+			}
 		}
 		c.deliver(Frame{Type: typ, Data: data})
 	}
 	c.end()
+	c.sendQueue.refuse()
 	c.over.Store(true)
 	info := closeInfoFromReadError(err)
 	if d := c.decided.Load(); d != nil {
@@ -174,7 +194,8 @@ func (c *Conn) Close(code StatusCode, reason string) {
 func (c *Conn) CloseSoon(code StatusCode, reason string) {
 	c.decide(code, reason)
 	c.end()
-	if c.sendQueue.closeDropping() && c.netConn != nil {
+	c.sendQueue.closeDropping()
+	if c.netConn != nil {
 		// coder/websocket would wait up to 5 s for a client that does not
 		// read to answer the close frame; that client has had its chance.
 		time.AfterFunc(closeGrace, func() {

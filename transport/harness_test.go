@@ -28,7 +28,7 @@ const leakTimeout = 20 * time.Second
 
 // smallBuf is the socket buffer size used by tests that need a client whose
 // TCP window fills up quickly (so a server write blocks deterministically).
-const smallBuf = 24 << 10
+const smallBuf = 32 << 10
 
 // serverConn is the server side of one accepted connection, as the tests see it.
 type serverConn struct {
@@ -63,6 +63,8 @@ type serverConfig struct {
 	echo bool
 	// smallBuffers shrinks the accepted sockets' kernel buffers.
 	smallBuffers bool
+	// wrap, if set, wraps the ResponseWriter before Accept, as middleware would.
+	wrap func(http.ResponseWriter) http.ResponseWriter
 }
 
 type testServer struct {
@@ -122,6 +124,9 @@ func (ts *testServer) connections() []*serverConn {
 }
 
 func (ts *testServer) handle(w http.ResponseWriter, r *http.Request) {
+	if ts.cfg.wrap != nil {
+		w = ts.cfg.wrap(w)
+	}
 	c, err := transport.Accept(w, r, &ts.opts)
 	if err != nil {
 		ts.acceptErrs <- err
@@ -212,7 +217,7 @@ func (l smallBufListener) Accept() (net.Conn, error) {
 
 // smallBufClient is an HTTP client whose connections have small kernel
 // buffers, so that a client that does not read stalls the server's writes
-// after a few tens of KiB.
+// after about 128 KiB (measured on Linux loopback).
 func smallBufClient(t *testing.T) *http.Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -38,6 +38,18 @@ func (c *Conn) beat() {
 	default:
 	}
 	now := time.Now()
+	if c.parked.Load() {
+		// The handler is behind, not the client: pongs and messages wait in
+		// the socket. Check again later.
+		c.lastRead.Store(now.UnixNano())
+		if c.opts.PingInterval > 0 {
+			c.nextPing = now.Add(c.opts.PingInterval)
+		}
+		if d, ok := c.nextHeartbeat(now); ok {
+			c.heartbeat.Reset(d)
+		}
+		return
+	}
 	if t := c.opts.IdleTimeout; t > 0 && now.Sub(time.Unix(0, c.lastRead.Load())) >= t {
 		c.Close(StatusGoingAway, ReasonIdleTimeout)
 		return

@@ -12,10 +12,10 @@ import (
 )
 
 // The overflow tests use a client that does not read and sockets with small
-// kernel buffers, so the writer is stuck on the first 256 KiB message and the
-// queue fills up deterministically.
+// kernel buffers (about 128 KiB in flight at most), so the writer is stuck on
+// the first 1 MiB message and the queue fills up deterministically.
 
-const bigMsg = 256 << 10
+const bigMsg = 1 << 20
 
 // numbered is a bigMsg-byte message whose first 4 bytes are i.
 func numbered(i int) []byte {
@@ -67,9 +67,8 @@ func TestOverflowCloseDisconnectsSlowConsumer(t *testing.T) {
 	// The stuck write is abandoned after the grace period (or the write
 	// timeout), so the socket closes although the client never reads.
 	wantInfo(t, sc.fin(t), transport.StatusPolicyViolation, transport.ReasonSlowConsumer, true)
-	if m, b := sc.c.Queued(); m != 0 || b != 0 {
-		t.Errorf("Queued() = (%d, %d) after the connection ended, want (0, 0)", m, b)
-	}
+	// Once the abandoned write returns, nothing is accounted as queued.
+	eventually(t, "Queued() is (0, 0)", func() bool { m, b := sc.c.Queued(); return m == 0 && b == 0 })
 }
 
 func TestOverflowDropNewest(t *testing.T) {
@@ -242,4 +241,23 @@ func TestOversizedMessageAcceptedWhenQueueEmpty(t *testing.T) {
 	if got := mustRead(t, client); !bytes.Equal(got, big) {
 		t.Errorf("client got %d bytes, want %d", len(got), len(big))
 	}
+}
+
+// CloseSoon does not wait for a write stuck on a client that does not read:
+// with a one-minute WriteTimeout, only the grace period can end it in time.
+func TestCloseSoonAbandonsStuckWrite(t *testing.T) {
+	ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{
+		WriteTimeout:   time.Minute,
+		SendQueueBytes: 64 << 20,
+	}})
+	_, sc := ts.dial(t, nil) // never reads
+	if err := sc.c.Write(websocket.MessageBinary, numbered(0)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the writer took the message", func() bool { m, _ := sc.c.Queued(); return m == 0 })
+	if err := sc.c.Write(websocket.MessageBinary, numbered(1)); err != nil {
+		t.Fatal(err)
+	}
+	sc.c.CloseSoon(transport.StatusPolicyViolation, "enough")
+	wantInfo(t, sc.fin(t), transport.StatusPolicyViolation, "enough", true)
 }

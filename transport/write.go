@@ -22,6 +22,7 @@ type sendQueue struct {
 	writing     bool // a writer goroutine is running
 	refusing    bool // no more messages are accepted
 	closeQueued bool // the writer performs the closing handshake once drained
+	overflowed  bool // OverflowClose has run
 }
 
 // Write queues a message for the socket and returns at once. It never blocks
@@ -33,11 +34,11 @@ func (c *Conn) Write(typ MessageType, data []byte) error {
 	q := &c.sendQueue
 	o := c.opts
 	q.mu.Lock()
-	if q.refusing {
+	if q.refusing || q.overflowed {
 		q.mu.Unlock()
 		return ErrClosed
 	}
-	if len(q.items) > 0 && (len(q.items) >= o.SendQueueMessages || q.bytes+len(data) > o.SendQueueBytes) {
+	for len(q.items) > 0 && (len(q.items) >= o.SendQueueMessages || q.bytes+len(data) > o.SendQueueBytes) {
 		switch o.Overflow {
 		case OverflowDropNewest:
 			q.mu.Unlock()
@@ -49,7 +50,12 @@ func (c *Conn) Write(typ MessageType, data []byte) error {
 			q.items = q.items[1:]
 			o.Counters.Dropped.Add(1)
 		default:
+			first := !q.overflowed
+			q.overflowed = true
 			q.mu.Unlock()
+			if !first {
+				return ErrClosed
+			}
 			o.Counters.SlowConsumerCloses.Add(1)
 			c.CloseSoon(StatusPolicyViolation, ReasonSlowConsumer)
 			return ErrQueueFull
@@ -62,7 +68,8 @@ func (c *Conn) Write(typ MessageType, data []byte) error {
 	return nil
 }
 
-// Queued reports the number of messages and bytes waiting for the socket.
+// Queued reports the messages waiting for the socket and their bytes; the
+// bytes also include the message being written, which still holds memory.
 func (c *Conn) Queued() (messages, bytes int) {
 	c.sendQueue.mu.Lock()
 	defer c.sendQueue.mu.Unlock()
@@ -89,6 +96,7 @@ func (q *sendQueue) writeLoop() {
 			if closing {
 				info := c.decided.Load()
 				_ = c.ws.Close(info.Code, info.Reason)
+				c.end() // the socket is closed: a reader parked on inflight may go
 			}
 			return
 		}
@@ -138,10 +146,9 @@ func (q *sendQueue) closeAfterDrain() {
 }
 
 // closeDropping drops what is queued and has the writer send the close frame
-// as soon as the write in flight, if any, is done. It reports whether it
-// scheduled the close (false if the connection was already closed or
-// refusing without a pending close).
-func (q *sendQueue) closeDropping() bool {
+// as soon as the write in flight, if any, is done (unless the connection is
+// already closing without a pending close frame).
+func (q *sendQueue) closeDropping() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	already := q.refusing && !q.closeQueued
@@ -151,9 +158,8 @@ func (q *sendQueue) closeDropping() bool {
 	}
 	q.items = nil
 	if already {
-		return false
+		return
 	}
 	q.closeQueued = true
 	q.startWriterLocked()
-	return true
 }
