@@ -73,6 +73,21 @@ func RequireAuth() RouteOption {
 	return func(r *route) { r.requireAuth = true }
 }
 
+// WithPermissions adds checks run after authentication, before the upgrade;
+// a denial is answered with 403. Check again later with Conn.Authorize.
+func WithPermissions(permissions ...auth.Permission) RouteOption {
+	return func(r *route) { r.permissions = append(r.permissions, permissions...) }
+}
+
+// WithCredentialRefresh lets a connection outlive its credentials' expiry
+// (auth.User.Expires) if the client sends a new token within grace of being
+// asked; see actors.Expiry for the protocol. Without it, a connection is
+// closed with 1008 "credentials expired" when its credentials expire.
+// The route's authenticator must accept a token as "Authorization: Bearer".
+func WithCredentialRefresh(grace time.Duration) RouteOption {
+	return func(r *route) { r.refreshGrace = grace }
+}
+
 // WithOriginPatterns adds origins (host patterns, path.Match syntax) that may
 // connect to this route besides the request's own host.
 func WithOriginPatterns(patterns ...string) RouteOption {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,8 @@ type route struct {
 	newHandler    func() Handler
 	authenticator auth.Authenticator
 	requireAuth   bool
+	permissions   []auth.Permission
+	refreshGrace  time.Duration
 	transport     TransportOptions
 }
 
@@ -88,6 +91,10 @@ func (s *Server) Handle(pattern string, newHandler func() Handler, opts ...Route
 	rt.transport.OriginPatterns = append([]string(nil), s.opts.Transport.OriginPatterns...)
 	for _, o := range opts {
 		o(rt)
+	}
+	if sp, ok := rt.authenticator.(interface{ Subprotocols() []string }); ok {
+		// After the application's own, so those stay preferred.
+		rt.transport.Subprotocols = append(append([]string(nil), rt.transport.Subprotocols...), sp.Subprotocols()...)
 	}
 	rt.transport.Counters = &s.counters
 	rt.transport = rt.transport.WithDefaults()
@@ -143,15 +150,30 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 	hs := actors.NewHandshake(r)
 	if rt.authenticator != nil {
 		user, err := rt.authenticator.Authenticate(r)
-		if err != nil {
+		switch {
+		case errors.Is(err, auth.ErrInvalidCredentials):
 			s.logger.Debug("wsactor: authentication failed", slog.String("path", r.URL.Path), slog.Any("err", err))
 			s.reject(w, http.StatusUnauthorized, "invalid credentials")
+			return
+		case err != nil:
+			s.logger.Error("wsactor: authenticator failed", slog.String("path", r.URL.Path), slog.Any("err", err))
+			s.reject(w, http.StatusInternalServerError, "authentication unavailable")
 			return
 		}
 		hs.User = user
 	}
 	if hs.User == nil && rt.requireAuth {
 		s.reject(w, http.StatusUnauthorized, "authentication required")
+		return
+	}
+	if hs.User != nil && !hs.User.Expires.IsZero() && !time.Now().Before(hs.User.Expires) {
+		// An authenticator that does not check expiry itself.
+		s.reject(w, http.StatusUnauthorized, "credentials expired")
+		return
+	}
+	if err := auth.Check(hs.User, hs, rt.permissions...); err != nil {
+		s.logger.Debug("wsactor: permission denied", slog.String("path", r.URL.Path), slog.Any("err", err))
+		s.reject(w, http.StatusForbidden, "forbidden")
 		return
 	}
 
@@ -188,7 +210,7 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 	// close, before Open returns.
 	s.counters.Accepted.Add(1)
 	s.counters.Open.Add(1)
-	if _, err := s.rt.Open(tc, hs, rt.pathValues(r), h, rt.newHandler); err != nil {
+	if _, err := s.rt.Open(tc, hs, actors.OpenParams{Path: rt.pathValues(r), First: h, NewHandler: rt.newHandler, Expiry: rt.expiry()}); err != nil {
 		// Shutdown outran this handshake.
 		s.counters.Accepted.Add(-1)
 		s.counters.Open.Add(-1)
@@ -414,4 +436,19 @@ func (rt *route) pathValues(r *http.Request) map[string]string {
 		m[n] = r.PathValue(n)
 	}
 	return m
+}
+
+// expiry is what the route does when a connection's credentials expire.
+func (rt *route) expiry() actors.Expiry {
+	if rt.refreshGrace <= 0 || rt.authenticator == nil {
+		return actors.Expiry{}
+	}
+	return actors.Expiry{
+		RefreshGrace: rt.refreshGrace,
+		Permissions:  rt.permissions,
+		Reauthenticate: func(token string) (*auth.User, error) {
+			r := &http.Request{Header: http.Header{"Authorization": {"Bearer " + token}}, URL: &url.URL{}}
+			return rt.authenticator.Authenticate(r)
+		},
+	}
 }

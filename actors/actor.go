@@ -58,6 +58,8 @@ func (a *connActor) Receive(ctx actor.Context) {
 		}
 	case *closeRequest:
 		_ = c.Close(m.code, m.reason)
+	case expiryCheck:
+		c.onExpiryCheck()
 	case *transportClosed:
 		a.finish(m.info)
 		ctx.Stop(ctx.Self())
@@ -96,6 +98,9 @@ func (a *connActor) start() {
 	}
 	if !c.started {
 		c.started = true
+		if u := c.User(); u != nil {
+			c.armExpiry(u.Expires)
+		}
 		c.tc.Start(c.deliver, c.transportFinished)
 		if c.rt.closing.Load() {
 			_ = c.Close(transport.StatusGoingAway, transport.ReasonGoingAway)
@@ -113,6 +118,9 @@ func (a *connActor) onFrame(f transport.Frame) {
 	defer c.tc.Release()
 	if c.closeRequested.Load() {
 		return // the handler asked to close: later frames are not its business
+	}
+	if c.interceptRefresh(f) {
+		return
 	}
 	var err error
 	a.guard("OnMessage", func() { err = a.handler.OnMessage(c, Message(f)) })
@@ -175,6 +183,9 @@ func (a *connActor) finish(info transport.CloseInfo) {
 	c.closed = true
 	if c.cancel != nil {
 		c.cancel()
+	}
+	if c.expiryT != nil {
+		c.expiryT.Stop()
 	}
 	c.mu.Unlock()
 	c.closeRequested.Store(true)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -45,7 +46,10 @@ type Conn struct {
 	url        *url.URL
 	header     http.Header
 	remoteAddr string
-	user       *auth.User
+	user       atomic.Pointer[auth.User] // replaced when credentials are refreshed
+	expiry     Expiry
+	expiryT    *time.Timer // guarded by mu
+	refreshDue time.Time   // when a requested refresh must have arrived; actor goroutine only
 	values     map[any]any
 
 	newHandler func() Handler
@@ -140,7 +144,7 @@ func (c *Conn) RemoteAddr() string { return c.remoteAddr }
 func (c *Conn) Subprotocol() string { return c.tc.Subprotocol() }
 
 // User returns the authenticated user, or nil for an anonymous connection.
-func (c *Conn) User() *auth.User { return c.user }
+func (c *Conn) User() *auth.User { return c.user.Load() }
 
 // Value returns what Handshake.SetValue attached under key, or nil.
 func (c *Conn) Value(key any) any { return c.values[key] }

@@ -122,15 +122,25 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 	}
 }
 
-// Open wraps an accepted socket in a new connection actor. path holds the
-// route's path variables. first is the
-// Handler value that ran Connect (it may be nil), newHandler makes the ones
-// after a restart. The connection is reachable by its ID as soon as Open
-// returns; OnOpen runs inside the actor before any message is delivered.
+// OpenParams describe a connection to Open.
+type OpenParams struct {
+	// Path holds the route's path variables.
+	Path map[string]string
+	// First is the Handler value that ran Connect (it may be nil).
+	First Handler
+	// NewHandler makes a Handler after a restart (and the first one if First is nil).
+	NewHandler func() Handler
+	// Expiry says what happens when the user's credentials expire.
+	Expiry Expiry
+}
+
+// Open wraps an accepted socket in a new connection actor. The connection is
+// reachable by its ID as soon as Open returns; OnOpen runs inside the actor
+// before any message is delivered.
 //
 // It fails with ErrRuntimeStopped once Stop has begun; the caller still owns
 // tc then.
-func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, path map[string]string, first Handler, newHandler func() Handler) (*Conn, error) {
+func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, p OpenParams) (*Conn, error) {
 	if rt.stopping.Load() {
 		return nil, ErrRuntimeStopped
 	}
@@ -144,13 +154,14 @@ func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, path map[string]strin
 		url:        hs.Request.URL,
 		header:     hs.Request.Header,
 		remoteAddr: hs.Request.RemoteAddr,
-		user:       hs.User,
 		values:     hs.values,
-		newHandler: newHandler,
-		first:      first,
+		newHandler: p.NewHandler,
+		first:      p.First,
 		done:       make(chan struct{}),
-		path:       path,
+		path:       p.Path,
+		expiry:     p.Expiry,
 	}
+	c.user.Store(hs.User)
 	c.pending.Store(2)
 	rt.conns.Store(name, c)
 	rt.system.Root.Send(rt.supervisor, &spawnConn{conn: c})
