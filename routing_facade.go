@@ -22,4 +22,6 @@ func OnRequest[T, R any](r *Router, typ string, h func(c *Conn, msg T) (R, error
 // MessageError returns an error that a message handler returns to send the
 // client an error envelope with this code and message (the connection stays
 // open).
-func MessageError(code, format string, args ...any) error { return routing.Errorf(code, format, args...) }
+func MessageError(code, format string, args ...any) error {
+	return routing.Errorf(code, format, args...)
+}
