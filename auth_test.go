@@ -278,3 +278,29 @@ func TestCredentialRefresh(t *testing.T) {
 		wantClose(t, c, websocket.StatusPolicyViolation, "credentials expired")
 	})
 }
+
+func TestSubprotocolsWithBearerToken(t *testing.T) {
+	ts := newTestServer(t, wsactor.Options{}, func(s *wsactor.Server) {
+		s.Handle("/ws", func() wsactor.Handler { return whoami{} },
+			wsactor.WithSubprotocols("chat.v2", "chat.v1"), wsactor.WithAuthenticator(&auth.JWT{Key: hsSecret}), wsactor.RequireAuth())
+	})
+	tok := signHS(t, claims("ann", nil))
+	for _, tc := range []struct {
+		offer []string
+		want  string
+	}{
+		{[]string{"chat.v1", "bearer", tok}, "user=ann proto=chat.v1 room="},
+		{[]string{"chat.v1", "chat.v2", "bearer", tok}, "user=ann proto=chat.v2 room="},
+		{[]string{"bearer", tok}, "user=ann proto=bearer room="},
+	} {
+		c, err := dialErr(t, ts.url+"/ws", &websocket.DialOptions{Subprotocols: tc.offer})
+		if err != nil {
+			t.Fatalf("%v: %v", tc.offer, err)
+		}
+		if got := readText(t, c); got != tc.want {
+			t.Fatalf("%v: got %q, want %q", tc.offer, got, tc.want)
+		}
+	}
+	_, err := dialErr(t, ts.url+"/ws", &websocket.DialOptions{Subprotocols: []string{"chat.v1"}})
+	wantStatus(t, err, http.StatusUnauthorized)
+}
