@@ -89,6 +89,7 @@ func authServer(t *testing.T, rsaKey *rsa.PublicKey, edKey ed25519.PublicKey) *t
 		})))
 		s.Handle("/ws/short", newWhoami, wsactor.WithAuthenticator(hs), wsactor.RequireAuth())
 		s.Handle("/ws/refresh", newWhoami, wsactor.WithAuthenticator(hs), wsactor.RequireAuth(), wsactor.WithCredentialRefresh(time.Second))
+		s.Handle("/ws/public-refresh", newWhoami, wsactor.WithAuthenticator(hs), wsactor.WithCredentialRefresh(time.Second))
 	})
 }
 
@@ -303,4 +304,18 @@ func TestSubprotocolsWithBearerToken(t *testing.T) {
 	}
 	_, err := dialErr(t, ts.url+"/ws", &websocket.DialOptions{Subprotocols: []string{"chat.v1"}})
 	wantStatus(t, err, http.StatusUnauthorized)
+}
+
+func TestAnonymousConnectionCannotAuthenticateByRefresh(t *testing.T) {
+	ts := authServer(t, nil, nil)
+	c := dial(t, ts.url+"/ws/public-refresh")
+	if got := readText(t, c); got != "user=anonymous proto= room=" {
+		t.Fatalf("got %q", got)
+	}
+	msg := `{"type":"auth.refresh","token":"` + signHS(t, claims("ann", nil)) + `"}`
+	write(t, c, websocket.MessageText, msg)
+	// Not intercepted: the handler sees it (and echoes it); no auth.refreshed.
+	if got := readText(t, c); got != msg {
+		t.Fatalf("got %q", got)
+	}
 }

@@ -25,3 +25,25 @@ func OnRequest[T, R any](r *Router, typ string, h func(c *Conn, msg T) (R, error
 func MessageError(code, format string, args ...any) error {
 	return routing.Errorf(code, format, args...)
 }
+
+// BadMessagePolicy says what a Router does with a message it cannot route.
+type BadMessagePolicy = routing.BadMessagePolicy
+
+// Router bad-message policies (Router.BadMessages).
+const (
+	// BadMessageReply answers with an error envelope; the connection stays open.
+	BadMessageReply = routing.ReplyError
+	// BadMessageClose closes with 1007 or 1003.
+	BadMessageClose = routing.CloseConnection
+)
+
+// Error codes of the Router's error envelope; see the README.
+const (
+	CodeBadJSON     = routing.CodeBadJSON
+	CodeMissingType = routing.CodeMissingType
+	CodeUnknownType = routing.CodeUnknownType
+	CodeBadPayload  = routing.CodeBadPayload
+	CodeBadReq      = routing.CodeBadReq
+	CodeUnsupported = routing.CodeUnsupported
+	CodeInternal    = routing.CodeInternal
+)

@@ -105,7 +105,10 @@ func (c *Conn) onExpiryCheck() {
 // interceptRefresh consumes a client's refresh message; it reports whether
 // the frame was one.
 func (c *Conn) interceptRefresh(f transport.Frame) bool {
-	if c.expiry.Reauthenticate == nil || f.Type != transport.MessageText || !bytes.Contains(f.Data, refreshMarker) {
+	// Only a connection that authenticated at the handshake refreshes: an
+	// anonymous one must not become someone mid-connection behind its
+	// handler's back.
+	if c.expiry.Reauthenticate == nil || f.Type != transport.MessageText || c.User() == nil || !bytes.Contains(f.Data, refreshMarker) {
 		return false
 	}
 	var m refreshMessage
@@ -118,7 +121,7 @@ func (c *Conn) interceptRefresh(f transport.Frame) bool {
 	case err != nil || u == nil:
 		c.Logger().Debug("wsactor: credential refresh refused", slog.Any("err", err))
 		_ = c.Close(transport.StatusPolicyViolation, ReasonInvalidRefresh)
-	case old != nil && u.ID != old.ID:
+	case u.ID != old.ID:
 		c.Logger().Warn("wsactor: credential refresh for another user refused", slog.String("user", old.ID), slog.String("new_user", u.ID))
 		_ = c.Close(transport.StatusPolicyViolation, ReasonInvalidRefresh)
 	default:

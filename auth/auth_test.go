@@ -134,8 +134,8 @@ func TestAPIKeysAndChain(t *testing.T) {
 type fakeRequest map[string]string
 
 func (f fakeRequest) PathValue(n string) string { return f[n] }
-func (fakeRequest) Query() url.Values          { return nil }
-func (fakeRequest) Header() http.Header        { return nil }
+func (fakeRequest) Query() url.Values           { return nil }
+func (fakeRequest) Header() http.Header         { return nil }
 
 func TestPermissions(t *testing.T) {
 	room := fakeRequest{"room": "dev"}

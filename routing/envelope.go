@@ -64,7 +64,8 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 		return env, &Error{Code: CodeMissingType, Message: `"type" must be a non-empty string`}
 	}
 	if len(env.Type) > MaxTypeLen {
-		return env, &Error{Code: CodeMissingType, Message: fmt.Sprintf(`"type" is longer than %d bytes`, MaxTypeLen)}
+		// Not echoed as "ref": a client must not make the server repeat an unbounded string.
+		return Envelope{Req: env.Req}, &Error{Code: CodeMissingType, Message: fmt.Sprintf(`"type" is longer than %d bytes`, MaxTypeLen)}
 	}
 	return env, nil
 }

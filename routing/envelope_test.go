@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -57,6 +58,17 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		if env.Type == "" || len(env.Type) > MaxTypeLen {
 			t.Fatalf("accepted type %q", env.Type)
+		}
+	})
+}
+
+func FuzzDecodeEnvelopeNeverEchoesLongTypes(f *testing.F) {
+	f.Add(strings.Repeat("x", MaxTypeLen+1))
+	f.Fuzz(func(t *testing.T, typ string) {
+		data, _ := json.Marshal(map[string]string{"type": typ})
+		env, _ := DecodeEnvelope(data)
+		if len(env.Type) > MaxTypeLen {
+			t.Fatalf("returned a %d-byte type", len(env.Type))
 		}
 	})
 }

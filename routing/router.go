@@ -17,10 +17,10 @@ const (
 	// ReplyError answers with an error envelope and keeps the connection
 	// open. The default.
 	ReplyError BadMessagePolicy = iota
-	// CloseConnection closes with 1007 (malformed JSON, a missing type, a
-	// payload of the wrong shape) or 1003 (an unknown type, or a binary
-	// message on a route without a Binary handler), the envelope's message
-	// as the reason.
+	// CloseConnection closes with 1007 (bad_json, missing_type, bad_payload,
+	// bad_req) or 1003 (unknown_type, or unsupported: a binary message on a
+	// route without a Binary handler), with "<code>: <message>" as the
+	// reason. A handler's own errors are still answered with envelopes.
 	CloseConnection
 )
 
