@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/wsactor/wsactor/auth"
+	"github.com/wsactor/wsactor/groups"
 	"github.com/wsactor/wsactor/transport"
 )
 
@@ -40,6 +41,9 @@ type Options struct {
 	Transport TransportOptions
 	// Supervision says what happens when a handler panics.
 	Supervision Supervision
+	// Groups configures rooms and the user index: the directory (default in
+	// memory, for a single node) and presence events. See Server.Groups.
+	Groups GroupsOptions
 }
 
 func (o Options) withDefaults() Options {
@@ -105,6 +109,9 @@ func WithSubprotocols(protocols ...string) RouteOption {
 func WithTransport(adjust func(*TransportOptions)) RouteOption {
 	return func(r *route) { adjust(&r.transport) }
 }
+
+// GroupsOptions configure the server's groups; see groups.Options.
+type GroupsOptions = groups.Options
 
 // TransportOptions are the per-connection limits; see transport.Options for
 // each field and its default.

@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/wsactor/wsactor/actors"
 	"github.com/wsactor/wsactor/auth"
+	"github.com/wsactor/wsactor/groups"
 	"github.com/wsactor/wsactor/internal/logging"
 	"github.com/wsactor/wsactor/internal/metrics"
 	"github.com/wsactor/wsactor/routing"
@@ -30,6 +31,7 @@ type Server struct {
 	system     *actor.ActorSystem
 	ownsSystem bool
 	rt         *actors.Runtime
+	hub        *groups.Hub
 	mux        routing.Mux
 	counters   metrics.Counters
 
@@ -79,8 +81,18 @@ func New(opts Options) *Server {
 		panic(err)
 	}
 	s.rt = rt
+	if opts.Groups.Logger == nil {
+		opts.Groups.Logger = opts.Logger
+	}
+	s.hub = groups.NewHub(rt, opts.Groups)
+	rt.SetGroups(s.hub.Service())
 	return s
 }
+
+// Groups returns the server's groups: join and leave by connection ID,
+// broadcast to a room, send to every connection of a user, list members.
+// Inside a handler, Conn.Join, Conn.Leave and Conn.Broadcast do the same.
+func (s *Server) Groups() *groups.Hub { return s.hub }
 
 // Handle registers a WebSocket route. pattern is a net/http ServeMux pattern
 // ("/ws/{room}"); its path variables reach Connect and Conn.PathValue.

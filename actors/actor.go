@@ -102,6 +102,9 @@ func (a *connActor) start() {
 		if u := c.User(); u != nil {
 			c.armExpiry(u.Expires)
 		}
+		if c.rt.groups != nil {
+			c.rt.groups.Opened(c)
+		}
 		c.tc.Start(c.deliver, c.transportFinished)
 		if c.rt.closing.Load() {
 			_ = c.Close(transport.StatusGoingAway, transport.ReasonGoingAway)
@@ -209,6 +212,9 @@ func (a *connActor) finish(info transport.CloseInfo) {
 			}()
 			h.OnClose(c, info.Code, info.Reason)
 		}()
+	}
+	if c.rt.groups != nil {
+		c.rt.groups.Closed(c)
 	}
 }
 

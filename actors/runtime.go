@@ -60,6 +60,7 @@ type Runtime struct {
 	supervisor     *actor.PID
 	requestTimeout time.Duration
 	onGone         func()
+	groups         GroupService
 	ctx            context.Context // for log calls
 
 	conns    sync.Map // actor name → *Conn
@@ -170,6 +171,10 @@ func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, p OpenParams) (*Conn,
 
 // ErrRuntimeStopped is returned by Open after Stop.
 var ErrRuntimeStopped = errors.New("wsactor: server stopped")
+
+// SetGroups installs the group service connections use. Call it before
+// serving.
+func (rt *Runtime) SetGroups(g GroupService) { rt.groups = g }
 
 func (rt *Runtime) forget(c *Conn) {
 	rt.conns.Delete(c.name)

@@ -1,0 +1,326 @@
+package groups
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wsactor/wsactor/actors"
+)
+
+// Presence event types, sent to a group's other members when Options.PresenceEvents is on.
+const (
+	EventJoined = "joined"
+	EventLeft   = "left"
+)
+
+// Options configure a Hub. The zero value is the single-node default.
+type Options struct {
+	// Directory stores membership and the user index. Default: a new MemoryDirectory.
+	Directory Directory
+	// PresenceEvents sends a group's other members a JSON event when a
+	// connection joins or leaves it (including by closing):
+	//
+	//	{"type":"joined","group":"lobby","id":"<connection ID>","user":"<user ID>", ...meta}
+	//	{"type":"left","group":"lobby","id":"<connection ID>","user":"<user ID>", ...meta}
+	//
+	// The member's Meta fields are spread into the event beside these keys
+	// (which they cannot override); "user" is left out for anonymous members.
+	PresenceEvents bool
+	// Logger reports directory failures. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Hub runs groups for one server: it keeps the Directory up to date and
+// delivers broadcasts to the local members of a group. A broadcast is
+// serialized once and posted to each member's mailbox (one shared message,
+// no goroutine per member); a slow member only fills its own send queue.
+type Hub struct {
+	rt     *actors.Runtime
+	dir    Directory
+	events bool
+	logger *slog.Logger
+
+	mu    sync.Mutex // guards local's keys and serializes joins and leaves
+	local map[string]*localGroup
+	// errors counts directory failures, for Stats.
+	errors atomic.Int64
+}
+
+// localGroup is a group's members on this node. Broadcasts read an
+// immutable snapshot without locking; joins and leaves replace it.
+type localGroup struct {
+	members atomic.Pointer[[]localMember]
+}
+
+type localMember struct {
+	conn *actors.Conn
+	meta map[string]string
+}
+
+// NewHub returns a Hub for the connections of rt.
+func NewHub(rt *actors.Runtime, opts Options) *Hub {
+	if opts.Directory == nil {
+		opts.Directory = NewMemoryDirectory()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Hub{rt: rt, dir: opts.Directory, events: opts.PresenceEvents, logger: opts.Logger, local: make(map[string]*localGroup)}
+}
+
+// Directory returns the hub's directory.
+func (h *Hub) Directory() Directory { return h.dir }
+
+// DirectoryErrors counts directory operations that failed.
+func (h *Hub) DirectoryErrors() int64 { return h.errors.Load() }
+
+// Join adds the connection with this ID to group, from anywhere. The
+// connection must be open on this node.
+func (h *Hub) Join(ctx context.Context, group string, id actors.ID, meta map[string]string) error {
+	c, err := h.rt.Lookup(id)
+	if err != nil {
+		return err
+	}
+	return h.join(ctx, c, group, meta)
+}
+
+// Leave removes the connection with this ID from group, from anywhere.
+func (h *Hub) Leave(ctx context.Context, group string, id actors.ID) error {
+	c, err := h.rt.Lookup(id)
+	if err != nil {
+		return err
+	}
+	return h.leave(ctx, c, group)
+}
+
+// Members lists group's members with their user and meta.
+func (h *Hub) Members(ctx context.Context, group string) ([]Member, error) {
+	return h.dir.Members(ctx, group)
+}
+
+// GroupsOf lists the groups a connection is in.
+func (h *Hub) GroupsOf(ctx context.Context, id actors.ID) ([]string, error) {
+	return h.dir.Groups(ctx, id)
+}
+
+// Broadcast sends m to every member of group except the listed IDs and
+// returns how many it was posted to.
+func (h *Hub) Broadcast(_ context.Context, group string, m actors.Message, except ...actors.ID) (int, error) {
+	if !ValidGroup(group) {
+		return 0, ErrInvalidGroup
+	}
+	h.mu.Lock()
+	lg := h.local[group]
+	h.mu.Unlock()
+	if lg == nil {
+		return 0, nil
+	}
+	p := actors.Prepare(m)
+	n := 0
+	for _, lm := range *lg.members.Load() {
+		if len(except) > 0 && slices.Contains(except, lm.conn.ID()) {
+			continue
+		}
+		lm.conn.Post(p)
+		n++
+	}
+	return n, nil
+}
+
+// BroadcastJSON encodes v once and broadcasts it as a text message.
+func (h *Hub) BroadcastJSON(ctx context.Context, group string, v any, except ...actors.ID) (int, error) {
+	m, err := actors.JSON(v)
+	if err != nil {
+		return 0, err
+	}
+	return h.Broadcast(ctx, group, m, except...)
+}
+
+// SendToUser sends m to every open connection of the user (all their tabs
+// and devices) and returns how many it was posted to.
+func (h *Hub) SendToUser(ctx context.Context, user string, m actors.Message) (int, error) {
+	ids, err := h.dir.UserConns(ctx, user)
+	if err != nil {
+		h.failed("user connections", err)
+		return 0, err
+	}
+	p := actors.Prepare(m)
+	n := 0
+	for _, id := range ids {
+		if c, err := h.rt.Lookup(id); err == nil {
+			c.Post(p)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// errClosed is returned when joining a connection that is closing.
+var errClosed = errors.New("wsactor/groups: connection is closing")
+
+func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[string]string) error {
+	if !ValidGroup(group) {
+		return ErrInvalidGroup
+	}
+	m := Member{ID: c.ID(), Meta: meta}
+	if u := c.User(); u != nil {
+		m.User = u.ID
+	}
+	h.mu.Lock()
+	// Checked under mu, which Closed also takes: a connection is either
+	// joined before it leaves everything, or refused; never a dead member.
+	if c.Closed() {
+		h.mu.Unlock()
+		return errors.Join(actors.ErrConnectionNotFound, errClosed)
+	}
+	joined, err := h.dir.Join(ctx, group, m)
+	if err != nil {
+		h.mu.Unlock()
+		h.failed("join", err)
+		return err
+	}
+	lg := h.local[group]
+	if lg == nil {
+		lg = &localGroup{}
+		lg.members.Store(&[]localMember{})
+		h.local[group] = lg
+	}
+	members := slices.DeleteFunc(slices.Clone(*lg.members.Load()), func(x localMember) bool { return x.conn == c })
+	members = append(members, localMember{conn: c, meta: m.Meta})
+	lg.members.Store(&members)
+	h.mu.Unlock()
+	if joined && h.events {
+		h.presence(ctx, EventJoined, group, m)
+	}
+	return nil
+}
+
+func (h *Hub) leave(ctx context.Context, c *actors.Conn, group string) error {
+	h.mu.Lock()
+	left, err := h.dir.Leave(ctx, group, c.ID())
+	m, _ := h.dropLocalLocked(group, c)
+	h.mu.Unlock()
+	if err != nil {
+		h.failed("leave", err)
+		return err
+	}
+	if left && h.events {
+		h.presence(ctx, EventLeft, group, m)
+	}
+	return nil
+}
+
+// dropLocalLocked removes c from the local index of group and returns it as
+// a Member (with the meta it joined with), and whether it was there.
+func (h *Hub) dropLocalLocked(group string, c *actors.Conn) (m Member, found bool) {
+	m = Member{ID: c.ID()}
+	if u := c.User(); u != nil {
+		m.User = u.ID
+	}
+	lg := h.local[group]
+	if lg == nil {
+		return m, false
+	}
+	members := slices.DeleteFunc(slices.Clone(*lg.members.Load()), func(x localMember) bool {
+		if x.conn == c {
+			m.Meta, found = x.meta, true
+			return true
+		}
+		return false
+	})
+	if len(members) == 0 {
+		delete(h.local, group)
+	}
+	lg.members.Store(&members)
+	return m, found
+}
+
+// presence tells group's members that m joined or left.
+func (h *Hub) presence(ctx context.Context, event, group string, m Member) {
+	ev := make(map[string]any, len(m.Meta)+4)
+	for k, v := range m.Meta {
+		ev[k] = v
+	}
+	ev["type"], ev["group"], ev["id"] = event, group, m.ID
+	delete(ev, "user")
+	if m.User != "" {
+		ev["user"] = m.User
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	_, _ = h.Broadcast(ctx, group, actors.Message{Type: actors.MessageText, Data: b}, m.ID)
+}
+
+func (h *Hub) failed(op string, err error) {
+	h.errors.Add(1)
+	h.logger.Warn("wsactor: group directory failed", slog.String("op", op), slog.Any("err", err))
+}
+
+// Service returns the hub as the actors.GroupService the runtime uses.
+func (h *Hub) Service() actors.GroupService { return service{h} }
+
+type service struct{ h *Hub }
+
+func (s service) Join(ctx context.Context, c *actors.Conn, group string, meta map[string]string) error {
+	return s.h.join(ctx, c, group, meta)
+}
+
+func (s service) Leave(ctx context.Context, c *actors.Conn, group string) error {
+	return s.h.leave(ctx, c, group)
+}
+
+func (s service) Broadcast(ctx context.Context, group string, m actors.Message, except ...actors.ID) error {
+	_, err := s.h.Broadcast(ctx, group, m, except...)
+	return err
+}
+
+func (s service) Opened(c *actors.Conn) {
+	if u := c.User(); u != nil {
+		if err := s.h.dir.AddUserConn(context.Background(), u.ID, c.ID()); err != nil {
+			s.h.failed("add user connection", err)
+		}
+	}
+}
+
+// Closed leaves every group (telling the other members, with presence
+// events on) and drops the connection from the user index.
+func (s service) Closed(c *actors.Conn) {
+	h := s.h
+	ctx := context.Background()
+	h.mu.Lock()
+	left, err := h.dir.LeaveAll(ctx, c.ID())
+	if err != nil {
+		h.failed("leave all", err)
+		// The local index must not keep a dead connection even so.
+		left = nil
+		for g := range h.local {
+			left = append(left, g)
+		}
+	}
+	gone := make(map[string]Member)
+	for _, g := range left {
+		if m, found := h.dropLocalLocked(g, c); found {
+			gone[g] = m
+		}
+	}
+	h.mu.Unlock()
+	if h.events {
+		for _, g := range left {
+			if m, ok := gone[g]; ok {
+				h.presence(ctx, EventLeft, g, m)
+			}
+		}
+	}
+	if u := c.User(); u != nil {
+		if err := h.dir.RemoveUserConn(ctx, u.ID, c.ID()); err != nil {
+			h.failed("remove user connection", err)
+		}
+	}
+}
