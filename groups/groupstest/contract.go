@@ -32,7 +32,7 @@ func ID(node string, n int) actors.ID {
 // by newDir; each subtest gets a fresh, empty one.
 func RunDirectoryContract(t *testing.T, newDir func(t *testing.T) groups.Directory) {
 	ctx := context.Background()
-	a, b, c := ID("10.0.0.1:6330", 1), ID("10.0.0.1:6330", 2), ID("10.0.0.2:6330", 3)
+	a, b, c := ID("127.0.0.2:6330", 1), ID("127.0.0.2:6330", 2), ID("127.0.0.3:6330", 3)
 
 	t.Run("join, list and leave", func(t *testing.T) {
 		d := newDir(t)
@@ -145,7 +145,7 @@ func RunDirectoryContract(t *testing.T, newDir func(t *testing.T) groups.Directo
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				id := ID("10.0.0.1:6330", 100+i)
+				id := ID("127.0.0.2:6330", 100+i)
 				if _, err := d.Join(ctx, "busy", groups.Member{ID: id}); err != nil {
 					t.Error(err)
 				}
