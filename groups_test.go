@@ -1,0 +1,341 @@
+package wsactor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/auth"
+	"github.com/wsactor/wsactor/groups"
+)
+
+// member is driven by text commands: "join <group> <name>", "leave <group>",
+// "say <group> <text>" (to everyone), "others <group> <text>" (not to self).
+type member struct{ opened chan wsactor.ID }
+
+func (h *member) OnOpen(c *wsactor.Conn) error {
+	if h.opened != nil {
+		h.opened <- c.ID()
+	}
+	return nil
+}
+
+func (h *member) OnMessage(c *wsactor.Conn, m wsactor.Message) error {
+	cmd, rest, _ := strings.Cut(m.Text(), " ")
+	group, arg, _ := strings.Cut(rest, " ")
+	var err error
+	switch cmd {
+	case "join":
+		err = c.Join(group, map[string]string{"name": arg})
+	case "leave":
+		err = c.Leave(group)
+	case "say":
+		err = c.Broadcast(group, wsactor.Text(arg))
+	case "others":
+		err = c.Broadcast(group, wsactor.Text(arg), c.ID())
+	}
+	if err != nil {
+		return c.SendText("error: " + err.Error())
+	}
+	if cmd == "join" || cmd == "leave" {
+		return c.SendText("ok " + cmd)
+	}
+	return nil
+}
+
+func groupServer(t *testing.T, opts wsactor.Options) (*testServer, chan wsactor.ID) {
+	opened := make(chan wsactor.ID, 100)
+	ts := newTestServer(t, opts, func(s *wsactor.Server) {
+		s.Handle("/ws", func() wsactor.Handler { return &member{opened: opened} },
+			wsactor.WithAuthenticator(auth.AuthenticatorFunc(func(r *http.Request) (*auth.User, error) {
+				if u := r.URL.Query().Get("user"); u != "" {
+					return &auth.User{ID: u}, nil
+				}
+				return nil, nil
+			})))
+	})
+	return ts, opened
+}
+
+// joined dials, joins group and returns the client and its ID.
+func joined(t *testing.T, ts *testServer, opened chan wsactor.ID, query, group, name string) (*websocket.Conn, wsactor.ID) {
+	t.Helper()
+	c := dial(t, ts.url+"/ws"+query)
+	id := recv(t, opened, "open")
+	write(t, c, websocket.MessageText, "join "+group+" "+name)
+	if got := readText(t, c); got != "ok join" {
+		t.Fatalf("join: %q", got)
+	}
+	return c, id
+}
+
+func memberIDs(t *testing.T, ts *testServer, group string) []wsactor.ID {
+	t.Helper()
+	ms, err := ts.Groups().Members(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []wsactor.ID
+	for _, m := range ms {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+func TestGroupJoinBroadcastLeaveAndAutoLeave(t *testing.T) {
+	ts, opened := groupServer(t, wsactor.Options{})
+	a, aID := joined(t, ts, opened, "", "lobby", "ann")
+	b, _ := joined(t, ts, opened, "", "lobby", "bob")
+	c, cID := joined(t, ts, opened, "", "lobby", "cy")
+
+	write(t, a, websocket.MessageText, "say lobby hello all")
+	for _, cl := range []*websocket.Conn{a, b, c} {
+		if got := readText(t, cl); got != "hello all" {
+			t.Fatalf("broadcast: %q", got)
+		}
+	}
+	write(t, a, websocket.MessageText, "others lobby not for ann")
+	for _, cl := range []*websocket.Conn{b, c} {
+		if got := readText(t, cl); got != "not for ann" {
+			t.Fatalf("broadcast with exclusion: %q", got)
+		}
+	}
+	write(t, b, websocket.MessageText, "leave lobby")
+	if got := readText(t, b); got != "ok leave" {
+		t.Fatalf("leave: %q", got)
+	}
+	write(t, c, websocket.MessageText, "say lobby after bob left")
+	for _, cl := range []*websocket.Conn{a, c} {
+		if got := readText(t, cl); got != "after bob left" {
+			t.Fatalf("broadcast after leave: %q", got)
+		}
+	}
+	// ann never saw her own excluded message, and bob nothing after leaving:
+	// the next message each reads is a fresh marker.
+	if err := ts.Send(context.Background(), aID, wsactor.Text("marker")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, a); got != "marker" {
+		t.Fatalf("ann got an unexpected message %q", got)
+	}
+
+	// Closing leaves every group, whoever closed it.
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "cy to leave the lobby on close", func() bool {
+		ids := memberIDs(t, ts, "lobby")
+		return len(ids) == 1 && ids[0] == aID
+	})
+	if gs, _ := ts.Groups().GroupsOf(context.Background(), cID); len(gs) != 0 {
+		t.Fatalf("closed connection still in %v", gs)
+	}
+	if n, err := ts.Groups().Broadcast(context.Background(), "lobby", wsactor.Text("last")); err != nil || n != 1 {
+		t.Fatalf("Broadcast after close = %d, %v", n, err)
+	}
+}
+
+func TestGroupsFromOutsideByID(t *testing.T) {
+	ts, opened := groupServer(t, wsactor.Options{})
+	ctx := context.Background()
+	a := dial(t, ts.url+"/ws?user=ann")
+	aID := recv(t, opened, "open")
+	hub := ts.Groups()
+	if err := hub.Join(ctx, "vip", aID, map[string]string{"name": "Ann"}); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := hub.Members(ctx, "vip")
+	if err != nil || len(ms) != 1 || ms[0].ID != aID || ms[0].User != "ann" || ms[0].Meta["name"] != "Ann" {
+		t.Fatalf("Members = %+v, %v", ms, err)
+	}
+	if n, err := hub.BroadcastJSON(ctx, "vip", map[string]string{"type": "notice"}); err != nil || n != 1 {
+		t.Fatalf("BroadcastJSON = %d, %v", n, err)
+	}
+	if got := readText(t, a); got != `{"type":"notice"}` {
+		t.Fatalf("got %q", got)
+	}
+	if err := hub.Leave(ctx, "vip", aID); err != nil {
+		t.Fatal(err)
+	}
+	if ids := memberIDs(t, ts, "vip"); len(ids) != 0 {
+		t.Fatalf("still members: %v", ids)
+	}
+	for _, g := range []string{"", strings.Repeat("g", groups.MaxGroupLen+1)} {
+		if err := hub.Join(ctx, g, aID, nil); !errors.Is(err, groups.ErrInvalidGroup) {
+			t.Fatalf("Join(%d-byte group): want ErrInvalidGroup, got %v", len(g), err)
+		}
+		if _, err := hub.Broadcast(ctx, g, wsactor.Text("x")); !errors.Is(err, groups.ErrInvalidGroup) {
+			t.Fatalf("Broadcast(%d-byte group): want ErrInvalidGroup, got %v", len(g), err)
+		}
+	}
+	if err := hub.Join(ctx, "vip", "garbage", nil); !errors.Is(err, wsactor.ErrInvalidID) {
+		t.Fatalf("malformed ID: %v", err)
+	}
+	if err := a.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "close", func() bool { return ts.Stats().ConnectionsOpen == 0 })
+	if err := hub.Join(ctx, "vip", aID, nil); !errors.Is(err, wsactor.ErrConnectionNotFound) {
+		t.Fatalf("join a closed connection: want ErrConnectionNotFound, got %v", err)
+	}
+	if n, err := hub.Broadcast(ctx, "nobody", wsactor.Text("x")); n != 0 || err != nil {
+		t.Fatalf("Broadcast to an empty group = %d, %v", n, err)
+	}
+}
+
+func TestSendToUserReachesEveryTab(t *testing.T) {
+	ts, opened := groupServer(t, wsactor.Options{})
+	tab1 := dial(t, ts.url+"/ws?user=ann")
+	recv(t, opened, "open")
+	tab2 := dial(t, ts.url+"/ws?user=ann")
+	recv(t, opened, "open")
+	other := dial(t, ts.url+"/ws?user=bob")
+	bobID := recv(t, opened, "open")
+	n, err := ts.Groups().SendToUser(context.Background(), "ann", wsactor.Text("for ann"))
+	if err != nil || n != 2 {
+		t.Fatalf("SendToUser = %d, %v", n, err)
+	}
+	for _, c := range []*websocket.Conn{tab1, tab2} {
+		if got := readText(t, c); got != "for ann" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	if err := ts.Send(context.Background(), bobID, wsactor.Text("marker")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, other); got != "marker" {
+		t.Fatalf("bob received ann's message: %q", got)
+	}
+	if err := tab1.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the closed tab to leave the user index", func() bool {
+		n, _ := ts.Groups().SendToUser(context.Background(), "ann", wsactor.Text("again"))
+		return n == 1
+	})
+	if n, _ := ts.Groups().SendToUser(context.Background(), "nobody", wsactor.Text("x")); n != 0 {
+		t.Fatalf("unknown user reached %d", n)
+	}
+}
+
+func TestPresenceEvents(t *testing.T) {
+	ts, opened := groupServer(t, wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	a, _ := joined(t, ts, opened, "?user=ann", "lobby", "Ann")
+	b, bID := joined(t, ts, opened, "?user=bob", "lobby", "Bob")
+	want := fmt.Sprintf(`{"group":"lobby","id":%q,"name":"Bob","type":"joined","user":"bob"}`, bID)
+	if got := canonicalJSON(t, readText(t, a)); got != want {
+		t.Fatalf("joined event:\n got %s\nwant %s", got, want)
+	}
+	if err := b.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	want = fmt.Sprintf(`{"group":"lobby","id":%q,"name":"Bob","type":"left","user":"bob"}`, bID)
+	if got := canonicalJSON(t, readText(t, a)); got != want {
+		t.Fatalf("left event:\n got %s\nwant %s", got, want)
+	}
+	// Meta cannot override the event's own keys.
+	c := dial(t, ts.url+"/ws")
+	cID := recv(t, opened, "open")
+	write(t, c, websocket.MessageText, "join lobby x")
+	readText(t, c)
+	if got := canonicalJSON(t, readText(t, a)); !strings.Contains(got, `"type":"joined"`) || !strings.Contains(got, string(cID)) || strings.Contains(got, `"user"`) {
+		t.Fatalf("anonymous joined event: %s", got)
+	}
+}
+
+func TestSlowGroupMemberDoesNotDelayOthers(t *testing.T) {
+	ts, opened := groupServer(t, wsactor.Options{Transport: wsactor.TransportOptions{Overflow: wsactor.OverflowDropNewest}})
+	joined(t, ts, opened, "", "feed", "slow") // never reads again
+	const fast, msgs = 20, 300
+	clients := make([]*websocket.Conn, fast)
+	for i := range clients {
+		clients[i], _ = joined(t, ts, opened, "", "feed", "fast")
+	}
+	// Lock-step rounds: each broadcast must reach every fast member before the
+	// next one goes out, while the slow member's queue is full and its writer
+	// blocked. A slow member that held up fan-out would stall the rounds.
+	payload := strings.Repeat("p", 32<<10)
+	got := make(chan string, fast)
+	for _, c := range clients {
+		go func() {
+			for {
+				_, b, err := c.Read(context.Background())
+				if err != nil {
+					return
+				}
+				got <- string(b[:strings.IndexByte(string(b), ' ')])
+			}
+		}()
+	}
+	for i := range msgs {
+		if _, err := ts.Groups().Broadcast(context.Background(), "feed", wsactor.Text(fmt.Sprintf("%d %s", i, payload))); err != nil {
+			t.Fatal(err)
+		}
+		for range fast {
+			if seq := recv(t, got, fmt.Sprintf("round %d", i)); seq != fmt.Sprint(i) {
+				t.Fatalf("round %d: a fast member got message %s", i, seq)
+			}
+		}
+	}
+	if st := ts.Stats(); st.Dropped == 0 || st.ConnectionsOpen != fast+1 {
+		t.Fatalf("the slow member should have dropped messages and stayed open: %+v", st)
+	}
+}
+
+func TestBroadcastsRaceJoinsLeavesAndCloses(t *testing.T) {
+	ts, opened := groupServer(t, wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	bg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				if _, err := ts.Groups().Broadcast(context.Background(), "churn", wsactor.Text("tick")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	for i := range 20 {
+		c := dial(t, ts.url+"/ws")
+		recv(t, opened, "open")
+		go func() { // drain
+			for {
+				if _, _, err := c.Read(context.Background()); err != nil {
+					return
+				}
+			}
+		}()
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			for range 5 {
+				_ = c.Write(ctx, websocket.MessageText, []byte("join churn x"))
+				_ = c.Write(ctx, websocket.MessageText, []byte("leave churn"))
+			}
+			_ = c.Write(ctx, websocket.MessageText, []byte("join churn x"))
+			if i%2 == 0 {
+				_ = c.CloseNow() // vanish without a close frame
+			} else {
+				_ = c.Close(websocket.StatusNormalClosure, "")
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, "every connection to close", func() bool { return ts.Stats().ConnectionsOpen == 0 })
+	close(stop)
+	bg.Wait()
+	if ids := memberIDs(t, ts, "churn"); len(ids) != 0 {
+		t.Fatalf("dead members remain: %v", ids)
+	}
+}
