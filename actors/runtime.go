@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,6 +190,15 @@ func (rt *Runtime) gone(*Conn) {
 
 // Lookup returns the live local connection with this ID.
 func (rt *Runtime) Lookup(id ID) (*Conn, error) {
+	// Fast path, on every send by ID: a live connection's stored ID is
+	// canonical, so an exact match is valid without decoding it.
+	if _, rest, ok := strings.Cut(string(id), "."); ok {
+		if name, _, ok := strings.Cut(rest, "."); ok {
+			if v, ok := rt.conns.Load(name); ok && v.(*Conn).id == id {
+				return v.(*Conn), nil
+			}
+		}
+	}
 	server, name, address, err := splitID(string(id))
 	if err != nil {
 		return nil, err

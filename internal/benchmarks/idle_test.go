@@ -2,15 +2,16 @@ package benchmarks
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,6 +29,11 @@ const (
 	envHelper      = "WSACTOR_BENCH_HELPER"
 	envHelperURL   = "WSACTOR_BENCH_HELPER_URL"
 	envHelperConns = "WSACTOR_BENCH_HELPER_CONNS"
+
+	// envIdleHeapProfile names a directory: BenchmarkIdleMemory writes the
+	// server's heap profile there (bare.heap, wsactor.heap) while the
+	// connections are open. Combine with -memprofilerate=1.
+	envIdleHeapProfile = "WSACTOR_BENCH_IDLE_HEAPPROFILE"
 
 	defaultIdleConns = 5000
 )
@@ -74,7 +80,6 @@ func readRSS() (uint64, error) {
 
 // idleResult is the server-side cost of one idle connection.
 type idleResult struct {
-	conns                  int
 	heap, live, stack, rss float64 // bytes per connection
 	goroutines             float64 // per connection
 	before, after          memSample
@@ -112,9 +117,13 @@ func measureIdle(k kind, n int) (res idleResult, err error) {
 	if err != nil {
 		return res, err
 	}
+	if dir := os.Getenv(envIdleHeapProfile); dir != "" {
+		if err := writeHeapProfile(filepath.Join(dir, string(k)+".heap")); err != nil {
+			return res, err
+		}
+	}
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
 	return idleResult{
-		conns:      n,
 		heap:       per(after.heapInuse, before.heapInuse),
 		live:       per(after.heapLive, before.heapLive),
 		stack:      per(after.stackInuse, before.stackInuse),
@@ -123,6 +132,15 @@ func measureIdle(k kind, n int) (res idleResult, err error) {
 		before:     before,
 		after:      after,
 	}, nil
+}
+
+// writeHeapProfile writes the heap profile as of the last collection.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
 }
 
 // waitSettled waits until the goroutine count stops moving, having reached
@@ -145,77 +163,83 @@ func waitSettled(floor int) error {
 	return nil
 }
 
-// helperProcess is the client process of an idle-memory measurement.
+// helperProcess is the client process of an idle-memory measurement. It is
+// driven without goroutines of ours (pipes with deadlines, stderr to a file)
+// so that the server process's goroutine count is the servers' alone.
 type helperProcess struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *bytes.Buffer
-	exited chan error
+	stdout *os.File
+	stderr *os.File
 }
 
 // startHelper re-executes the test binary as TestHelperClientProcess, which
 // opens n connections to url, and waits until it says they are all ready.
-func startHelper(url string, n int) (*helperProcess, error) {
+func startHelper(url string, n int) (_ *helperProcess, err error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperClientProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), envHelper+"=1", envHelperURL+"="+url, envHelperConns+"="+strconv.Itoa(n))
-	h := &helperProcess{cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	h := &helperProcess{cmd: cmd}
+	if h.stderr, err = os.CreateTemp("", "wsactor-bench-client-*.log"); err != nil {
+		return nil, err
+	}
 	cmd.Stderr = h.stderr
-	var err error
 	if h.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, err
+		return nil, errors.Join(err, h.cleanup())
 	}
-	stdout, err := cmd.StdoutPipe()
+	var stdoutW *os.File
+	if h.stdout, stdoutW, err = os.Pipe(); err != nil {
+		return nil, errors.Join(err, h.cleanup())
+	}
+	cmd.Stdout = stdoutW
+	err = cmd.Start()
+	_ = stdoutW.Close()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, h.cleanup())
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	ready := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		var out strings.Builder
-		isReady := false
-		for sc.Scan() {
-			switch {
-			case !isReady && sc.Text() == "ready":
-				isReady = true
-				ready <- nil
-			case !isReady:
-				out.WriteString(sc.Text() + "\n")
-			}
-		}
-		if !isReady {
-			ready <- fmt.Errorf("client process ended before it was ready:\n%s", out.String())
-		}
-		h.exited <- cmd.Wait()
-	}()
-	select {
-	case err = <-ready:
-	case <-time.After(waitLimit):
-		err = fmt.Errorf("client process not ready after %v", waitLimit)
-	}
-	if err != nil {
+	if err := h.waitReady(); err != nil {
 		return nil, errors.Join(err, h.stop())
 	}
 	return h, nil
 }
 
+func (h *helperProcess) waitReady() error {
+	_ = h.stdout.SetReadDeadline(time.Now().Add(waitLimit))
+	r := bufio.NewReader(h.stdout)
+	var out strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		if line == "ready\n" {
+			return nil
+		}
+		out.WriteString(line)
+		if err != nil {
+			return fmt.Errorf("client process not ready: %w; its output:\n%s", err, out.String())
+		}
+	}
+}
+
 // stop closes the helper's stdin, which makes it close its connections and
-// exit, and waits for it (killing it if it does not exit in time).
+// exit, and waits for it, killing it if it does not exit in time.
 func (h *helperProcess) stop() error {
 	_ = h.stdin.Close()
-	select {
-	case err := <-h.exited:
-		if err != nil {
-			return fmt.Errorf("client process: %w\n%s", err, h.stderr.String())
-		}
-		return nil
-	case <-time.After(waitLimit):
-		_ = h.cmd.Process.Kill()
-		<-h.exited
-		return fmt.Errorf("client process did not exit; killed it\n%s", h.stderr.String())
+	_ = h.stdout.SetReadDeadline(time.Now().Add(waitLimit))
+	_, _ = io.Copy(io.Discard, h.stdout)
+	kill := time.AfterFunc(waitLimit, func() { _ = h.cmd.Process.Kill() })
+	err := h.cmd.Wait()
+	kill.Stop()
+	if err != nil {
+		stderr, _ := os.ReadFile(h.stderr.Name())
+		err = fmt.Errorf("client process: %w\n%s", err, stderr)
 	}
+	return errors.Join(err, h.cleanup())
+}
+
+func (h *helperProcess) cleanup() error {
+	if h.stdout != nil {
+		_ = h.stdout.Close()
+	}
+	_ = h.stderr.Close()
+	return os.Remove(h.stderr.Name())
 }
 
 // TestHelperClientProcess is not a test: BenchmarkIdleMemory runs the test
@@ -271,7 +295,7 @@ func idleConns(tb testing.TB) int {
 func BenchmarkIdleMemory(b *testing.B) {
 	n := idleConns(b)
 	for _, k := range kinds {
-		b.Run(string(k), func(b *testing.B) {
+		b.Run("server="+string(k), func(b *testing.B) {
 			res, err := measureIdle(k, n)
 			if err != nil {
 				b.Fatal(err)

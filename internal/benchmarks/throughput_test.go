@@ -9,6 +9,7 @@ import (
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,18 +63,35 @@ func checkMessage(typ websocket.MessageType, b []byte, seq uint64) error {
 	return nil
 }
 
+// contexts returns n independent contexts, each bounded by waitLimit, and a
+// function that cancels them all. Goroutines that read and write in a hot
+// loop each get their own: a context shared by many loops makes them contend
+// on its mutex (coder/websocket registers every Read and Write with it).
+func contexts(n int) ([]context.Context, func()) {
+	ctxs := make([]context.Context, n)
+	cancels := make([]context.CancelFunc, n)
+	for i := range ctxs {
+		ctxs[i], cancels[i] = context.WithTimeout(context.Background(), waitLimit)
+	}
+	return ctxs, func() {
+		for _, cancel := range cancels {
+			cancel()
+		}
+	}
+}
+
 // echoRun performs n round trips spread over conns, each a write of a
 // 256-byte binary message followed by the read of its echo, and returns how
 // long they took.
 func echoRun(conns []*websocket.Conn, n int) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	ctxs, cancel := contexts(len(conns))
 	defer cancel()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr error
 	var once sync.Once
 	start := time.Now()
-	for _, c := range conns {
+	for i, c := range conns {
 		wg.Go(func() {
 			msg := make([]byte, payloadSize)
 			for {
@@ -82,7 +100,7 @@ func echoRun(conns []*websocket.Conn, n int) (time.Duration, error) {
 					return
 				}
 				fill(msg, uint64(seq))
-				if err := echoOnce(ctx, c, msg); err != nil {
+				if err := echoOnce(ctxs[i], c, msg); err != nil {
 					once.Do(func() { firstErr = fmt.Errorf("round trip %d: %w", seq, err); cancel() })
 					return
 				}
@@ -97,7 +115,7 @@ func echoRun(conns []*websocket.Conn, n int) (time.Duration, error) {
 // a 256-byte binary message and waits for its echo.
 func BenchmarkEcho(b *testing.B) {
 	for _, k := range kinds {
-		b.Run(string(k), func(b *testing.B) {
+		b.Run("server="+string(k), func(b *testing.B) {
 			conns := clients(b, startTarget(b, k), 1)
 			before := readCounters()
 			b.ResetTimer()
@@ -117,7 +135,7 @@ func BenchmarkEcho(b *testing.B) {
 // round trip across all of them.
 func BenchmarkEchoParallel(b *testing.B) {
 	for _, k := range kinds {
-		b.Run(string(k), func(b *testing.B) {
+		b.Run("server="+string(k), func(b *testing.B) {
 			conns := clients(b, startTarget(b, k), parallelConns)
 			before := readCounters()
 			b.ResetTimer()
@@ -148,18 +166,20 @@ func pushRun(t target, conns []*websocket.Conn, perConn int, path pushPath) (tim
 	}
 	reuse := path == pushDirect
 
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
+	readCtxs, cancelReads := contexts(len(conns))
+	defer cancelReads()
+	pushCtxs, cancelPushes := contexts(len(conns))
+	defer cancelPushes()
 	var firstErr error
 	var once sync.Once
-	fail := func(err error) { once.Do(func() { firstErr = err; cancel() }) }
+	fail := func(err error) { once.Do(func() { firstErr = err; cancelReads(); cancelPushes() }) }
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, c := range conns {
 		window := make(chan struct{}, pushWindow)
 		wg.Go(func() { // client: read every message, then return its window slot
 			for seq := range uint64(perConn) {
-				typ, b, err := c.Read(ctx)
+				typ, b, err := c.Read(readCtxs[i])
 				if err == nil {
 					err = checkMessage(typ, b, seq)
 				}
@@ -175,7 +195,8 @@ func pushRun(t target, conns []*websocket.Conn, perConn int, path pushPath) (tim
 			for seq := range uint64(perConn) {
 				select {
 				case window <- struct{}{}:
-				case <-ctx.Done():
+				case <-pushCtxs[i].Done():
+					fail(fmt.Errorf("push to connection %d: %w", i, pushCtxs[i].Err()))
 					return
 				}
 				if !reuse {
@@ -190,11 +211,7 @@ func pushRun(t target, conns []*websocket.Conn, perConn int, path pushPath) (tim
 		})
 	}
 	wg.Wait()
-	d := time.Since(start)
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = ctx.Err()
-	}
-	return d, firstErr
+	return time.Since(start), firstErr
 }
 
 // BenchmarkPush measures server→client throughput: b.N messages of 256 bytes
@@ -213,7 +230,7 @@ func BenchmarkPush(b *testing.B) {
 		{"wsactor-conn-send", actor, pushConnSend},
 	}
 	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
+		b.Run("server="+tc.name, func(b *testing.B) {
 			t := startTarget(b, tc.kind)
 			conns := clients(b, t, parallelConns)
 			if err := waitRegistered(t, len(conns), tc.path); err != nil {
@@ -255,8 +272,9 @@ func waitRegistered(t target, n int, path pushPath) error {
 // which do the same work against both servers, so differences between the
 // servers are the servers' own.
 type runtimeCounters struct {
-	mallocs uint64 // heap allocations
-	spawned uint64 // goroutines created
+	mallocs uint64        // heap allocations
+	spawned uint64        // goroutines created
+	cpu     time.Duration // user + system CPU time of the process
 }
 
 func readCounters() runtimeCounters {
@@ -268,12 +286,17 @@ func readCounters() runtimeCounters {
 	if s[0].Value.Kind() == metrics.KindUint64 {
 		spawned = s[0].Value.Uint64()
 	}
-	return runtimeCounters{mallocs: ms.Mallocs, spawned: spawned}
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return runtimeCounters{mallocs: ms.Mallocs, spawned: spawned, cpu: cpu}
 }
 
-// reportPerMessage reports allocations and goroutines created per message
-// (a round trip for the echo benchmarks).
+// reportPerMessage reports CPU time, allocations and goroutines created per
+// message (a round trip for the echo benchmarks). CPU time per message is
+// the figure least disturbed by other load on the machine.
 func reportPerMessage(b *testing.B, before, after runtimeCounters, msgs int) {
+	b.ReportMetric(float64(after.cpu-before.cpu)/float64(msgs), "cpu-ns/msg")
 	b.ReportMetric(float64(after.mallocs-before.mallocs)/float64(msgs), "allocs/msg")
 	b.ReportMetric(float64(after.spawned-before.spawned)/float64(msgs), "spawns/msg")
 }
