@@ -85,21 +85,11 @@ func (s *Server) Restart() {
 	cmd := exec.Command(s.bin,
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
 		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
+	var out strings.Builder // redis-server writes little at loglevel warning
+	cmd.Stdout, cmd.Stderr = &syncWriter{w: &out}, &syncWriter{w: &out}
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
-	var logs strings.Builder
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			logs.WriteString(sc.Text() + "\n")
-		}
-	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", s.Addr(), 100*time.Millisecond)
@@ -112,7 +102,7 @@ func (s *Server) Restart() {
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			s.t.Fatalf("redis-server on %s did not start: %s", s.Addr(), filepath.Base(s.bin))
+			s.t.Fatalf("%s on %s did not start", filepath.Base(s.bin), s.Addr())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -139,3 +129,14 @@ func freePort(t testing.TB) int {
 
 // String describes the server for logs.
 func (s *Server) String() string { return fmt.Sprintf("redis-server %s", s.Addr()) }
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
