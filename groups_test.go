@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/wsactor/wsactor"
@@ -250,7 +251,9 @@ func TestPresenceEvents(t *testing.T) {
 }
 
 func TestSlowGroupMemberDoesNotDelayOthers(t *testing.T) {
-	ts, opened := groupServer(t, wsactor.Options{Transport: wsactor.TransportOptions{Overflow: wsactor.OverflowDropNewest}})
+	// A long write timeout: the stuck member must stay open for the whole
+	// test, however slow the machine (by default it would be cut off after 10 s).
+	ts, opened := groupServer(t, wsactor.Options{Transport: wsactor.TransportOptions{Overflow: wsactor.OverflowDropNewest, WriteTimeout: 5 * time.Minute}})
 	joined(t, ts, opened, "", "feed", "slow") // never reads again
 	const fast, msgs = 20, 300
 	clients := make([]*websocket.Conn, fast)

@@ -70,7 +70,7 @@ func fillUntilFull(t *testing.T, ts *testServer, id wsactor.ID) error {
 	return nil
 }
 
-func TestSlowConsumerIsClosed1008(t *testing.T) {
+func TestSlowConsumerIsClosed1013(t *testing.T) {
 	rec := newRecorder()
 	ts := newTestServer(t, wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 8, WriteTimeout: 2 * time.Second}},
 		func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
@@ -80,7 +80,7 @@ func TestSlowConsumerIsClosed1008(t *testing.T) {
 		t.Fatalf("want ErrSendQueueFull, got %v", err)
 	}
 	ev := recv(t, rec.closed, "OnClose of the slow consumer")
-	if ev.id != id || ev.code != websocket.StatusPolicyViolation || ev.reason != "slow consumer: send queue full" {
+	if ev.id != id || ev.code != websocket.StatusTryAgainLater || ev.reason != "slow consumer: send queue full" {
 		t.Fatalf("OnClose: %+v", ev)
 	}
 	if st := ts.Stats(); st.SlowConsumerCloses != 1 {

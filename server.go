@@ -291,14 +291,7 @@ func (s *Server) Tell(id ID, msg any) error { return s.rt.Tell(id, msg) }
 // the messages already queued for it, and waits until it has closed (its
 // OnClose has run) or ctx is done.
 func (s *Server) Close(ctx context.Context, id ID, code StatusCode, reason string) error {
-	c, err := s.rt.Lookup(id)
-	if err != nil {
-		return err
-	}
-	if err := s.rt.Close(id, code, reason); err != nil {
-		return err
-	}
-	return c.WaitClosed(ctx)
+	return s.rt.Close(ctx, id, code, reason)
 }
 
 // Stats is a snapshot of the server's counters.

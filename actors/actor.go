@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/wsactor/wsactor/internal/wire"
 	"github.com/wsactor/wsactor/transport"
 )
 
@@ -32,6 +33,7 @@ var runtimeFailureCodes = map[StatusCode]bool{
 	transport.StatusPolicyViolation:         true,
 	transport.StatusMessageTooBig:           true,
 	transport.StatusInternalError:           true,
+	transport.StatusTryAgainLater:           true,
 }
 
 // ReasonHandlerFailed is the reason sent with 1011 when a handler returned an
@@ -53,6 +55,16 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.onFrame(m)
 	case *outbound:
 		a.onOutbound(m)
+	case *wire.Deliver:
+		err := c.Send(MessageFromWire(m.GetType(), m.GetData()))
+		if ctx.Sender() != nil {
+			ctx.Respond(ResultOf(err))
+		}
+	case *wire.Close:
+		err := c.Close(StatusCode(m.GetCode()), m.GetReason())
+		if ctx.Sender() != nil {
+			ctx.Respond(ResultOf(err))
+		}
 	case *timerTick:
 		if m.timer.fired() {
 			a.receive(m.timer.msg)

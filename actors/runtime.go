@@ -13,7 +13,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/wsactor/wsactor/internal/metrics"
+	"github.com/wsactor/wsactor/internal/wire"
 	"github.com/wsactor/wsactor/transport"
+	"google.golang.org/protobuf/proto"
 )
 
 // PanicPolicy is what the supervisor does when a handler method panics.
@@ -62,6 +64,7 @@ type Runtime struct {
 	requestTimeout time.Duration
 	onGone         func()
 	groups         GroupService
+	cluster        Cluster
 	ctx            context.Context // for log calls
 
 	conns    sync.Map // actor name → *Conn
@@ -217,11 +220,19 @@ func (rt *Runtime) Lookup(id ID) (*Conn, error) {
 }
 
 // Send delivers m to the connection through its mailbox and waits until it
-// is queued for the socket (or refused).
+// is queued for the socket (or refused). The connection may live on another
+// node of the cluster.
 func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
 	c, err := rt.Lookup(id)
 	if err != nil {
-		return err
+		if rt.isLocal(id) {
+			return err
+		}
+		pid, rerr := rt.remotePID(id)
+		if rerr != nil {
+			return rerr
+		}
+		return rt.request(ctx, pid, &wire.Deliver{Type: WireType(m), Data: m.Data})
 	}
 	reply := make(chan error, 1)
 	rt.system.Root.Send(c.pid, &outbound{msg: m, reply: reply})
@@ -242,35 +253,69 @@ func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
 }
 
 // Post delivers m through the connection's mailbox without waiting. It
-// reports only what it knows at once: a malformed or unknown ID.
+// reports only what it knows at once: a malformed or unknown ID, or a
+// connection on a node that is not a live member.
 func (rt *Runtime) Post(id ID, m Message) error {
 	c, err := rt.Lookup(id)
 	if err != nil {
-		return err
+		if rt.isLocal(id) {
+			return err
+		}
+		pid, rerr := rt.remotePID(id)
+		if rerr != nil {
+			return rerr
+		}
+		rt.system.Root.Send(pid, &wire.Deliver{Type: WireType(m), Data: m.Data})
+		return nil
 	}
 	rt.system.Root.Send(c.pid, &outbound{msg: m})
 	return nil
 }
 
 // Close asks the connection to close with code and reason, through its
-// mailbox (after what is already queued).
-func (rt *Runtime) Close(id ID, code StatusCode, reason string) error {
+// mailbox (after what is already queued), and waits until it has closed or
+// ctx is done.
+func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason string) error {
 	if !ValidCloseCode(code) {
 		return ErrInvalidCloseCode
 	}
+	reason = TruncateReason(reason)
 	c, err := rt.Lookup(id)
 	if err != nil {
-		return err
+		if rt.isLocal(id) {
+			return err
+		}
+		pid, rerr := rt.remotePID(id)
+		if rerr != nil {
+			return rerr
+		}
+		if err := rt.request(ctx, pid, &wire.Close{Code: int32(code), Reason: reason}); err != nil {
+			return err
+		}
+		return rt.waitStopped(ctx, pid)
 	}
-	rt.system.Root.Send(c.pid, &closeRequest{code: code, reason: TruncateReason(reason)})
-	return nil
+	rt.system.Root.Send(c.pid, &closeRequest{code: code, reason: reason})
+	return c.WaitClosed(ctx)
 }
 
-// Tell delivers an arbitrary message to the connection's Receiver.
+// Tell delivers an arbitrary message to the connection's Receiver. To a
+// connection on another node, msg must be a protobuf message whose type every
+// node links.
 func (rt *Runtime) Tell(id ID, msg any) error {
 	c, err := rt.Lookup(id)
 	if err != nil {
-		return err
+		if rt.isLocal(id) {
+			return err
+		}
+		pid, rerr := rt.remotePID(id)
+		if rerr != nil {
+			return rerr
+		}
+		if _, ok := msg.(proto.Message); !ok {
+			return ErrNotProtobuf
+		}
+		rt.system.Root.Send(pid, msg)
+		return nil
 	}
 	rt.system.Root.Send(c.pid, msg)
 	return nil

@@ -27,13 +27,14 @@ const (
 	StatusAbnormalClosure StatusCode = websocket.StatusAbnormalClosure // 1006
 	// StatusInvalidFramePayloadData: a text message was not valid UTF-8.
 	StatusInvalidFramePayloadData StatusCode = websocket.StatusInvalidFramePayloadData // 1007
-	// StatusPolicyViolation: the send queue overflowed (slow consumer) or a policy check failed.
+	// StatusPolicyViolation: a policy check failed (credentials, permissions).
 	StatusPolicyViolation StatusCode = websocket.StatusPolicyViolation // 1008
 	// StatusMessageTooBig: an inbound message exceeded Options.MaxMessageSize.
 	StatusMessageTooBig StatusCode = websocket.StatusMessageTooBig // 1009
 	// StatusInternalError: the handler failed (error, or panics beyond the restart budget) or pings went unanswered.
 	StatusInternalError StatusCode = websocket.StatusInternalError // 1011
-	// StatusTryAgainLater: the server is overloaded.
+	// StatusTryAgainLater: the send queue overflowed (a slow consumer). Unlike
+	// 1008 it invites the client to reconnect: it lost messages, not its rights.
 	StatusTryAgainLater StatusCode = websocket.StatusTryAgainLater // 1013
 )
 

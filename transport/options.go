@@ -24,7 +24,7 @@ const (
 type OverflowPolicy int
 
 const (
-	// OverflowClose closes the connection with 1008 and ReasonSlowConsumer,
+	// OverflowClose closes the connection with 1013 and ReasonSlowConsumer,
 	// drops what is queued and logs it. It is the default: a client that
 	// cannot keep up is disconnected rather than silently missing messages.
 	OverflowClose OverflowPolicy = iota

@@ -66,7 +66,7 @@ func TestOverflowCloseDisconnectsSlowConsumer(t *testing.T) {
 	}
 	// The stuck write is abandoned after the grace period (or the write
 	// timeout), so the socket closes although the client never reads.
-	wantInfo(t, sc.fin(t), transport.StatusPolicyViolation, transport.ReasonSlowConsumer, true)
+	wantInfo(t, sc.fin(t), transport.StatusTryAgainLater, transport.ReasonSlowConsumer, true)
 	// Once the abandoned write returns, nothing is accounted as queued.
 	eventually(t, "Queued() is (0, 0)", func() bool { m, b := sc.c.Queued(); return m == 0 && b == 0 })
 }

@@ -57,7 +57,7 @@ func (c *Conn) Write(typ MessageType, data []byte) error {
 				return ErrClosed
 			}
 			o.Counters.SlowConsumerCloses.Add(1)
-			c.CloseSoon(StatusPolicyViolation, ReasonSlowConsumer)
+			c.CloseSoon(StatusTryAgainLater, ReasonSlowConsumer)
 			return ErrQueueFull
 		}
 	}

@@ -1,0 +1,144 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/wsactor/wsactor/internal/wire"
+	"github.com/wsactor/wsactor/transport"
+	"google.golang.org/protobuf/proto"
+)
+
+// Cluster is this node's view of the other nodes of a cluster. The runtime
+// uses it to fail fast: protoactor would spend ~10 s retrying a dead node's
+// address before dropping the message.
+type Cluster interface {
+	// Alive reports whether the node at this actor-system address is a live member.
+	Alive(address string) bool
+	// Peers returns the addresses of the other live members.
+	Peers() []string
+}
+
+// ErrNotProtobuf is returned when a message for a connection on another
+// node is not a protobuf message: only those cross nodes.
+var ErrNotProtobuf = errors.New("wsactor: only protobuf messages can be sent to a connection on another node")
+
+// SetCluster installs the cluster view. Call it before serving.
+func (rt *Runtime) SetCluster(c Cluster) { rt.cluster = c }
+
+// System returns the actor system the connections run in.
+func (rt *Runtime) System() *actor.ActorSystem { return rt.system }
+
+// remotePID returns the PID of a connection on another live node, or an
+// error saying why it cannot be reached.
+func (rt *Runtime) remotePID(id ID) (*actor.PID, error) {
+	pid, err := id.PID()
+	if err != nil {
+		return nil, err
+	}
+	if pid.Address == rt.system.Address() {
+		return nil, ErrConnectionNotFound // local, and not live
+	}
+	if rt.cluster == nil {
+		return nil, fmt.Errorf("%w: %s lives on node %s and this node is not in a cluster", ErrConnectionNotFound, id, pid.Address)
+	}
+	if !rt.cluster.Alive(pid.Address) {
+		return nil, fmt.Errorf("%w: node %s is not a live member", ErrConnectionNotFound, pid.Address)
+	}
+	return pid, nil
+}
+
+// isLocal reports whether id names a connection of this node.
+func (rt *Runtime) isLocal(id ID) bool {
+	addr, err := id.Address()
+	return err == nil && addr == rt.system.Address()
+}
+
+// request sends a request to a remote actor and waits for its Result,
+// bounded by ctx and the runtime's request timeout.
+func (rt *Runtime) request(ctx context.Context, pid *actor.PID, msg proto.Message) error {
+	timeout := rt.requestTimeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	res, err := rt.system.Root.RequestFuture(pid, msg, timeout).Result()
+	switch {
+	case errors.Is(err, actor.ErrDeadLetter):
+		return ErrConnectionNotFound
+	case errors.Is(err, actor.ErrTimeout):
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("wsactor: no answer from node %s within %v: %w", pid.Address, timeout, context.DeadlineExceeded)
+	case err != nil:
+		return err
+	}
+	r, ok := res.(*wire.Result)
+	if !ok {
+		return fmt.Errorf("wsactor: unexpected answer %T from node %s", res, pid.Address)
+	}
+	return statusError(r)
+}
+
+func statusError(r *wire.Result) error {
+	switch r.GetStatus() {
+	case wire.Status_OK:
+		return nil
+	case wire.Status_NOT_FOUND:
+		return ErrConnectionNotFound
+	case wire.Status_QUEUE_FULL:
+		return ErrSendQueueFull
+	case wire.Status_INVALID:
+		return fmt.Errorf("wsactor: invalid request: %s", r.GetError())
+	}
+	return fmt.Errorf("wsactor: remote node failed: %s", r.GetError())
+}
+
+// ResultOf converts an error into the Result a remote caller receives.
+func ResultOf(err error) *wire.Result {
+	switch {
+	case err == nil:
+		return &wire.Result{}
+	case errors.Is(err, ErrConnectionNotFound), errors.Is(err, ErrInvalidID):
+		return &wire.Result{Status: wire.Status_NOT_FOUND, Error: err.Error()}
+	case errors.Is(err, ErrSendQueueFull):
+		return &wire.Result{Status: wire.Status_QUEUE_FULL}
+	case errors.Is(err, ErrInvalidCloseCode):
+		return &wire.Result{Status: wire.Status_INVALID, Error: err.Error()}
+	}
+	return &wire.Result{Status: wire.Status_FAILED, Error: err.Error()}
+}
+
+// MessageFromWire and ToWire convert data messages for the wire.
+func MessageFromWire(typ int32, data []byte) Message {
+	return Message{Type: transport.MessageType(typ), Data: data}
+}
+
+// WireType returns m's type as sent on the wire.
+func WireType(m Message) int32 { return int32(m.Type) }
+
+// waitStopped waits until the actor pid has stopped, wherever it runs.
+func (rt *Runtime) waitStopped(ctx context.Context, pid *actor.PID) error {
+	done := make(chan struct{})
+	watcher := rt.system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		switch m := c.Message().(type) {
+		case *actor.Started:
+			c.Watch(pid)
+		case *actor.Terminated:
+			if m.Who.Equal(pid) {
+				close(done)
+				c.Stop(c.Self())
+			}
+		}
+	}))
+	defer rt.system.Root.Stop(watcher)
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
