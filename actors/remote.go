@@ -32,6 +32,25 @@ func (rt *Runtime) SetCluster(c Cluster) { rt.cluster = c }
 // System returns the actor system the connections run in.
 func (rt *Runtime) System() *actor.ActorSystem { return rt.system }
 
+// ServerName returns the name of the server the runtime belongs to.
+func (rt *Runtime) ServerName() string { return rt.server }
+
+// ClusterView returns the installed cluster view, or nil on a single node.
+func (rt *Runtime) ClusterView() Cluster { return rt.cluster }
+
+// IsLocal reports whether id names a connection of this node.
+func (rt *Runtime) IsLocal(id ID) bool { return rt.isLocal(id) }
+
+// Request sends a request to a remote actor and waits for its wire.Result.
+func (rt *Runtime) Request(ctx context.Context, pid *actor.PID, msg proto.Message) error {
+	return rt.request(ctx, pid, msg)
+}
+
+// NodeAlive reports whether address is this node or a live member.
+func (rt *Runtime) NodeAlive(address string) bool {
+	return address == rt.system.Address() || (rt.cluster != nil && rt.cluster.Alive(address))
+}
+
 // remotePID returns the PID of a connection on another live node, or an
 // error saying why it cannot be reached.
 func (rt *Runtime) remotePID(id ID) (*actor.PID, error) {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/wsactor/wsactor/actors"
+	"github.com/wsactor/wsactor/internal/wire"
 )
 
 // Presence event types, sent to a group's other members when Options.PresenceEvents is on.
@@ -70,7 +72,11 @@ func NewHub(rt *actors.Runtime, opts Options) *Hub {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Hub{rt: rt, dir: opts.Directory, events: opts.PresenceEvents, logger: opts.Logger, local: make(map[string]*localGroup)}
+	h := &Hub{rt: rt, dir: opts.Directory, events: opts.PresenceEvents, logger: opts.Logger, local: make(map[string]*localGroup)}
+	if err := h.startNodeActor(); err != nil {
+		panic(fmt.Sprintf("wsactor/groups: %v", err)) // the server name is unique in its actor system
+	}
+	return h
 }
 
 // Directory returns the hub's directory.
@@ -79,12 +85,18 @@ func (h *Hub) Directory() Directory { return h.dir }
 // DirectoryErrors counts directory operations that failed.
 func (h *Hub) DirectoryErrors() int64 { return h.errors.Load() }
 
-// Join adds the connection with this ID to group, from anywhere. The
-// connection must be open on this node.
+// Join adds the connection with this ID to group, from anywhere: on another
+// node of the cluster, the node that owns the connection does it.
 func (h *Hub) Join(ctx context.Context, group string, id actors.ID, meta map[string]string) error {
+	if !ValidGroup(group) {
+		return ErrInvalidGroup
+	}
 	c, err := h.rt.Lookup(id)
 	if err != nil {
-		return err
+		if h.rt.IsLocal(id) || errors.Is(err, actors.ErrInvalidID) {
+			return err
+		}
+		return h.forward(ctx, id, &wire.Join{Group: group, Id: string(id), Meta: meta}, nil)
 	}
 	return h.join(ctx, c, group, meta)
 }
@@ -93,7 +105,10 @@ func (h *Hub) Join(ctx context.Context, group string, id actors.ID, meta map[str
 func (h *Hub) Leave(ctx context.Context, group string, id actors.ID) error {
 	c, err := h.rt.Lookup(id)
 	if err != nil {
-		return err
+		if h.rt.IsLocal(id) || errors.Is(err, actors.ErrInvalidID) {
+			return err
+		}
+		return h.forward(ctx, id, nil, &wire.Leave{Group: group, Id: string(id)})
 	}
 	return h.leave(ctx, c, group)
 }
@@ -108,17 +123,31 @@ func (h *Hub) GroupsOf(ctx context.Context, id actors.ID) ([]string, error) {
 	return h.dir.Groups(ctx, id)
 }
 
-// Broadcast sends m to every member of group except the listed IDs and
-// returns how many it was posted to.
+// Broadcast sends m to every member of group except the listed IDs. It
+// returns how many local members it was posted to; across a cluster it also
+// sends the message once to every other live node, which delivers it to its
+// own members.
 func (h *Hub) Broadcast(_ context.Context, group string, m actors.Message, except ...actors.ID) (int, error) {
 	if !ValidGroup(group) {
 		return 0, ErrInvalidGroup
 	}
+	if h.rt.ClusterView() != nil {
+		ex := make([]string, len(except))
+		for i, id := range except {
+			ex[i] = string(id)
+		}
+		h.toPeers(&wire.Broadcast{Group: group, Type: actors.WireType(m), Data: m.Data, Except: ex})
+	}
+	return h.broadcastLocal(group, m, except), nil
+}
+
+// broadcastLocal delivers m to this node's members of group.
+func (h *Hub) broadcastLocal(group string, m actors.Message, except []actors.ID) int {
 	h.mu.Lock()
 	lg := h.local[group]
 	h.mu.Unlock()
 	if lg == nil {
-		return 0, nil
+		return 0
 	}
 	p := actors.Prepare(m)
 	n := 0
@@ -129,7 +158,7 @@ func (h *Hub) Broadcast(_ context.Context, group string, m actors.Message, excep
 		lm.conn.Post(p)
 		n++
 	}
-	return n, nil
+	return n
 }
 
 // BroadcastJSON encodes v once and broadcasts it as a text message.
@@ -142,7 +171,8 @@ func (h *Hub) BroadcastJSON(ctx context.Context, group string, v any, except ...
 }
 
 // SendToUser sends m to every open connection of the user (all their tabs
-// and devices) and returns how many it was posted to.
+// and devices), on every node, and returns how many connections it was sent
+// to: one message per node that has some.
 func (h *Hub) SendToUser(ctx context.Context, user string, m actors.Message) (int, error) {
 	ids, err := h.dir.UserConns(ctx, user)
 	if err != nil {
@@ -151,11 +181,20 @@ func (h *Hub) SendToUser(ctx context.Context, user string, m actors.Message) (in
 	}
 	p := actors.Prepare(m)
 	n := 0
+	remote := make(map[string][]string)
 	for _, id := range ids {
 		if c, err := h.rt.Lookup(id); err == nil {
 			c.Post(p)
 			n++
+			continue
 		}
+		if addr, err := id.Address(); err == nil && !h.rt.IsLocal(id) && h.rt.NodeAlive(addr) {
+			remote[addr] = append(remote[addr], string(id))
+		}
+	}
+	for addr, list := range remote {
+		h.rt.System().Root.Send(h.nodePID(addr), &wire.PostMany{Ids: list, Type: actors.WireType(m), Data: m.Data})
+		n += len(list)
 	}
 	return n, nil
 }
@@ -242,6 +281,7 @@ func (h *Hub) dropLocalLocked(group string, c *actors.Conn) (m Member, found boo
 
 // presence tells group's members that m joined or left.
 func (h *Hub) presence(ctx context.Context, event, group string, m Member) {
+	// Every node's members of the group hear it: Broadcast crosses nodes.
 	ev := make(map[string]any, len(m.Meta)+4)
 	for k, v := range m.Meta {
 		ev[k] = v

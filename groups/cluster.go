@@ -1,0 +1,122 @@
+package groups
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/wsactor/wsactor/actors"
+	"github.com/wsactor/wsactor/internal/wire"
+)
+
+// Across a cluster, each node's Hub runs a node actor that its peers address
+// by a well-known name. A broadcast crosses the network once per live node
+// (never once per member) and each node fans out to its own members; a join
+// or leave by ID goes to the node that owns the connection, whose local index
+// it changes.
+
+// NodeRemover is implemented by directories that can forget every
+// connection of a node at once (a shared directory, after a node died).
+type NodeRemover interface {
+	RemoveNode(ctx context.Context, address string) (removed int, err error)
+}
+
+func nodeActorName(server string) string { return "wsactor-groups-" + server }
+
+// nodePID is the node actor of the node at address.
+func (h *Hub) nodePID(address string) *actor.PID {
+	return actor.NewPID(address, nodeActorName(h.rt.ServerName()))
+}
+
+// startNodeActor spawns the actor peers send to.
+func (h *Hub) startNodeActor() error {
+	props := actor.PropsFromFunc(h.receiveFromPeer)
+	_, err := h.rt.System().Root.SpawnNamed(props, nodeActorName(h.rt.ServerName()))
+	return err
+}
+
+func (h *Hub) receiveFromPeer(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *wire.Broadcast:
+		except := make([]actors.ID, len(m.GetExcept()))
+		for i, id := range m.GetExcept() {
+			except[i] = actors.ID(id)
+		}
+		h.broadcastLocal(m.GetGroup(), actors.MessageFromWire(m.GetType(), m.GetData()), except)
+	case *wire.PostMany:
+		p := actors.Prepare(actors.MessageFromWire(m.GetType(), m.GetData()))
+		for _, id := range m.GetIds() {
+			if c, err := h.rt.Lookup(actors.ID(id)); err == nil {
+				c.Post(p)
+			}
+		}
+	case *wire.Join:
+		h.answerPeer(ctx, func(c context.Context) error {
+			return h.Join(c, m.GetGroup(), actors.ID(m.GetId()), m.GetMeta())
+		})
+	case *wire.Leave:
+		h.answerPeer(ctx, func(c context.Context) error {
+			return h.Leave(c, m.GetGroup(), actors.ID(m.GetId()))
+		})
+	}
+}
+
+// answerPeer runs a directory operation off the node actor's goroutine (it
+// may wait on Redis) and answers the requesting peer.
+func (h *Hub) answerPeer(ctx actor.Context, op func(context.Context) error) {
+	sender := ctx.Sender()
+	root := h.rt.System().Root
+	go func() {
+		err := op(context.Background())
+		if sender != nil {
+			root.Send(sender, actors.ResultOf(err))
+		}
+	}()
+}
+
+// forward sends a group operation for a connection on another node to the
+// node that owns it.
+func (h *Hub) forward(ctx context.Context, id actors.ID, msg *wire.Join, leave *wire.Leave) error {
+	addr, err := id.Address()
+	if err != nil {
+		return err
+	}
+	if !h.rt.NodeAlive(addr) {
+		return fmt.Errorf("%w: node %s is not a live member", actors.ErrConnectionNotFound, addr)
+	}
+	if msg != nil {
+		return h.rt.Request(ctx, h.nodePID(addr), msg)
+	}
+	return h.rt.Request(ctx, h.nodePID(addr), leave)
+}
+
+// toPeers sends msg to the node actor of every other live node.
+func (h *Hub) toPeers(msg any) int {
+	cl := h.rt.ClusterView()
+	if cl == nil {
+		return 0
+	}
+	peers := cl.Peers()
+	for _, addr := range peers {
+		h.rt.System().Root.Send(h.nodePID(addr), msg)
+	}
+	return len(peers)
+}
+
+// NodeGone forgets every connection of a node that left the cluster, so that
+// presence holds no ghosts. Any number of survivors may run it at once.
+func (h *Hub) NodeGone(ctx context.Context, address string) {
+	nr, ok := h.dir.(NodeRemover)
+	if !ok {
+		return
+	}
+	n, err := nr.RemoveNode(ctx, address)
+	if err != nil {
+		h.failed("remove node", err)
+		return
+	}
+	if n > 0 {
+		h.logger.Info("wsactor: removed a departed node's connections from the directory", slog.String("node", address), slog.Int("connections", n))
+	}
+}

@@ -1,0 +1,217 @@
+package redisdir
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+
+	"github.com/wsactor/wsactor/actors"
+	"github.com/wsactor/wsactor/groups"
+)
+
+// NodeState is what one node holds in memory about its own connections: the
+// truth that ReplaceNode writes back to Redis.
+type NodeState struct {
+	// Groups maps a group to the node's members of it, with their user and meta.
+	Groups map[string][]groups.Member
+	// Users maps a user to the node's connections of theirs.
+	Users map[string][]actors.ID
+}
+
+// batchArgs bounds the arguments of one script call, so that Redis, which
+// runs a script to completion before anything else, stays responsive while a
+// large node is replaced or removed.
+const batchArgs = 4096
+
+// RemoveNode removes every connection of the node at address from every
+// group and user, and returns how many it removed. It is for a node that
+// membership has declared dead: its connections would otherwise stay listed
+// forever. It is idempotent, and several survivors may run it at once: each
+// connection is removed atomically and counted by the one call that removed
+// it. A node that comes back afterwards must call ReplaceNode.
+func (d *Directory) RemoveNode(ctx context.Context, address string) (int, error) {
+	key := d.nodeKey(address)
+	removed := 0
+	for {
+		ids, err := d.rdb.SRandMemberN(ctx, key, batchArgs/3).Result()
+		if err != nil {
+			return removed, fmt.Errorf("redisdir: remove node %q: %w", address, err)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		args := make([]any, 0, 1+3*len(ids))
+		args = append(args, d.prefix)
+		for _, id := range ids {
+			args = append(args, id, 0, 0)
+		}
+		n, err := syncScript.Run(ctx, d.rdb, []string{key}, args...).Int()
+		removed += n
+		if err != nil {
+			return removed, fmt.Errorf("redisdir: remove node %q: %w", address, err)
+		}
+	}
+	if removed > 0 {
+		d.logger.Info("redisdir: removed a node's connections", slog.String("node", address), slog.Int("conns", removed))
+	}
+	return removed, nil
+}
+
+// ReplaceNode makes Redis hold exactly state for the connections of the node
+// at address: it writes every connection in state with exactly its groups,
+// meta and users, then removes the node's connections that are not in state.
+// A node calls it after Redis failed it (calls returned errors, so Redis may
+// hold connections that have since closed and lack ones that have since
+// joined) or lost its data (Epoch changed). Other nodes' connections are
+// untouched. Every ID in state must belong to address.
+//
+// Each connection is replaced atomically: a reader sees its old entries or
+// its new ones, never a mix and never none. The node as a whole is not: while
+// the call runs, stale connections may still be listed beside replaced ones.
+// The caller must not change its own connections' entries meanwhile (the Hub
+// holds its lock), or the change may be undone. On error, part of the state
+// may be written; calling again is safe.
+func (d *Directory) ReplaceNode(ctx context.Context, address string, state NodeState) error {
+	want, err := d.wantedConns(address, state)
+	if err != nil {
+		return fmt.Errorf("redisdir: replace node %q: %w", address, err)
+	}
+	key := d.nodeKey(address)
+	held, err := d.nodeConns(ctx, key)
+	if err != nil {
+		return fmt.Errorf("redisdir: replace node %q: %w", address, err)
+	}
+	args := []any{d.prefix}
+	flush := func() error {
+		if len(args) == 1 {
+			return nil
+		}
+		err := syncScript.Run(ctx, d.rdb, []string{key}, args...).Err()
+		args = args[:1]
+		return err
+	}
+	// Live connections first: after an outage, they are what listings miss.
+	for _, id := range slices.Sorted(maps.Keys(want)) {
+		cs := want[id]
+		args = append(args, string(id), len(cs.groups))
+		for _, g := range slices.Sorted(maps.Keys(cs.groups)) {
+			args = append(args, g, cs.groups[g])
+		}
+		args = append(args, len(cs.users))
+		for _, u := range slices.Sorted(maps.Keys(cs.users)) {
+			args = append(args, u)
+		}
+		if len(args) >= batchArgs {
+			if err := flush(); err != nil {
+				return fmt.Errorf("redisdir: replace node %q: %w", address, err)
+			}
+		}
+	}
+	stale := 0
+	for _, id := range held {
+		if _, ok := want[actors.ID(id)]; ok {
+			continue
+		}
+		stale++
+		if args = append(args, id, 0, 0); len(args) >= batchArgs {
+			if err := flush(); err != nil {
+				return fmt.Errorf("redisdir: replace node %q: %w", address, err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("redisdir: replace node %q: %w", address, err)
+	}
+	d.logger.Info("redisdir: replaced a node's connections", slog.String("node", address),
+		slog.Int("conns", len(want)), slog.Int("stale", stale))
+	return nil
+}
+
+// connState is what one connection should have in Redis.
+type connState struct {
+	groups map[string]string   // b64 group → member JSON
+	users  map[string]struct{} // b64 users
+}
+
+func (d *Directory) wantedConns(address string, state NodeState) (map[actors.ID]*connState, error) {
+	want := make(map[actors.ID]*connState)
+	get := func(id actors.ID) (*connState, error) {
+		if cs := want[id]; cs != nil {
+			return cs, nil
+		}
+		a, err := id.Address()
+		if err != nil {
+			return nil, err
+		}
+		if a != address {
+			return nil, fmt.Errorf("connection %s belongs to node %q", id, a)
+		}
+		cs := &connState{groups: make(map[string]string), users: make(map[string]struct{})}
+		want[id] = cs
+		return cs, nil
+	}
+	for group, members := range state.Groups {
+		if !groups.ValidGroup(group) {
+			return nil, fmt.Errorf("%w: %q", groups.ErrInvalidGroup, group)
+		}
+		for _, m := range members {
+			cs, err := get(m.ID)
+			if err != nil {
+				return nil, err
+			}
+			if cs.groups[enc(group)], err = encodeMember(m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for user, ids := range state.Users {
+		for _, id := range ids {
+			cs, err := get(id)
+			if err != nil {
+				return nil, err
+			}
+			cs.users[enc(user)] = struct{}{}
+		}
+	}
+	return want, nil
+}
+
+// nodeConns lists a node's set without blocking Redis on a large one.
+func (d *Directory) nodeConns(ctx context.Context, key string) ([]string, error) {
+	var out []string
+	var cursor uint64
+	for {
+		ids, next, err := d.rdb.SScan(ctx, key, cursor, "", 1000).Result()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ids...)
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	// SSCAN may return an element twice.
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// Epoch returns a token that stays the same as long as Redis keeps the
+// directory's data, and changes when it loses it (a restart without
+// persistence, FLUSHDB, failover to an empty replica). The first call after
+// such a loss, from any node, stores a new one.
+//
+// A node polls it (with its membership heartbeat, say) and calls ReplaceNode
+// when it differs from the last one it saw, or when it is the first success
+// after directory calls failed.
+func (d *Directory) Epoch(ctx context.Context) (string, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	v, err := epochScript.Run(ctx, d.rdb, []string{d.epochKey()}, d.prefix, b64.EncodeToString(b[:])).Text()
+	if err != nil {
+		return "", fmt.Errorf("redisdir: epoch: %w", err)
+	}
+	return v, nil
+}
