@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/wsactor/wsactor/actors"
 	"github.com/wsactor/wsactor/auth"
 	"github.com/wsactor/wsactor/groups"
 	"github.com/wsactor/wsactor/transport"
@@ -41,6 +42,10 @@ type Options struct {
 	Transport TransportOptions
 	// Supervision says what happens when a handler panics.
 	Supervision Supervision
+	// Cluster is this node's view of the other members of a cluster, for
+	// reaching connections on other nodes (and failing fast for dead ones).
+	// Default nil: a single node. Package cluster provides it.
+	Cluster ClusterView
 	// Groups configures rooms and the user index: the directory (default in
 	// memory, for a single node) and presence events. See Server.Groups.
 	Groups GroupsOptions
@@ -109,6 +114,9 @@ func WithSubprotocols(protocols ...string) RouteOption {
 func WithTransport(adjust func(*TransportOptions)) RouteOption {
 	return func(r *route) { adjust(&r.transport) }
 }
+
+// ClusterView is a node's view of the live members of its cluster.
+type ClusterView = actors.Cluster
 
 // GroupsOptions configure the server's groups; see groups.Options.
 type GroupsOptions = groups.Options

@@ -82,6 +82,8 @@ var (
 	ErrConnectionNotFound = actors.ErrConnectionNotFound
 	ErrSendQueueFull      = actors.ErrSendQueueFull
 	ErrInvalidCloseCode   = actors.ErrInvalidCloseCode
+	// ErrNotProtobuf: Tell to a connection on another node needs a protobuf message.
+	ErrNotProtobuf = actors.ErrNotProtobuf
 )
 
 // Text returns a text message.

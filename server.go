@@ -81,6 +81,9 @@ func New(opts Options) *Server {
 		panic(err)
 	}
 	s.rt = rt
+	if opts.Cluster != nil {
+		rt.SetCluster(opts.Cluster)
+	}
 	if opts.Groups.Logger == nil {
 		opts.Groups.Logger = opts.Logger
 	}

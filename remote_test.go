@@ -1,0 +1,249 @@
+package wsactor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/internal/remotestart"
+)
+
+// staticCluster is a membership view for tests without a cluster provider.
+type staticCluster struct {
+	mu    sync.Mutex
+	self  string
+	alive map[string]bool
+}
+
+func (s *staticCluster) Alive(addr string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.alive[addr]
+}
+
+func (s *staticCluster) Peers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for a, ok := range s.alive {
+		if ok && a != s.self {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (s *staticCluster) set(addr string, alive bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.alive[addr] = alive
+}
+
+type remoteNode struct {
+	*testServer
+	addr   string
+	view   *staticCluster
+	opened chan wsactor.ID
+}
+
+// The in-process nodes' actor systems and remote endpoints are started once
+// for the whole test binary, before any traffic, and never stopped:
+// protoactor's remote.Start writes gRPC's global logger while earlier
+// endpoints' goroutines read it (see internal/remotestart), so starting
+// endpoints while others run or wind down is a data race in the library.
+var (
+	nodePoolOnce sync.Once
+	nodePool     []*actor.ActorSystem
+	serverSeq    atomic.Int64
+)
+
+func pooledSystems(t *testing.T, n int) []*actor.ActorSystem {
+	t.Helper()
+	nodePoolOnce.Do(func() {
+		for range 3 {
+			system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return discardLogger() }))
+			r := remote.NewRemote(system, remote.Configure("127.0.0.1", 0, remote.WithEndpointWriterQueueSize(1024)))
+			if err := remotestart.Start(r, system.Address); err != nil {
+				panic(err)
+			}
+			nodePool = append(nodePool, system)
+		}
+	})
+	if n > len(nodePool) {
+		t.Fatalf("only %d pooled nodes", len(nodePool))
+	}
+	return nodePool[:n]
+}
+
+// startNodes starts a wsactor server on each of n in-process nodes (each its
+// own actor system with protoactor remote on loopback), seeing each other
+// through static membership views. Every call uses fresh server names, so
+// tests do not see each other's connections.
+func startNodes(t *testing.T, n int, opts wsactor.Options) []*remoteNode {
+	t.Helper()
+	name := fmt.Sprintf("n%d", serverSeq.Add(1))
+	nodes := make([]*remoteNode, n)
+	for i, system := range pooledSystems(t, n) {
+		o := opts
+		o.Name = name
+		o.ActorSystem = system
+		view := &staticCluster{self: system.Address(), alive: map[string]bool{}}
+		o.Cluster = view
+		opened := make(chan wsactor.ID, 100)
+		ts := newTestServer(t, o, func(s *wsactor.Server) {
+			s.Handle("/ws", func() wsactor.Handler { return &member{opened: opened} })
+		})
+		nodes[i] = &remoteNode{testServer: ts, addr: system.Address(), view: view, opened: opened}
+	}
+	for _, a := range nodes {
+		for _, b := range nodes {
+			a.view.set(b.addr, true)
+		}
+	}
+	return nodes
+}
+
+func (n *remoteNode) connect(t *testing.T) (*websocket.Conn, wsactor.ID) {
+	t.Helper()
+	c := dial(t, n.url+"/ws")
+	return c, recv(t, n.opened, "open")
+}
+
+func TestCrossNodeSendCloseAndOrder(t *testing.T) {
+	// Room for the 500 fire-and-forget posts below, which outrun the writer.
+	nodes := startNodes(t, 2, wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024}})
+	one, two := nodes[0], nodes[1]
+	c, id := two.connect(t)
+	if addr, _ := id.Address(); addr != two.addr || !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Fatalf("the ID should carry node two's address %s, got %q", two.addr, addr)
+	}
+	ctx := context.Background()
+	if err := one.Send(ctx, id, wsactor.Text("from node one")); err != nil {
+		t.Fatalf("cross-node Send: %v", err)
+	}
+	if got := readText(t, c); got != "from node one" {
+		t.Fatalf("got %q", got)
+	}
+	// Order per sender across the network, from several goroutines.
+	const senders, each = 5, 100
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range each {
+				if err := one.Post(id, wsactor.Text(fmt.Sprintf("%d:%d", s, i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	next := make([]int, senders)
+	for range senders * each {
+		var s, i int
+		if _, err := fmt.Sscanf(readText(t, c), "%d:%d", &s, &i); err != nil || i != next[s] {
+			t.Fatalf("sender %d: got %d, want %d (%v)", s, i, next[s], err)
+		}
+		next[s]++
+	}
+	wg.Wait()
+
+	if err := one.Tell(id, "a Go string"); !errors.Is(err, wsactor.ErrNotProtobuf) {
+		t.Fatalf("Tell of a non-protobuf message across nodes: want ErrNotProtobuf, got %v", err)
+	}
+	go func() { // answer the closing handshake
+		for {
+			if _, _, err := c.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	if err := one.Close(ctx, id, 4005, "closed from node one"); err != nil {
+		t.Fatalf("cross-node Close: %v", err)
+	}
+	if st := two.Stats(); st.ConnectionsOpen != 0 {
+		t.Fatalf("node two still has it open: %+v", st)
+	}
+	if err := one.Send(ctx, id, wsactor.Text("late")); !errors.Is(err, wsactor.ErrConnectionNotFound) {
+		t.Fatalf("send to a closed remote connection: want ErrConnectionNotFound, got %v", err)
+	}
+	if err := one.Close(ctx, id, 4005, ""); !errors.Is(err, wsactor.ErrConnectionNotFound) {
+		t.Fatalf("close a closed remote connection: want ErrConnectionNotFound, got %v", err)
+	}
+}
+
+func TestCrossNodeFailsFastForDeadNodes(t *testing.T) {
+	nodes := startNodes(t, 2, wsactor.Options{})
+	one, two := nodes[0], nodes[1]
+	_, id := two.connect(t)
+	one.view.set(two.addr, false) // membership says node two is gone
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for name, err := range map[string]error{
+		"Send":  one.Send(ctx, id, wsactor.Text("x")),
+		"Post":  one.Post(id, wsactor.Text("x")),
+		"Close": one.Close(ctx, id, 4000, ""),
+		"Join":  one.Groups().Join(ctx, "g", id, nil),
+	} {
+		if !errors.Is(err, wsactor.ErrConnectionNotFound) || !strings.Contains(err.Error(), "not a live member") {
+			t.Errorf("%s to a dead node: want ErrConnectionNotFound naming the node, got %v", name, err)
+		}
+	}
+	// An ID from a node this one never heard of.
+	foreign := wsactor.ID(strings.Replace(string(id), strings.Split(string(id), ".")[2], "MTI3LjAuMC45OjE", 1))
+	if err := one.Send(ctx, foreign, wsactor.Text("x")); !errors.Is(err, wsactor.ErrConnectionNotFound) {
+		t.Fatalf("unknown node: %v", err)
+	}
+}
+
+func TestCrossNodeGroups(t *testing.T) {
+	nodes := startNodes(t, 3, wsactor.Options{})
+	ctx := context.Background()
+	var clients []*websocket.Conn
+	var ids []wsactor.ID
+	for _, n := range nodes {
+		for range 2 {
+			c, id := n.connect(t)
+			clients, ids = append(clients, c), append(ids, id)
+		}
+	}
+	// Join by ID from node one, for connections on every node.
+	for _, id := range ids {
+		if err := nodes[0].Groups().Join(ctx, "everywhere", id, map[string]string{"name": "x"}); err != nil {
+			t.Fatalf("join %s from node one: %v", id, err)
+		}
+	}
+	if _, err := nodes[1].Groups().Broadcast(ctx, "everywhere", wsactor.Text("hello cluster"), ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients[1:] {
+		if got := readText(t, c); got != "hello cluster" {
+			t.Fatalf("client %d: %q", i+1, got)
+		}
+	}
+	if err := nodes[0].Groups().Leave(ctx, "everywhere", ids[5]); err != nil {
+		t.Fatalf("leave by ID across nodes: %v", err)
+	}
+	if _, err := nodes[2].Groups().Broadcast(ctx, "everywhere", wsactor.Text("second")); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients[:5] {
+		if got := readText(t, c); got != "second" {
+			t.Fatalf("client %d: %q", i, got)
+		}
+	}
+	if err := nodes[0].Send(ctx, ids[5], wsactor.Text("marker")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, clients[5]); got != "marker" {
+		t.Fatalf("a member that left got %q", got)
+	}
+}
