@@ -128,7 +128,8 @@ export function connect(url, options = {}) {
 export class Client {
   constructor(url, options = {}) {
     this.url = url;
-    this.options = { ...DEFAULTS, isFinal: defaultIsFinal, ...options };
+    this.options = { ...DEFAULTS, isFinal: defaultIsFinal };
+    for (const [k, v] of Object.entries(options)) if (v !== undefined) this.options[k] = v;
     /** "connecting" | "open" | "reconnecting" | "closed" */
     this.state = "connecting";
     /** the last close: {code, reason, wasClean}, or null */

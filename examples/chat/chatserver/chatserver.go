@@ -1,0 +1,93 @@
+// Package chatserver is the server of wsactor's chat example: rooms at
+// /ws/chat/{room}, a page at / that uses the browser client, and an optional
+// admin HTTP API that reaches connections by ID from outside. The protocol is
+// documented in examples/chat/README.md; the command is examples/chat.
+//
+// It is a package of its own, rather than part of the command, so that the
+// browser tests in package e2e run the very server the command runs.
+package chatserver
+
+import (
+	"embed"
+	"io/fs"
+	"log/slog"
+	"net/http"
+
+	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/auth"
+	"github.com/wsactor/wsactor/client/web"
+)
+
+// Config configures the chat server. The zero value is the open chat:
+// anonymous users, no admin API.
+type Config struct {
+	// JWTSecret, if set, requires an HS256 JSON Web Token signed with it on
+	// every connection (header, subprotocol, cookie or query "token"; see
+	// auth.JWT): its "sub" is the user ID and its "name" claim the display
+	// name. Rooms named "private-*" need the room in the token's "rooms"
+	// claim; without a secret nobody can prove that, so they are closed.
+	JWTSecret []byte
+	// AdminToken, if set, serves the admin API under /api/; every call must
+	// carry "Authorization: Bearer <AdminToken>".
+	AdminToken string
+	// Logger receives the server's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Transport adjusts the connections' limits (tests shorten timeouts);
+	// the zero value keeps wsactor's defaults (64 KiB messages...).
+	Transport wsactor.TransportOptions
+}
+
+//go:embed static
+var static embed.FS
+
+// New returns the chat's routes and the wsactor server behind them. The
+// caller owns the server and must Shutdown it; serve the mux with
+// s.ServeHandler or s.ListenAndServeHandler so that Shutdown stops the
+// listener too.
+func New(cfg Config) (*http.ServeMux, *wsactor.Server) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := wsactor.New(wsactor.Options{
+		Logger:    cfg.Logger,
+		Transport: cfg.Transport,
+		// The runtime tells a room's other members who joined and left:
+		// {"type":"joined","group":room,"id":..,"name":..} with the meta
+		// each connection joined with.
+		Groups: wsactor.GroupsOptions{PresenceEvents: true},
+	})
+	a := &app{srv: s}
+	router := a.router()
+	routeOpts := []wsactor.RouteOption{wsactor.WithPermissions(privateRooms)}
+	if len(cfg.JWTSecret) > 0 {
+		routeOpts = append(routeOpts,
+			wsactor.WithAuthenticator(&auth.JWT{Key: cfg.JWTSecret}), // []byte: HS256 only
+			wsactor.RequireAuth(),
+		)
+	}
+	s.Handle("/ws/chat/{room}", func() wsactor.Handler { return &conn{Router: router} }, routeOpts...)
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws/", s)
+	page, _ := fs.Sub(static, "static")
+	mux.Handle("GET /{$}", file(page, "index.html", "text/html; charset=utf-8"))
+	mux.Handle("GET /app.js", file(page, "app.js", "text/javascript; charset=utf-8"))
+	mux.Handle("GET /wsactor.js", web.Handler())
+	if cfg.AdminToken != "" {
+		a.adminRoutes(mux, cfg.AdminToken)
+	}
+	return mux, s
+}
+
+// file serves one embedded file.
+func file(fsys fs.FS, name, contentType string) http.Handler {
+	b, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(b)
+	})
+}
