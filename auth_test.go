@@ -319,3 +319,36 @@ func TestAnonymousConnectionCannotAuthenticateByRefresh(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestCloseCodeRejectionsForBrowsers(t *testing.T) {
+	ts := newTestServer(t, wsactor.Options{}, func(s *wsactor.Server) {
+		s.Handle("/ws/{room}", func() wsactor.Handler { return &gate{} }, wsactor.WithCloseCodeRejections(),
+			wsactor.WithAuthenticator(&auth.JWT{Key: hsSecret}), wsactor.WithPermissions(auth.RequireClaim("rooms", auth.PathValue("room"))))
+	})
+	valid := signHS(t, claims("ann", jwt.MapClaims{"rooms": []string{"open", "private", "full", "down"}}))
+	for _, tc := range []struct {
+		path   string
+		code   websocket.StatusCode
+		reason string
+		status int // when the refusal stays an HTTP status
+	}{
+		{path: "/ws/open?token=garbage", code: 4401, reason: "invalid credentials"},
+		{path: "/ws/banned?token=" + valid, code: 4403, reason: "forbidden"},
+		{path: "/ws/private?token=" + valid, code: 4401, reason: "log in first"},
+		{path: "/ws/full?token=" + valid, code: 4429, reason: "room full"},
+		{path: "/ws/down?token=" + valid, status: http.StatusServiceUnavailable},
+	} {
+		c, err := dialErr(t, ts.url+tc.path, nil)
+		if tc.status != 0 {
+			wantStatus(t, err, tc.status)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: want an upgrade then a close, got %v", tc.path, err)
+		}
+		wantClose(t, c, tc.code, tc.reason)
+	}
+	_, err := dialErr(t, ts.url+"/ws/open?token="+valid, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"http://evil.example"}}})
+	wantStatus(t, err, http.StatusForbidden)
+	waitFor(t, "every refused connection to be released", func() bool { return ts.Stats().ConnectionsOpen == 0 && ts.Stats().ConnectionsRejected == 6 })
+}

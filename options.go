@@ -97,6 +97,16 @@ func WithCredentialRefresh(grace time.Duration) RouteOption {
 	return func(r *route) { r.refreshGrace = grace }
 }
 
+// WithCloseCodeRejections makes the route answer refusals that a browser
+// should understand — 401 from authentication, 403 from permissions, and any
+// 4xx Reject from Connect — by upgrading and closing at once with code 4000 +
+// status (4401, 4403, ...) and the same reason, because a browser's WebSocket
+// cannot read the HTTP status of a failed upgrade. Cross-origin requests and
+// 5xx refusals (overload, shutdown) keep their HTTP status.
+func WithCloseCodeRejections() RouteOption {
+	return func(r *route) { r.closeRejects = true }
+}
+
 // WithOriginPatterns adds origins (host patterns, path.Match syntax) that may
 // connect to this route besides the request's own host.
 func WithOriginPatterns(patterns ...string) RouteOption {

@@ -55,6 +55,7 @@ type route struct {
 	requireAuth   bool
 	permissions   []auth.Permission
 	refreshGrace  time.Duration
+	closeRejects  bool
 	transport     TransportOptions
 }
 
@@ -168,7 +169,7 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, auth.ErrInvalidCredentials):
 			s.logger.Debug("wsactor: authentication failed", slog.String("path", r.URL.Path), slog.Any("err", err))
-			s.reject(w, http.StatusUnauthorized, "invalid credentials")
+			handedOver = s.refuse(rt, w, r, http.StatusUnauthorized, "invalid credentials")
 			return
 		case err != nil:
 			s.logger.Error("wsactor: authenticator failed", slog.String("path", r.URL.Path), slog.Any("err", err))
@@ -178,17 +179,17 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		hs.User = user
 	}
 	if hs.User == nil && rt.requireAuth {
-		s.reject(w, http.StatusUnauthorized, "authentication required")
+		handedOver = s.refuse(rt, w, r, http.StatusUnauthorized, "authentication required")
 		return
 	}
 	if hs.User != nil && !hs.User.Expires.IsZero() && !time.Now().Before(hs.User.Expires) {
 		// An authenticator that does not check expiry itself.
-		s.reject(w, http.StatusUnauthorized, "credentials expired")
+		handedOver = s.refuse(rt, w, r, http.StatusUnauthorized, "credentials expired")
 		return
 	}
 	if err := auth.Check(hs.User, hs, rt.permissions...); err != nil {
 		s.logger.Debug("wsactor: permission denied", slog.String("path", r.URL.Path), slog.Any("err", err))
-		s.reject(w, http.StatusForbidden, "forbidden")
+		handedOver = s.refuse(rt, w, r, http.StatusForbidden, "forbidden")
 		return
 	}
 
@@ -199,7 +200,7 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !decision.Accept {
-		s.reject(w, decision.Status, decision.Reason)
+		handedOver = s.refuse(rt, w, r, decision.Status, decision.Reason)
 		return
 	}
 	tc, err := transport.Accept(w, r, &rt.transport)
@@ -211,14 +212,12 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 	}
 	handedOver = true
 	if decision.CloseCode != 0 {
-		s.counters.Rejected.Add(1)
 		code := decision.CloseCode
 		if !actors.ValidCloseCode(code) {
 			s.logger.Error("wsactor: Connect chose an invalid close code; using 1008", slog.Int("code", int(code)))
 			code = StatusPolicyViolation
 		}
-		tc.Start(func(transport.Frame) { tc.Release() }, func(transport.CloseInfo) { s.release() })
-		tc.Close(code, actors.TruncateReason(decision.Reason))
+		s.closeAtOnce(tc, code, decision.Reason)
 		return
 	}
 	// Count before the actor exists: it may exchange messages, or even
@@ -233,6 +232,38 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		tc.CloseNow(StatusGoingAway, transport.ReasonGoingAway)
 		s.release()
 	}
+}
+
+// refuse answers a refused handshake: with its HTTP status, or, on routes
+// with WithCloseCodeRejections and for a 4xx status, by upgrading and closing
+// with 4000+status so that a browser can see why. It reports whether the
+// admission slot was handed over to the upgraded connection.
+func (s *Server) refuse(rt *route, w http.ResponseWriter, r *http.Request, status int, reason string) bool {
+	if status < 400 || status > 599 {
+		status = http.StatusForbidden
+	}
+	if !rt.closeRejects || status >= 500 {
+		s.reject(w, status, reason)
+		return false
+	}
+	if reason == "" {
+		reason = http.StatusText(status)
+	}
+	tc, err := transport.Accept(w, r, &rt.transport)
+	if err != nil {
+		s.counters.Rejected.Add(1)
+		return false
+	}
+	s.closeAtOnce(tc, StatusCode(4000+status), reason)
+	return true
+}
+
+// closeAtOnce closes a just-upgraded connection that never becomes an actor;
+// the admission slot is released when it is gone.
+func (s *Server) closeAtOnce(tc *transport.Conn, code StatusCode, reason string) {
+	s.counters.Rejected.Add(1)
+	tc.Start(func(transport.Frame) { tc.Release() }, func(transport.CloseInfo) { s.release() })
+	tc.Close(code, actors.TruncateReason(reason))
 }
 
 // connect runs the handler's Connect, if it has one; ok is false if it panicked.
@@ -274,7 +305,9 @@ func (s *Server) connectionGone() {
 }
 
 // Send delivers m to the connection with this ID, through its mailbox, from
-// any goroutine, and returns once it is queued for the socket. Messages from
+// any goroutine, and returns once it is queued for the socket. Inside a
+// handler, use Conn.PostTo instead: waiting on another connection's mailbox
+// from a mailbox can deadlock two connections that send to each other. Messages from
 // one goroutine arrive in order. It returns an error wrapping ErrInvalidID for
 // a malformed ID, ErrConnectionNotFound for an unknown or closed connection,
 // ErrSendQueueFull when the connection's send queue overflowed, or ctx's error.
@@ -292,7 +325,8 @@ func (s *Server) Tell(id ID, msg any) error { return s.rt.Tell(id, msg) }
 
 // Close asks the connection with this ID to close with code and reason after
 // the messages already queued for it, and waits until it has closed (its
-// OnClose has run) or ctx is done.
+// OnClose has run) or ctx is done. Closing includes the closing handshake: a
+// client that does not read may hold it up to 5 s (bound ctx accordingly).
 func (s *Server) Close(ctx context.Context, id ID, code StatusCode, reason string) error {
 	return s.rt.Close(ctx, id, code, reason)
 }

@@ -63,6 +63,12 @@ func (c *Conn) Post(p *Prepared) {
 	}
 }
 
+// PostTo sends m to another connection, by ID, through that connection's
+// mailbox, wherever it runs, without waiting. Use it rather than Server.Send
+// inside handlers: Send waits on the target's mailbox, and two connections
+// waiting on each other would stall until their contexts end.
+func (c *Conn) PostTo(id ID, m Message) error { return c.rt.Post(id, m) }
+
 // Closed reports whether the connection has ended (its OnClose has run or is
 // running).
 func (c *Conn) Closed() bool {
