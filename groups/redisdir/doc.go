@@ -24,6 +24,9 @@
 //	<prefix>node:{<b64 address>}:conns   SET   connection IDs of the node that have an entry
 //	<prefix>epoch                        STRING see Epoch
 //
+// A member's user and meta are stored as JSON, so invalid UTF-8 in them reads
+// back as U+FFFD, as it would in any JSON event sent to a client.
+//
 // A connection stays in its node's set while it is in a group or indexed
 // under a user, so the set never outgrows the node's live connections. Keys
 // have no TTL: the Redis server must not evict them (maxmemory-policy

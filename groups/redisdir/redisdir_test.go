@@ -458,9 +458,9 @@ func TestRedisUnresponsive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
 	var held sync.WaitGroup
-	t.Cleanup(held.Wait)
+	t.Cleanup(held.Wait) // after closing l: cleanups run last first
+	t.Cleanup(func() { l.Close() })
 	held.Go(func() {
 		var conns []net.Conn
 		defer func() {
