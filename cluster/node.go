@@ -1,0 +1,354 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/consul"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/hashicorp/consul/api"
+	"github.com/redis/go-redis/v9"
+	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/actors"
+	"github.com/wsactor/wsactor/cluster/redisprovider"
+	"github.com/wsactor/wsactor/groups"
+	"github.com/wsactor/wsactor/groups/redisdir"
+	"github.com/wsactor/wsactor/internal/logging"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// Node is this process's membership in a wsactor cluster: an actor system
+// with protoactor remote started, a cluster member registered with the
+// configured provider, a Redis client and the shared directory.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+
+	// System hosts the node's actors; its address is in every connection ID minted here.
+	System *actor.ActorSystem
+	// Cluster is the protoactor cluster member.
+	Cluster *cluster.Cluster
+	// Redis is the client of the shared directory (and of Redis membership).
+	Redis *redis.Client
+	// Directory is the cluster-wide groups directory.
+	Directory *redisdir.Directory
+
+	view     *memberView
+	provider *redisprovider.Provider // nil with another provider
+
+	mu      sync.Mutex
+	hubs    []*groups.Hub
+	stop    chan struct{}
+	stopped sync.WaitGroup
+	once    sync.Once
+	stats   Stats
+}
+
+// Stats counts the node's dealings with Redis.
+type Stats struct {
+	RedisHealthy bool  // the last check reached Redis
+	RedisOutages int64 // times Redis became unreachable
+	Resyncs      int64 // times this node rewrote its directory entries
+}
+
+// Start joins the cluster described by cfg. It validates cfg and checks that
+// Redis answers before starting anything: on error nothing is left running.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Node, error) {
+	return StartWithProvider(ctx, cfg, nil, logger)
+}
+
+// StartWithProvider is Start with a membership provider built by the
+// caller (any protoactor cluster.ClusterProvider, such as k8s); nil builds
+// the one cfg names.
+func StartWithProvider(ctx context.Context, cfg Config, provider cluster.ClusterProvider, logger *slog.Logger) (n *Node, err error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.PingRedis(ctx); err != nil {
+		return nil, err
+	}
+	ropts, err := cfg.RedisOptions()
+	if err != nil {
+		return nil, err
+	}
+	// Let the contexts of the provider's and directory's calls bound them.
+	ropts.ContextTimeoutEnabled = true
+	routeRedisLogs(logger)
+	rc, err := remoteConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rdb := redis.NewClient(ropts)
+	var rp *redisprovider.Provider
+	if provider == nil {
+		provider, rp, err = buildProvider(cfg, rdb, logger)
+		if err != nil {
+			_ = rdb.Close()
+			return nil, err
+		}
+	}
+	actorLogger := slog.New(logging.MinLevel(logger.Handler(), slog.LevelWarn)).With(slog.String("component", "protoactor"))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLogger }))
+	c := cluster.New(system, cluster.Configure(cfg.Cluster.Name, provider, disthash.New(), rc,
+		cluster.WithRequestTimeout(cfg.Timeouts.Request)))
+	if err := startMember(c); err != nil {
+		system.Shutdown()
+		_ = rdb.Close()
+		return nil, err
+	}
+	n = &Node{
+		cfg:       cfg,
+		logger:    logger,
+		System:    system,
+		Cluster:   c,
+		Redis:     rdb,
+		Directory: redisdir.New(rdb, redisdir.Options{KeyPrefix: cfg.Redis.KeyPrefix + "dir:" + cfg.Cluster.Name + ":", Logger: logger}),
+		view:      newMemberView(c),
+		provider:  rp,
+		stop:      make(chan struct{}),
+	}
+	n.stats.RedisHealthy = true
+	logger.Info("wsactor: joined the cluster", slog.String("cluster", cfg.Cluster.Name), slog.String("address", system.Address()),
+		slog.String("provider", cfg.Membership.Provider), slog.Int("members", len(n.view.Peers())+1))
+	return n, nil
+}
+
+// startMember runs protoactor's StartMember, which panics on failure.
+func startMember(c *cluster.Cluster) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("wsactor/cluster: start member: %v", r)
+		}
+	}()
+	c.StartMember()
+	return nil
+}
+
+func remoteConfig(cfg Config) (*remote.Config, error) {
+	host, port := cfg.RemoteBind()
+	opts := []remote.ConfigOption{
+		// protoactor's default preallocates ~15 MiB per peer and direction.
+		remote.WithEndpointWriterQueueSize(cfg.Remote.EndpointWriterQueueSize),
+		remote.WithEndpointWriterBatchSize(cfg.Remote.EndpointWriterBatchSize),
+	}
+	if a := cfg.AdvertisedAddress(); a != "" {
+		opts = append(opts, remote.WithAdvertisedHost(a))
+	}
+	server, client, err := cfg.RemoteTLS()
+	if err != nil {
+		return nil, err
+	}
+	if server != nil {
+		opts = append(opts,
+			remote.WithServerOptions(grpc.Creds(credentials.NewTLS(server))),
+			remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(client))))
+	}
+	rc := remote.Configure(host, port, opts...)
+	rc.MaxRetryCount = cfg.Remote.MaxRetryCount
+	return rc, nil
+}
+
+func buildProvider(cfg Config, rdb *redis.Client, logger *slog.Logger) (cluster.ClusterProvider, *redisprovider.Provider, error) {
+	m := cfg.Membership
+	switch m.Provider {
+	case ProviderRedis:
+		p := redisprovider.New(rdb, redisprovider.Options{
+			KeyPrefix:         cfg.Redis.KeyPrefix,
+			HeartbeatInterval: m.HeartbeatInterval,
+			TTL:               m.MemberTTL,
+			Logger:            logger,
+		})
+		return p, p, nil
+	case ProviderAutomanaged:
+		return automanaged.NewWithConfig(m.HeartbeatInterval, m.Automanaged.Port, m.Automanaged.Hosts...), nil, nil
+	case ProviderConsul:
+		p, err := consul.NewWithConfig(&api.Config{Address: m.Consul.Address, Token: m.Consul.Token},
+			consul.WithTTL(m.MemberTTL), consul.WithRefreshTTL(m.HeartbeatInterval))
+		if err != nil {
+			return nil, nil, &FieldError{Field: "membership.consul", Err: err}
+		}
+		return p, nil, nil
+	case ProviderEtcd:
+		p, err := etcd.NewWithConfig(m.Etcd.BaseKey, clientv3.Config{Endpoints: m.Etcd.Endpoints, DialTimeout: m.Etcd.DialTimeout})
+		if err != nil {
+			return nil, nil, &FieldError{Field: "membership.etcd", Err: err}
+		}
+		return p, nil, nil
+	}
+	// k8s: its client pulls in client-go; build k8s.New() and call StartWithProvider.
+	return nil, nil, &FieldError{Field: "membership.provider", Err: fmt.Errorf("%q is not built in: build it and call StartWithProvider", m.Provider)}
+}
+
+// ServerOptions returns opts for a wsactor server on this node: its actor
+// system, its view of the cluster and the shared directory.
+func (n *Node) ServerOptions(opts wsactor.Options) wsactor.Options {
+	opts.ActorSystem = n.System
+	opts.Cluster = n.view
+	opts.Groups.Directory = n.Directory
+	if opts.Groups.Logger == nil {
+		opts.Groups.Logger = n.logger
+	}
+	return opts
+}
+
+// Attach wires a server made with ServerOptions to the node: connections of
+// members that leave are removed from the directory, and this node's entries
+// are rewritten now (clearing what an earlier process on this address left)
+// and whenever Redis comes back or lost its data.
+func (n *Node) Attach(s *wsactor.Server) {
+	hub := s.Groups()
+	n.view.OnLeft(func(address string) {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
+		defer cancel()
+		hub.NodeGone(ctx, address)
+	})
+	n.mu.Lock()
+	n.hubs = append(n.hubs, hub)
+	first := len(n.hubs) == 1
+	n.mu.Unlock()
+	n.resync(hub)
+	if first {
+		n.stopped.Add(1)
+		go n.watchRedis()
+	}
+}
+
+// NewServer starts a node and a wsactor server on it, wired together.
+func NewServer(ctx context.Context, cfg Config, opts wsactor.Options) (*wsactor.Server, *Node, error) {
+	n, err := Start(ctx, cfg, opts.Logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := wsactor.New(n.ServerOptions(opts))
+	n.Attach(s)
+	return s, n, nil
+}
+
+// Address returns the node's actor-system address.
+func (n *Node) Address() string { return n.System.Address() }
+
+// Peers returns the addresses of the other live members.
+func (n *Node) Peers() []string { return n.view.Peers() }
+
+// View returns the node's membership view (a wsactor.ClusterView).
+func (n *Node) View() actors.Cluster { return n.view }
+
+// Stats returns a snapshot of the node's counters.
+func (n *Node) Stats() Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stats
+}
+
+func (n *Node) resync(hub *groups.Hub) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
+	defer cancel()
+	err := hub.Resync(ctx, func(ctx context.Context, gs map[string][]groups.Member, users map[string][]actors.ID) error {
+		return n.Directory.ReplaceNode(ctx, n.Address(), redisdir.NodeState{Groups: gs, Users: users})
+	})
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err == nil {
+		n.stats.Resyncs++
+	}
+}
+
+// watchRedis checks Redis every heartbeat. When it was unreachable, lost the
+// directory's data (its epoch changed), or a directory write failed, this
+// node rewrites its own entries from its in-memory truth.
+func (n *Node) watchRedis() {
+	defer n.stopped.Done()
+	t := time.NewTicker(n.cfg.Membership.HeartbeatInterval)
+	defer t.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
+	epoch, _ := n.Directory.Epoch(ctx)
+	cancel()
+	var seenErrors int64
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
+		e, err := n.Directory.Epoch(ctx)
+		cancel()
+		n.mu.Lock()
+		wasHealthy := n.stats.RedisHealthy
+		n.stats.RedisHealthy = err == nil
+		if err != nil && wasHealthy {
+			n.stats.RedisOutages++
+		}
+		hubs := append([]*groups.Hub(nil), n.hubs...)
+		n.mu.Unlock()
+		if err != nil {
+			if wasHealthy {
+				n.logger.Warn("wsactor: Redis is unreachable; local traffic carries on, the directory is stale", slog.Any("err", err))
+			}
+			continue
+		}
+		var errs int64
+		for _, h := range hubs {
+			errs += h.DirectoryErrors()
+		}
+		if !wasHealthy || e != epoch || errs != seenErrors {
+			n.logger.Info("wsactor: resynchronising this node's directory entries", slog.Bool("redis_was_down", !wasHealthy), slog.Bool("redis_lost_data", e != epoch))
+			for _, h := range hubs {
+				n.resync(h)
+			}
+			epoch, seenErrors = e, errs
+		}
+	}
+}
+
+// Stop leaves the cluster: call it after the servers on the node have shut
+// down. It deregisters at once (peers drop the node without waiting for its
+// TTL), stops remote and the actor system, and closes the Redis client,
+// bounded by ctx.
+func (n *Node) Stop(ctx context.Context) error {
+	var err error
+	n.once.Do(func() {
+		close(n.stop)
+		n.stopped.Wait()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			n.Cluster.Shutdown(true)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("wsactor/cluster: leaving the cluster: %w", ctx.Err())
+		}
+		err = errors.Join(err, n.Redis.Close())
+	})
+	return err
+}
+
+var redisLogOnce sync.Once
+
+// routeRedisLogs sends go-redis's own log lines (failed dials, pool events),
+// which go to a process-wide logger, into slog at Warn.
+func routeRedisLogs(logger *slog.Logger) {
+	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{logger.With(slog.String("component", "go-redis"))}) })
+}
+
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, fmt.Sprintf(format, v...))
+}
