@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/wsactor/wsactor/cluster"
 	"github.com/wsactor/wsactor/examples/chat/chatserver"
 )
 
@@ -47,12 +48,33 @@ func main() {
 	addr := flag.String("addr", ":8080", "address to listen on")
 	secret := flag.String("jwt-secret", os.Getenv("CHAT_JWT_SECRET"), "require HS256 tokens signed with this secret (default $CHAT_JWT_SECRET)")
 	admin := flag.String("admin-token", os.Getenv("CHAT_ADMIN_TOKEN"), "serve the admin API under /api/ to this bearer token (default $CHAT_ADMIN_TOKEN)")
+	configPath := flag.String("config", "", "run as a cluster node configured by this file (e.g. cluster.yaml); the -cluster-*, -node-*, -redis-*... flags override it")
+	clusterFlags := cluster.RegisterFlags(flag.CommandLine)
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := chatserver.Config{JWTSecret: []byte(*secret), AdminToken: *admin, Logger: logger}
-	if err := run(ctx, *addr, cfg); err != nil {
+	if *configPath != "" {
+		ccfg, err := cluster.LoadWithFlags(*configPath, clusterFlags)
+		if err != nil {
+			logger.Error("chat: bad cluster configuration", slog.Any("err", err))
+			os.Exit(2)
+		}
+		node, err := cluster.Start(ctx, ccfg, logger)
+		if err != nil {
+			logger.Error("chat: cannot join the cluster", slog.Any("err", err))
+			os.Exit(1)
+		}
+		cfg.Node = node
+	}
+	err := run(ctx, *addr, cfg)
+	if cfg.Node != nil {
+		stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		err = errors.Join(err, cfg.Node.Stop(stopCtx))
+		cancel()
+	}
+	if err != nil {
 		logger.Error("chat: stopped", slog.Any("err", err))
 		os.Exit(1)
 	}

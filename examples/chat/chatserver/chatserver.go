@@ -16,6 +16,7 @@ import (
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/auth"
 	"github.com/wsactor/wsactor/client/web"
+	"github.com/wsactor/wsactor/cluster"
 )
 
 // Config configures the chat server. The zero value is the open chat:
@@ -35,6 +36,9 @@ type Config struct {
 	// Transport adjusts the connections' limits (tests shorten timeouts);
 	// the zero value keeps wsactor's defaults (64 KiB messages...).
 	Transport wsactor.TransportOptions
+	// Node, if set, runs the chat as one node of a cluster: rooms, presence,
+	// DMs and the admin API then span every node (see cluster.Start).
+	Node *cluster.Node
 }
 
 //go:embed static
@@ -48,14 +52,21 @@ func New(cfg Config) (*http.ServeMux, *wsactor.Server) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := wsactor.New(wsactor.Options{
+	opts := wsactor.Options{
 		Logger:    cfg.Logger,
 		Transport: cfg.Transport,
 		// The runtime tells a room's other members who joined and left:
 		// {"type":"joined","group":room,"id":..,"name":..} with the meta
 		// each connection joined with.
 		Groups: wsactor.GroupsOptions{PresenceEvents: true},
-	})
+	}
+	if cfg.Node != nil {
+		opts = cfg.Node.ServerOptions(opts)
+	}
+	s := wsactor.New(opts)
+	if cfg.Node != nil {
+		cfg.Node.Attach(s)
+	}
 	a := &app{srv: s}
 	router := a.router()
 	routeOpts := []wsactor.RouteOption{wsactor.WithPermissions(privateRooms)}
