@@ -53,10 +53,31 @@ type Hub struct {
 	errors atomic.Int64
 }
 
-// localGroup is a group's members on this node. Broadcasts read an
-// immutable snapshot without locking; joins and leaves replace it.
+// localGroup is a group's members on this node. Joins and leaves change
+// the map (under Hub.mu) in O(1) and drop the snapshot; the next broadcast
+// rebuilds it once, so filling a room of N costs O(N), not O(N²), and
+// broadcasts between changes read the snapshot without locking.
 type localGroup struct {
-	members atomic.Pointer[[]localMember]
+	members map[*actors.Conn]map[string]string // connection → meta; guarded by Hub.mu
+	snap    atomic.Pointer[[]localMember]      // nil after a change
+}
+
+// snapshot returns the members to broadcast to.
+func (h *Hub) snapshot(lg *localGroup) []localMember {
+	if s := lg.snap.Load(); s != nil {
+		return *s
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := lg.snap.Load(); s != nil {
+		return *s
+	}
+	s := make([]localMember, 0, len(lg.members))
+	for c, meta := range lg.members {
+		s = append(s, localMember{conn: c, meta: meta})
+	}
+	lg.snap.Store(&s)
+	return s
 }
 
 type localMember struct {
@@ -151,7 +172,7 @@ func (h *Hub) broadcastLocal(group string, m actors.Message, except []actors.ID)
 	}
 	p := actors.Prepare(m)
 	n := 0
-	for _, lm := range *lg.members.Load() {
+	for _, lm := range h.snapshot(lg) {
 		if len(except) > 0 && slices.Contains(except, lm.conn.ID()) {
 			continue
 		}
@@ -225,13 +246,11 @@ func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[s
 	}
 	lg := h.local[group]
 	if lg == nil {
-		lg = &localGroup{}
-		lg.members.Store(&[]localMember{})
+		lg = &localGroup{members: make(map[*actors.Conn]map[string]string)}
 		h.local[group] = lg
 	}
-	members := slices.DeleteFunc(slices.Clone(*lg.members.Load()), func(x localMember) bool { return x.conn == c })
-	members = append(members, localMember{conn: c, meta: m.Meta})
-	lg.members.Store(&members)
+	lg.members[c] = m.Meta
+	lg.snap.Store(nil)
 	h.mu.Unlock()
 	if joined && h.events {
 		h.presence(ctx, EventJoined, group, m)
@@ -265,18 +284,16 @@ func (h *Hub) dropLocalLocked(group string, c *actors.Conn) (m Member, found boo
 	if lg == nil {
 		return m, false
 	}
-	members := slices.DeleteFunc(slices.Clone(*lg.members.Load()), func(x localMember) bool {
-		if x.conn == c {
-			m.Meta, found = x.meta, true
-			return true
-		}
-		return false
-	})
-	if len(members) == 0 {
+	m.Meta, found = lg.members[c]
+	if !found {
+		return m, false
+	}
+	delete(lg.members, c)
+	lg.snap.Store(nil)
+	if len(lg.members) == 0 {
 		delete(h.local, group)
 	}
-	lg.members.Store(&members)
-	return m, found
+	return m, true
 }
 
 // presence tells group's members that m joined or left.
@@ -323,6 +340,8 @@ func (s service) Broadcast(ctx context.Context, group string, m actors.Message, 
 
 func (s service) Opened(c *actors.Conn) {
 	if u := c.User(); u != nil {
+		s.h.mu.Lock() // ordered with Resync
+		defer s.h.mu.Unlock()
 		if err := s.h.dir.AddUserConn(context.Background(), u.ID, c.ID()); err != nil {
 			s.h.failed("add user connection", err)
 		}
@@ -359,8 +378,40 @@ func (s service) Closed(c *actors.Conn) {
 		}
 	}
 	if u := c.User(); u != nil {
+		h.mu.Lock() // ordered with Resync
+		defer h.mu.Unlock()
 		if err := h.dir.RemoveUserConn(ctx, u.ID, c.ID()); err != nil {
 			h.failed("remove user connection", err)
 		}
 	}
+}
+
+// Resync hands replace this node's true state — its live connections' group
+// memberships (with meta) and their users — so that a shared directory can be
+// made to hold exactly that, after it lost data or missed updates (a Redis
+// outage or restart). Joins and leaves wait while it runs.
+func (h *Hub) Resync(ctx context.Context, replace func(ctx context.Context, groups map[string][]Member, users map[string][]actors.ID) error) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	state := make(map[string][]Member, len(h.local))
+	for g, lg := range h.local {
+		for c, meta := range lg.members {
+			m := Member{ID: c.ID(), Meta: meta}
+			if u := c.User(); u != nil {
+				m.User = u.ID
+			}
+			state[g] = append(state[g], m)
+		}
+	}
+	users := make(map[string][]actors.ID)
+	for _, c := range h.rt.Conns() {
+		if u := c.User(); u != nil && !c.Closed() {
+			users[u.ID] = append(users[u.ID], c.ID())
+		}
+	}
+	if err := replace(ctx, state, users); err != nil {
+		h.failed("resync", err)
+		return err
+	}
+	return nil
 }

@@ -58,11 +58,14 @@ type Conn struct {
 	// the first decision wins and is what the handler is told.
 	decided atomic.Pointer[CloseInfo]
 
-	over      atomic.Bool  // the read loop has ended
-	parked    atomic.Bool  // the reader waits for an inflight token
-	lastRead  atomic.Int64 // unix nanoseconds of the last inbound message
-	heartbeat *time.Timer
-	nextPing  time.Time // touched only by the heartbeat callback
+	over     atomic.Bool  // the read loop has ended
+	parked   atomic.Bool  // the reader waits for an inflight token
+	lastRead atomic.Int64 // unix nanoseconds of the last inbound message
+
+	writeTimer    *time.Timer  // touched only by the (single) writer goroutine
+	writeDeadline atomic.Int64 // unix nanoseconds; 0 while not writing
+	heartbeat     *time.Timer
+	nextPing      time.Time // touched only by the heartbeat callback
 
 	sendQueue // guarded by its own mutex; see write.go
 }

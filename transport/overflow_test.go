@@ -261,3 +261,25 @@ func TestCloseSoonAbandonsStuckWrite(t *testing.T) {
 	sc.c.CloseSoon(transport.StatusPolicyViolation, "enough")
 	wantInfo(t, sc.fin(t), transport.StatusPolicyViolation, "enough", true)
 }
+
+// A write that cannot finish within WriteTimeout ends the connection, even
+// when no overflow policy closes it: the client is gone or stuck.
+func TestWriteTimeoutEndsStuckConnection(t *testing.T) {
+	ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{
+		SendQueueMessages: 1000,
+		SendQueueBytes:    1 << 30,
+		Overflow:          transport.OverflowDropNewest,
+		WriteTimeout:      300 * time.Millisecond,
+	}})
+	_, sc := ts.dial(t, nil) // never reads
+	for i := range 20 {
+		if err := sc.c.Write(websocket.MessageBinary, numbered(i)); err != nil {
+			break // the timeout may already have closed it
+		}
+	}
+	wantInfo(t, sc.fin(t), transport.StatusAbnormalClosure, transport.ReasonWriteFailed, true)
+	if err := sc.c.Write(websocket.MessageBinary, []byte("after")); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("Write after the timeout = %v, want ErrClosed", err)
+	}
+	eventually(t, "Queued() is (0, 0)", func() bool { m, b := sc.c.Queued(); return m == 0 && b == 0 })
+}

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 type outbound struct {
@@ -17,7 +18,8 @@ type sendQueue struct {
 	conn *Conn
 
 	mu          sync.Mutex
-	items       []outbound
+	items       []outbound // items[head:] are queued; the array is reused
+	head        int
 	bytes       int  // bytes queued, including the message being written
 	writing     bool // a writer goroutine is running
 	refusing    bool // no more messages are accepted
@@ -38,16 +40,14 @@ func (c *Conn) Write(typ MessageType, data []byte) error {
 		q.mu.Unlock()
 		return ErrClosed
 	}
-	for len(q.items) > 0 && (len(q.items) >= o.SendQueueMessages || q.bytes+len(data) > o.SendQueueBytes) {
+	for q.len() > 0 && (q.len() >= o.SendQueueMessages || q.bytes+len(data) > o.SendQueueBytes) {
 		switch o.Overflow {
 		case OverflowDropNewest:
 			q.mu.Unlock()
 			o.Counters.Dropped.Add(1)
 			return ErrQueueFull
 		case OverflowDropOldest:
-			q.bytes -= len(q.items[0].data)
-			q.items[0] = outbound{}
-			q.items = q.items[1:]
+			q.pop()
 			o.Counters.Dropped.Add(1)
 		default:
 			first := !q.overflowed
@@ -73,7 +73,36 @@ func (c *Conn) Write(typ MessageType, data []byte) error {
 func (c *Conn) Queued() (messages, bytes int) {
 	c.sendQueue.mu.Lock()
 	defer c.sendQueue.mu.Unlock()
-	return len(c.sendQueue.items), c.sendQueue.bytes
+	return c.sendQueue.len(), c.sendQueue.bytes
+}
+
+func (q *sendQueue) len() int { return len(q.items) - q.head }
+
+// pop removes the oldest queued message; the queue must not be empty.
+func (q *sendQueue) pop() outbound {
+	m := q.items[q.head]
+	q.items[q.head] = outbound{}
+	q.head++
+	q.bytes -= len(m.data)
+	if q.head == len(q.items) {
+		q.reset()
+	}
+	return m
+}
+
+// reset empties the queue, keeping a small array for the next message and
+// letting a burst's large one go.
+func (q *sendQueue) reset() {
+	for i := q.head; i < len(q.items); i++ {
+		q.bytes -= len(q.items[i].data)
+		q.items[i] = outbound{}
+	}
+	q.head = 0
+	if cap(q.items) > 64 {
+		q.items = nil
+	} else {
+		q.items = q.items[:0]
+	}
 }
 
 func (q *sendQueue) startWriterLocked() {
@@ -87,11 +116,10 @@ func (q *sendQueue) writeLoop() {
 	c := q.conn
 	for {
 		q.mu.Lock()
-		if len(q.items) == 0 {
+		if q.len() == 0 {
 			q.writing = false
 			closing := q.closeQueued
 			q.closeQueued = false
-			q.items = nil // let a burst's backing array go
 			q.mu.Unlock()
 			if closing {
 				info := c.decided.Load()
@@ -100,14 +128,11 @@ func (q *sendQueue) writeLoop() {
 			}
 			return
 		}
-		m := q.items[0]
-		q.items[0] = outbound{}
-		q.items = q.items[1:]
+		m := q.pop()
+		q.bytes += len(m.data) // still held until written
 		q.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(context.Background(), c.opts.WriteTimeout)
-		err := c.ws.Write(ctx, m.typ, m.data)
-		cancel()
+		err := c.writeWithDeadline(m)
 
 		q.mu.Lock()
 		q.bytes -= len(m.data)
@@ -127,10 +152,7 @@ func (q *sendQueue) writeLoop() {
 func (q *sendQueue) refuse() {
 	q.mu.Lock()
 	q.refusing = true
-	for i := range q.items {
-		q.bytes -= len(q.items[i].data)
-	}
-	q.items = nil
+	q.reset()
 	q.mu.Unlock()
 }
 
@@ -153,13 +175,41 @@ func (q *sendQueue) closeDropping() {
 	defer q.mu.Unlock()
 	already := q.refusing && !q.closeQueued
 	q.refusing = true
-	for i := range q.items {
-		q.bytes -= len(q.items[i].data)
-	}
-	q.items = nil
+	q.reset()
 	if already {
 		return
 	}
 	q.closeQueued = true
 	q.startWriterLocked()
+}
+
+// writeWithDeadline writes one message, bounded by WriteTimeout. One timer
+// per connection, re-armed for each write, replaces a context (and
+// coder/websocket's AfterFunc on it) per message: a write that overruns has
+// the socket closed under it, as an expired write context would.
+func (c *Conn) writeWithDeadline(m outbound) error {
+	if c.writeTimer == nil {
+		c.writeTimer = time.AfterFunc(time.Hour, c.writeTimedOut)
+	}
+	c.writeDeadline.Store(time.Now().Add(c.opts.WriteTimeout).UnixNano())
+	c.writeTimer.Reset(c.opts.WriteTimeout)
+	err := c.ws.Write(context.Background(), m.typ, m.data)
+	c.writeDeadline.Store(0)
+	c.writeTimer.Stop()
+	return err
+}
+
+// writeTimedOut runs when a write's deadline may have passed. A late tick
+// for an earlier write finds a later deadline (or none) and does nothing.
+func (c *Conn) writeTimedOut() {
+	d := c.writeDeadline.Load()
+	if d == 0 || time.Now().UnixNano() < d {
+		return
+	}
+	c.decide(StatusAbnormalClosure, ReasonWriteFailed)
+	if c.netConn != nil {
+		_ = c.netConn.Close()
+	} else {
+		go func() { _ = c.ws.CloseNow() }()
+	}
 }
