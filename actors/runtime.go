@@ -191,6 +191,16 @@ func (rt *Runtime) gone(*Conn) {
 	}
 }
 
+// Conns returns the live local connections.
+func (rt *Runtime) Conns() []*Conn {
+	var out []*Conn
+	rt.conns.Range(func(_, v any) bool {
+		out = append(out, v.(*Conn))
+		return true
+	})
+	return out
+}
+
 // Lookup returns the live local connection with this ID.
 func (rt *Runtime) Lookup(id ID) (*Conn, error) {
 	// Fast path, on every send by ID: a live connection's stored ID is

@@ -103,8 +103,8 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 	}
 	actorLogger := slog.New(logging.MinLevel(logger.Handler(), slog.LevelWarn)).With(slog.String("component", "protoactor"))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLogger }))
-	c := cluster.New(system, cluster.Configure(cfg.Cluster.Name, provider, disthash.New(), rc,
-		cluster.WithRequestTimeout(cfg.Timeouts.Request)))
+	copts := append([]cluster.ConfigOption{cluster.WithRequestTimeout(cfg.Timeouts.Request)}, extraClusterOptions...)
+	c := cluster.New(system, cluster.Configure(cfg.Cluster.Name, provider, disthash.New(), rc, copts...))
 	if err := startMember(c); err != nil {
 		system.Shutdown()
 		_ = rdb.Close()
@@ -126,6 +126,13 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 		slog.String("provider", cfg.Membership.Provider), slog.Int("members", len(n.view.Peers())+1))
 	return n, nil
 }
+
+// extraClusterOptions are added to every node's protoactor cluster
+// configuration. Tests that run several nodes in one process raise the
+// gossip interval with it (see export_test.go): protoactor's gossip actors
+// share one math/rand.Rand (cluster/informer.go:25), a data race between
+// in-process nodes. Set it before starting nodes; production leaves it nil.
+var extraClusterOptions []cluster.ConfigOption
 
 // startMember runs protoactor's StartMember, which panics on failure.
 func startMember(c *cluster.Cluster) (err error) {
