@@ -51,25 +51,6 @@ func (rt *Runtime) NodeAlive(address string) bool {
 	return address == rt.system.Address() || (rt.cluster != nil && rt.cluster.Alive(address))
 }
 
-// remotePID returns the PID of a connection on another live node, or an
-// error saying why it cannot be reached.
-func (rt *Runtime) remotePID(id ID) (*actor.PID, error) {
-	pid, err := id.PID()
-	if err != nil {
-		return nil, err
-	}
-	if pid.Address == rt.system.Address() {
-		return nil, ErrConnectionNotFound // local, and not live
-	}
-	if rt.cluster == nil {
-		return nil, fmt.Errorf("%w: %s lives on node %s and this node is not in a cluster", ErrConnectionNotFound, id, pid.Address)
-	}
-	if !rt.cluster.Alive(pid.Address) {
-		return nil, fmt.Errorf("%w: node %s is not a live member", ErrConnectionNotFound, pid.Address)
-	}
-	return pid, nil
-}
-
 // isLocal reports whether id names a connection of this node.
 func (rt *Runtime) isLocal(id ID) bool {
 	addr, err := id.Address()

@@ -203,45 +203,54 @@ func (rt *Runtime) Conns() []*Conn {
 
 // Lookup returns the live local connection with this ID.
 func (rt *Runtime) Lookup(id ID) (*Conn, error) {
+	c, pid, err := rt.resolve(id)
+	if err == nil && pid != nil {
+		err = fmt.Errorf("%w: %s lives on node %s", ErrConnectionNotFound, id, pid.Address)
+	}
+	return c, err
+}
+
+// resolve finds where a connection lives, parsing its ID at most once: the
+// live local connection, or the PID of a connection on another live node, or
+// the reason it cannot be reached.
+func (rt *Runtime) resolve(id ID) (*Conn, *actor.PID, error) {
 	// Fast path, on every send by ID: a live connection's stored ID is
 	// canonical, so an exact match is valid without decoding it.
 	if _, rest, ok := strings.Cut(string(id), "."); ok {
 		if name, _, ok := strings.Cut(rest, "."); ok {
 			if v, ok := rt.conns.Load(name); ok && v.(*Conn).id == id {
-				return v.(*Conn), nil
+				return v.(*Conn), nil, nil
 			}
 		}
 	}
 	server, name, address, err := splitID(string(id))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if address != rt.system.Address() {
-		return nil, fmt.Errorf("%w: %s lives on node %s, which this node cannot reach", ErrConnectionNotFound, id, address)
+	if address == rt.system.Address() {
+		if server != rt.server {
+			return nil, nil, fmt.Errorf("%w: %s belongs to server %q", ErrConnectionNotFound, id, server)
+		}
+		return nil, nil, ErrConnectionNotFound // not live (the fast path would have found it)
 	}
-	if server != rt.server {
-		return nil, fmt.Errorf("%w: %s belongs to server %q", ErrConnectionNotFound, id, server)
+	if rt.cluster == nil {
+		return nil, nil, fmt.Errorf("%w: %s lives on node %s and this node is not in a cluster", ErrConnectionNotFound, id, address)
 	}
-	v, ok := rt.conns.Load(name)
-	if !ok {
-		return nil, ErrConnectionNotFound
+	if !rt.cluster.Alive(address) {
+		return nil, nil, fmt.Errorf("%w: node %s is not a live member", ErrConnectionNotFound, address)
 	}
-	return v.(*Conn), nil
+	return nil, actor.NewPID(address, SupervisorPrefix+server+"/"+name), nil
 }
 
 // Send delivers m to the connection through its mailbox and waits until it
 // is queued for the socket (or refused). The connection may live on another
 // node of the cluster.
 func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
-	c, err := rt.Lookup(id)
-	if err != nil {
-		if rt.isLocal(id) {
-			return err
-		}
-		pid, rerr := rt.remotePID(id)
-		if rerr != nil {
-			return rerr
-		}
+	c, pid, err := rt.resolve(id)
+	switch {
+	case err != nil:
+		return err
+	case pid != nil:
 		return rt.request(ctx, pid, &wire.Deliver{Type: WireType(m), Data: m.Data})
 	}
 	reply := make(chan error, 1)
@@ -266,15 +275,11 @@ func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
 // reports only what it knows at once: a malformed or unknown ID, or a
 // connection on a node that is not a live member.
 func (rt *Runtime) Post(id ID, m Message) error {
-	c, err := rt.Lookup(id)
-	if err != nil {
-		if rt.isLocal(id) {
-			return err
-		}
-		pid, rerr := rt.remotePID(id)
-		if rerr != nil {
-			return rerr
-		}
+	c, pid, err := rt.resolve(id)
+	switch {
+	case err != nil:
+		return err
+	case pid != nil:
 		rt.system.Root.Send(pid, &wire.Deliver{Type: WireType(m), Data: m.Data})
 		return nil
 	}
@@ -290,15 +295,11 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 		return ErrInvalidCloseCode
 	}
 	reason = TruncateReason(reason)
-	c, err := rt.Lookup(id)
-	if err != nil {
-		if rt.isLocal(id) {
-			return err
-		}
-		pid, rerr := rt.remotePID(id)
-		if rerr != nil {
-			return rerr
-		}
+	c, pid, err := rt.resolve(id)
+	switch {
+	case err != nil:
+		return err
+	case pid != nil:
 		if err := rt.request(ctx, pid, &wire.Close{Code: int32(code), Reason: reason}); err != nil {
 			return err
 		}
@@ -312,15 +313,11 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 // connection on another node, msg must be a protobuf message whose type every
 // node links.
 func (rt *Runtime) Tell(id ID, msg any) error {
-	c, err := rt.Lookup(id)
-	if err != nil {
-		if rt.isLocal(id) {
-			return err
-		}
-		pid, rerr := rt.remotePID(id)
-		if rerr != nil {
-			return rerr
-		}
+	c, pid, err := rt.resolve(id)
+	switch {
+	case err != nil:
+		return err
+	case pid != nil:
 		if _, ok := msg.(proto.Message); !ok {
 			return ErrNotProtobuf
 		}
