@@ -195,3 +195,37 @@ func TestNoHeartbeatWhenDisabled(t *testing.T) {
 	recv(t, quiet.done, "the quiet client's read to end")
 	wantInfo(t, quietSC.fin(t), transport.StatusAbnormalClosure, transport.ReasonConnLost, false)
 }
+
+// A client that keeps sending is known to be alive: the server does not ping
+// it, while a silent client on the same server is pinged every interval.
+func TestNoPingsWhileTheClientSends(t *testing.T) {
+	ts := newServer(t, serverConfig{echo: true, opts: transport.Options{
+		PingInterval: 50 * time.Millisecond,
+		PongTimeout:  5 * time.Second,
+	}})
+	chatty, _ := dialReading(t, ts, true)
+	silent, _ := dialReading(t, ts, true)
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := chatty.c.Write(context.Background(), websocket.MessageText, []byte("x")); err != nil {
+				return
+			}
+			<-chatty.msgs // one in flight: the echo paces the loop
+		}
+	}()
+	eventually(t, "the silent client to be pinged 5 times", func() bool { return silent.pings.Load() >= 5 })
+	close(stop)
+	<-sent
+	// Machine stalls longer than an interval may let a ping through; never one per interval.
+	if got := chatty.pings.Load(); got >= silent.pings.Load() {
+		t.Fatalf("a client that kept sending was pinged %d times, as often as a silent one (%d)", got, silent.pings.Load())
+	}
+}
