@@ -183,6 +183,7 @@ type FieldError struct {
 	Err    error
 }
 
+// Error names the source, the field and the problem.
 func (e *FieldError) Error() string {
 	if e.Source != "" {
 		return e.Source + ": " + e.Field + ": " + e.Err.Error()
@@ -190,6 +191,7 @@ func (e *FieldError) Error() string {
 	return e.Field + ": " + e.Err.Error()
 }
 
+// Unwrap returns the underlying problem.
 func (e *FieldError) Unwrap() error { return e.Err }
 
 // EnvName is the environment variable that overrides the field at path:
