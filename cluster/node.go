@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
+	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -78,6 +82,9 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkListen(cfg); err != nil {
+		return nil, err
+	}
 	if err := cfg.PingRedis(ctx); err != nil {
 		return nil, err
 	}
@@ -105,8 +112,10 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLogger }))
 	copts := append([]cluster.ConfigOption{cluster.WithRequestTimeout(cfg.Timeouts.Request)}, extraClusterOptions...)
 	c := cluster.New(system, cluster.Configure(cfg.Cluster.Name, provider, disthash.New(), rc, copts...))
+	view := newMemberView(c) // before StartMember, to see every topology event
 	if err := startMember(c); err != nil {
-		system.Shutdown()
+		view.close()
+		abandonMember(c)
 		_ = rdb.Close()
 		return nil, err
 	}
@@ -117,7 +126,7 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 		Cluster:   c,
 		Redis:     rdb,
 		Directory: redisdir.New(rdb, redisdir.Options{KeyPrefix: cfg.Redis.KeyPrefix + "dir:" + cfg.Cluster.Name + ":", Logger: logger}),
-		view:      newMemberView(c),
+		view:      view,
 		provider:  rp,
 		stop:      make(chan struct{}),
 	}
@@ -125,6 +134,22 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 	logger.Info("wsactor: joined the cluster", slog.String("cluster", cfg.Cluster.Name), slog.String("address", system.Address()),
 		slog.String("provider", cfg.Membership.Provider), slog.Int("members", len(n.view.Peers())+1))
 	return n, nil
+}
+
+// checkListen tells which field to fix when the remote endpoint cannot
+// listen: protoactor's remote would panic with a bare "failed to listen"
+// once the actor system runs. The port is free again when it returns; one
+// taken in the moment before protoactor listens still fails, in startMember.
+func checkListen(cfg Config) error {
+	addr := net.JoinHostPort(cfg.Node.Host, strconv.Itoa(cfg.Node.Port))
+	l, err := net.Listen("tcp", addr)
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return &FieldError{Field: "node.port", Err: fmt.Errorf("%d is in use on %s: %w", cfg.Node.Port, cfg.Node.Host, err)}
+	case err != nil:
+		return &FieldError{Field: "node.host", Err: fmt.Errorf("the remote endpoint cannot listen on %s: %w", addr, err)}
+	}
+	return l.Close()
 }
 
 // extraClusterOptions are added to every node's protoactor cluster
@@ -143,6 +168,22 @@ func startMember(c *cluster.Cluster) (err error) {
 	}()
 	c.StartMember()
 	return nil
+}
+
+// abandonMember stops what a failed StartMember started: the actor system
+// and, depending on how far it got, the identity lookup, the gossip actor and
+// loop, and the remote endpoint, which would otherwise keep listening. A part
+// that never started panics on a nil field when stopped; that is ignored.
+func abandonMember(c *cluster.Cluster) {
+	c.ActorSystem.Shutdown()
+	ignorePanic(func() { c.IdentityLookup.Shutdown() })
+	ignorePanic(c.Gossip.Shutdown)
+	ignorePanic(func() { c.Remote.Shutdown(true) }) // graceful: stops the endpoint manager too
+}
+
+func ignorePanic(f func()) {
+	defer func() { _ = recover() }()
+	f()
 }
 
 func remoteConfig(cfg Config) (*remote.Config, error) {
@@ -227,7 +268,7 @@ func (n *Node) Attach(s *wsactor.Server) {
 	n.hubs = append(n.hubs, hub)
 	first := len(n.hubs) == 1
 	n.mu.Unlock()
-	n.resync(hub)
+	n.resync()
 	if first {
 		n.stopped.Add(1)
 		go n.watchRedis()
@@ -261,12 +302,34 @@ func (n *Node) Stats() Stats {
 	return n.stats
 }
 
-func (n *Node) resync(hub *groups.Hub) {
+// resync rewrites this node's directory entries from the state of every
+// attached server at once: ReplaceNode makes Redis hold exactly the state it
+// is given for the node's address, so a call per server would delete the
+// entries of the servers before it. Each hub's lock is held (in attachment
+// order) until the write is done, so no join or leave slips in between.
+func (n *Node) resync() {
+	n.mu.Lock()
+	hubs := slices.Clone(n.hubs)
+	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
 	defer cancel()
-	err := hub.Resync(ctx, func(ctx context.Context, gs map[string][]groups.Member, users map[string][]actors.ID) error {
-		return n.Directory.ReplaceNode(ctx, n.Address(), redisdir.NodeState{Groups: gs, Users: users})
-	})
+	state := redisdir.NodeState{Groups: map[string][]groups.Member{}, Users: map[string][]actors.ID{}}
+	var from func(i int) error
+	from = func(i int) error {
+		if i == len(hubs) {
+			return n.Directory.ReplaceNode(ctx, n.Address(), state)
+		}
+		return hubs[i].Resync(ctx, func(ctx context.Context, gs map[string][]groups.Member, users map[string][]actors.ID) error {
+			for g, ms := range gs {
+				state.Groups[g] = append(state.Groups[g], ms...)
+			}
+			for u, ids := range users {
+				state.Users[u] = append(state.Users[u], ids...)
+			}
+			return from(i + 1)
+		})
+	}
+	err := from(0)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err == nil {
@@ -314,9 +377,7 @@ func (n *Node) watchRedis() {
 		}
 		if !wasHealthy || e != epoch || errs != seenErrors {
 			n.logger.Info("wsactor: resynchronising this node's directory entries", slog.Bool("redis_was_down", !wasHealthy), slog.Bool("redis_lost_data", e != epoch))
-			for _, h := range hubs {
-				n.resync(h)
-			}
+			n.resync()
 			epoch, seenErrors = e, errs
 		}
 	}

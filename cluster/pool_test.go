@@ -1,0 +1,449 @@
+package cluster_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wsactor/wsactor/cluster"
+	"github.com/wsactor/wsactor/internal/redistest"
+	"github.com/wsactor/wsactor/internal/wire"
+)
+
+// These tests run several cluster nodes in one process. protoactor-go is not
+// race-detector clean with more than one node per process, so the pool works
+// around its data races:
+//
+//   - remote.(*Remote).Start writes gRPC's process-wide logger
+//     (protoactor-go remote/server.go:61) while gRPC goroutines of the
+//     endpoints already running read it. Every in-process node is started
+//     once, in one batch, before any cross-node traffic, through startGate:
+//     a later start would race with the gRPC client goroutines that traffic
+//     creates, which no probe can order. Tests share the nodes.
+//   - every gossip actor shuffles one package-level math/rand.Rand
+//     (cluster/informer.go:25): TestMain raises the gossip interval beyond
+//     the run (cluster.SetGossipInterval, a hook in export_test.go). wsactor's
+//     membership does not use gossip.
+//   - BlockList.IsBlocked reads the block list unlocked (remote/blocklist.go:44)
+//     on every new inbound connection: see connectAll.
+//   - Remote.Shutdown races with endpoint writers to peers that are going
+//     away (remote/endpoint_manager.go:115 against :248): the nodes are never
+//     stopped; the process ends with them. Node.Stop runs in process_test.go.
+//   - MemberList.Members() reads the member set without the lock its writer
+//     holds: tests read membership with Node.Peers, which follows topology
+//     events.
+//
+// Scenarios that kill or stop a node run it in another OS process
+// (process_test.go).
+
+const (
+	testTimeout   = 10 * time.Second
+	testHeartbeat = 300 * time.Millisecond
+	testTTL       = 1500 * time.Millisecond
+)
+
+func TestMain(m *testing.M) {
+	cluster.SetGossipInterval(time.Hour)
+	code := m.Run()
+	if p := thePool.p; p != nil {
+		p.close()
+	}
+	os.Exit(code)
+}
+
+// testConfig is cluster.Default with a short heartbeat, on the Redis at
+// redisAddr, for the cluster name, under its own key prefix.
+func testConfig(redisAddr, name string) cluster.Config {
+	cfg := cluster.Default()
+	cfg.Cluster.Name = name
+	cfg.Node.Host = "127.0.0.1"
+	cfg.Node.Port = 0
+	cfg.Redis.Addr = redisAddr
+	cfg.Redis.KeyPrefix = "wsactor-test:" + name + ":"
+	cfg.Membership.HeartbeatInterval = testHeartbeat
+	cfg.Membership.MemberTTL = testTTL
+	// Generous, for loaded CI machines: a stopped Redis refuses at once anyway.
+	cfg.Redis.DialTimeout = 5 * time.Second
+	cfg.Redis.ReadTimeout = 2 * time.Second
+	cfg.Redis.WriteTimeout = 2 * time.Second
+	return cfg
+}
+
+func randomName(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// The pool: every in-process node of the test binary, started on first use.
+//
+//	a: three nodes of one cluster, shared by most tests (each test runs its
+//	   own wsactor servers on them, with fresh server, group and user names);
+//	   nodes a[0] and a[1] also run the chat example, once for the binary.
+//	b: two nodes of another cluster with their own Redis, which
+//	   TestRedisOutageAndRestart stops and restarts.
+type pool struct {
+	tb     *mainTB
+	redisA *redistest.Server
+	redisB *redistest.Server
+	a      []*poolNode
+	b      []*poolNode
+
+	chatOnce sync.Once
+	chat     []*chatNode // see chat_test.go
+	closers  []func()    // run when the binary ends
+}
+
+type poolNode struct {
+	*cluster.Node
+	cfg  cluster.Config
+	logs *ringLog
+}
+
+var thePool struct {
+	once sync.Once
+	p    *pool
+	skip string
+	err  error
+}
+
+func getPool(t *testing.T) *pool {
+	t.Helper()
+	thePool.once.Do(func() {
+		thePool.p, thePool.skip, thePool.err = newPool()
+	})
+	switch {
+	case thePool.skip != "":
+		t.Skip(thePool.skip)
+	case thePool.err != nil:
+		t.Fatalf("starting the in-process nodes: %v", thePool.err)
+	}
+	return thePool.p
+}
+
+func newPool() (p *pool, skip string, err error) {
+	p = &pool{tb: &mainTB{}}
+	defer func() {
+		switch r := recover().(type) {
+		case nil:
+		case tbSkip:
+			p.close()
+			p, skip = nil, string(r)
+		case tbFailure:
+			p.close()
+			p, err = nil, errors.New(string(r))
+		default:
+			panic(r)
+		}
+	}()
+	p.redisA = redistest.Start(p.tb)
+	p.redisB = redistest.Start(p.tb)
+	cfgA := testConfig(p.redisA.Addr(), randomName("pool-a-"))
+	cfgB := testConfig(p.redisB.Addr(), randomName("pool-b-"))
+	// The nodes are never stopped (see the top of this file).
+	nodes, err := startNodes([]cluster.Config{cfgA, cfgA, cfgA, cfgB, cfgB})
+	if err != nil {
+		p.close()
+		return nil, "", err
+	}
+	p.a, p.b = nodes[:3], nodes[3:]
+	for _, group := range [][]*poolNode{p.a, p.b} {
+		if err := waitPeers(group); err != nil {
+			p.close()
+			return nil, "", err
+		}
+		if err := connectAll(group); err != nil {
+			p.close()
+			return nil, "", err
+		}
+	}
+	return p, "", nil
+}
+
+// connectAll opens the remote connections between every two nodes of group,
+// both ways, before any test runs. protoactor's BlockList.IsBlocked reads
+// the block list without the lock that Block holds when a member leaves
+// (remote/blocklist.go:44 against :37), and a node checks it for every new
+// inbound connection: without this, a node that blocks the SIGKILLed member
+// of process_test.go while a pool peer connects to it for the first time
+// races. A request to an actor that does not exist comes back as a dead
+// letter over the reverse connection.
+func connectAll(group []*poolNode) error {
+	for _, n := range group {
+		for _, m := range group {
+			if n == m {
+				continue
+			}
+			_, err := n.System.Root.RequestFuture(actor.NewPID(m.Address(), "wsactor-test-warmup"), &wire.Result{}, testTimeout).Result()
+			if !errors.Is(err, actor.ErrDeadLetter) {
+				return fmt.Errorf("warming up the connection from %s to %s: %v", n.Address(), m.Address(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// waitPeers waits until every node of group sees every other.
+func waitPeers(group []*poolNode) error {
+	deadline := time.Now().Add(testTimeout)
+	for _, n := range group {
+		for _, m := range group {
+			for n != m && !slices.Contains(n.Peers(), m.Address()) {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("node %s does not see %s (peers %v)", n.Address(), m.Address(), n.Peers())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	return nil
+}
+
+// close stops the servers and nodes (concurrently: each graceful leave takes
+// protoactor's 2 s) and then Redis.
+func (p *pool) close() {
+	var wg sync.WaitGroup
+	for _, f := range p.closers {
+		wg.Go(f)
+	}
+	wg.Wait()
+	p.tb.close()
+}
+
+// startNodes starts a node for each configuration, all through one
+// startGate. protoactor's StartMember sleeps 1 s after joining: the starts
+// overlap, but each begins only once the previous node's remote endpoint
+// runs (its member key is in Redis), so that the gate can probe it.
+func startNodes(cfgs []cluster.Config) ([]*poolNode, error) {
+	gate := openGate()
+	defer gate.close()
+	nodes := make([]*poolNode, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	for i, cfg := range cfgs {
+		rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr})
+		memberKeys := cfg.Redis.KeyPrefix + "cluster:" + cfg.Cluster.Name + ":member:*"
+		before, err := rdb.Keys(context.Background(), memberKeys).Result()
+		if err != nil {
+			_ = rdb.Close()
+			return nodes, err
+		}
+		if err := gate.before(); err != nil {
+			_ = rdb.Close()
+			return nodes, err
+		}
+		logs := newRingLog(500)
+		started := make(chan struct{})
+		wg.Go(func() {
+			defer close(started)
+			n, err := cluster.Start(context.Background(), cfg, slog.New(logs))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			nodes[i] = &poolNode{Node: n, cfg: cfg, logs: logs}
+		})
+		addr, err := newMember(rdb, memberKeys, before, started)
+		_ = rdb.Close()
+		if err != nil {
+			wg.Wait()
+			return nodes, errors.Join(append(errs, err)...)
+		}
+		gate.after(addr)
+	}
+	wg.Wait()
+	return nodes, errors.Join(errs...)
+}
+
+// newMember waits for a member key that is not in before and returns the
+// remote address it registers, or fails once started is closed without one.
+func newMember(rdb *redis.Client, pattern string, before []string, started <-chan struct{}) (string, error) {
+	deadline := time.Now().Add(testTimeout)
+	for {
+		keys, err := rdb.Keys(context.Background(), pattern).Result()
+		if err != nil {
+			return "", err
+		}
+		for _, k := range keys {
+			if slices.Contains(before, k) {
+				continue
+			}
+			var rec struct {
+				Host string `json:"host"`
+				Port int    `json:"port"`
+			}
+			b, err := rdb.Get(context.Background(), k).Bytes()
+			if err == nil && json.Unmarshal(b, &rec) == nil {
+				return net.JoinHostPort(rec.Host, strconv.Itoa(rec.Port)), nil
+			}
+		}
+		select {
+		case <-started:
+			// Start returned: its key must be there by now, or it failed.
+			if keys, _ := rdb.Keys(context.Background(), pattern).Result(); len(keys) > len(before) {
+				continue
+			}
+			return "", errors.New("the node did not register")
+		default:
+		}
+		if time.Now().After(deadline) {
+			return "", errors.New("timed out waiting for the node to register")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startGate makes several in-process remote endpoints race-detector clean;
+// see cluster/redisprovider/harness_test.go and internal/remotestart for the
+// reasoning. Each socket write and read is a release and an acquire in the
+// race detector's model, so before each start the gate completes an HTTP/2
+// preface exchange with every live endpoint (their earlier reads of gRPC's
+// logger are then ordered before the start's write of it), and keeps the
+// connections open until the batch has started (so that the servers' reads
+// when they close come after every write).
+type startGate struct {
+	conns []net.Conn
+}
+
+var (
+	gateMu    sync.Mutex
+	endpoints []string // live in-process remote endpoints
+)
+
+func openGate() *startGate {
+	gateMu.Lock()
+	return &startGate{}
+}
+
+func (g *startGate) before() error {
+	for _, addr := range endpoints {
+		c, err := h2Preface(addr)
+		if err != nil {
+			return fmt.Errorf("handshake with remote endpoint %s: %w", addr, err)
+		}
+		g.conns = append(g.conns, c)
+	}
+	return nil
+}
+
+func (g *startGate) after(addr string) { endpoints = append(endpoints, addr) }
+
+// close ends the preface exchanges cleanly: a frame written now (a release
+// after the starts) and a FIN rather than an RST, so that each server reads
+// it successfully (an acquire) before its connection-closing code reads the
+// logger.
+func (g *startGate) close() {
+	defer gateMu.Unlock()
+	const settingsAck = "\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+	for _, c := range g.conns {
+		_, _ = io.WriteString(c, settingsAck)
+		_ = c.(*net.TCPConn).CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.Copy(io.Discard, c) // until the server closes too
+		_ = c.Close()
+	}
+}
+
+// h2Preface sends an HTTP/2 client preface and an empty SETTINGS frame and
+// reads the server's first frame header.
+func h2Preface(addr string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	var header [9]byte
+	if _, err := io.ReadFull(c, header[:]); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// restartRedis restarts one of the pool's Redis servers, which report
+// failures to the pool's mainTB, for t.
+func restartRedis(t *testing.T, s *redistest.Server) {
+	t.Helper()
+	defer func() {
+		switch r := recover().(type) {
+		case nil:
+		case tbFailure:
+			t.Fatalf("restarting %s: %s", s, r)
+		default:
+			panic(r)
+		}
+	}()
+	s.Restart()
+}
+
+// mainTB is the testing.TB that redistest gets for the pool's Redis servers,
+// which outlive any one test. redistest calls only the methods below; the
+// embedded nil TB makes any other call panic loudly.
+type mainTB struct {
+	testing.TB
+
+	mu       sync.Mutex
+	cleanups []func()
+	dirs     []string
+}
+
+type (
+	tbSkip    string
+	tbFailure string
+)
+
+func (m *mainTB) Helper() {}
+
+func (m *mainTB) Cleanup(f func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cleanups = append(m.cleanups, f)
+}
+
+func (m *mainTB) TempDir() string {
+	d, err := os.MkdirTemp("", "wsactor-cluster-test-")
+	if err != nil {
+		panic(tbFailure(err.Error()))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dirs = append(m.dirs, d)
+	return d
+}
+
+func (m *mainTB) Fatal(args ...any)                 { panic(tbFailure(fmt.Sprint(args...))) }
+func (m *mainTB) Fatalf(format string, args ...any) { panic(tbFailure(fmt.Sprintf(format, args...))) }
+func (m *mainTB) Skip(args ...any)                  { panic(tbSkip(fmt.Sprint(args...))) }
+
+func (m *mainTB) close() {
+	m.mu.Lock()
+	cleanups, dirs := m.cleanups, m.dirs
+	m.cleanups, m.dirs = nil, nil
+	m.mu.Unlock()
+	for _, f := range slices.Backward(cleanups) {
+		f()
+	}
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
+	}
+}

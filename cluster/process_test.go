@@ -1,0 +1,379 @@
+package cluster_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/cluster"
+	"github.com/wsactor/wsactor/groups"
+	"github.com/wsactor/wsactor/internal/redistest"
+)
+
+// The helper processes are this test binary run again with
+// -test.run=^TestHelper...$ and these variables.
+const (
+	helperEnv       = "WSACTOR_CLUSTER_TEST_HELPER" // which helper: "node" or "failed-start"
+	helperRedisEnv  = "WSACTOR_CLUSTER_TEST_REDIS"
+	helperNameEnv   = "WSACTOR_CLUSTER_TEST_CLUSTER"
+	helperPrefixEnv = "WSACTOR_CLUSTER_TEST_PREFIX"
+	helperServerEnv = "WSACTOR_CLUSTER_TEST_SERVER"
+
+	helperURLPrefix  = "HELPER_URL="
+	helperNodePrefix = "HELPER_NODE="
+	helperStopped    = "HELPER_STOPPED="
+)
+
+// helper runs this test binary as a helper process.
+type helper struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	lines  chan string
+}
+
+func startHelper(t *testing.T, test string, env ...string) *helper {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
+	h := &helper{cmd: cmd, stderr: &syncBuffer{}, lines: make(chan string, 100)}
+	cmd.Stderr = h.stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(h.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			h.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("stderr of the helper process:\n%s", h.stderr)
+		}
+	})
+	return h
+}
+
+// value waits for the line starting with prefix and returns the rest.
+func (h *helper) value(t *testing.T, prefix string, output *[]string) string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case line, ok := <-h.lines:
+			if !ok {
+				t.Fatalf("the helper process ended without printing %s; its output:\n%s", prefix, strings.Join(*output, "\n"))
+			}
+			*output = append(*output, line)
+			if v, ok := strings.CutPrefix(line, prefix); ok {
+				return v
+			}
+		case <-deadline:
+			t.Fatalf("the helper process did not print %s", prefix)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestSIGKILLedNode runs a node of pool cluster a in another process, with a
+// client of this process connected to it and joined to a group, then kills it
+// with SIGKILL. The survivors drop its connections from the directory within
+// the member TTL, and sends to them fail at once.
+func TestSIGKILLedNode(t *testing.T) {
+	p := getPool(t)
+	dumpLogsOnFailure(t, p.a[:2]...)
+	survivors := startServers(t, p.a[:2], wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	name := survivors[0].node.cfg.Cluster.Name
+	group, user := testSeq("doomed"), testSeq("fay")
+
+	h := startHelper(t, "TestHelperNode",
+		helperEnv+"=node",
+		helperRedisEnv+"="+p.redisA.Addr(),
+		helperNameEnv+"="+name,
+		helperPrefixEnv+"="+survivors[0].node.cfg.Redis.KeyPrefix,
+		// The same server name: one logical server across the nodes, so
+		// that broadcasts and presence events cross between them.
+		helperServerEnv+"="+survivors[0].name,
+	)
+	var output []string
+	url := h.value(t, helperURLPrefix, &output)
+	deadAddr := h.value(t, helperNodePrefix, &output)
+	for _, s := range survivors {
+		waitUntil(t, testTimeout, "the survivors see the helper node", func() bool {
+			return slices.Contains(s.node.Peers(), deadAddr)
+		})
+	}
+
+	local := survivors[0].connect(t, "group="+group+"&name=local")
+	doomed := dialClient(t, url+"?group="+group+"&name=doomed&user="+user)
+	if addr, _ := doomed.id.Address(); addr != deadAddr {
+		t.Fatalf("the helper's connection has address %q, want %q", addr, deadAddr)
+	}
+	wantEvent(t, local, groups.EventJoined, group, doomed.id, "doomed", user)
+	ctx := testCtx(t)
+	for _, s := range survivors {
+		waitMembers(t, s.Server, group, local.id, doomed.id)
+	}
+	if err := survivors[1].Send(ctx, doomed.id, wsactor.Text("from another process")); err != nil {
+		t.Fatalf("Send to the helper's connection: %v", err)
+	}
+	doomed.expectAfterJoins("from another process", local.id)
+	if n, err := survivors[0].Groups().SendToUser(ctx, user, wsactor.Text("to the user")); err != nil || n != 1 {
+		t.Fatalf("SendToUser to the helper's connection: %d, %v", n, err)
+	}
+	doomed.expect("to the user")
+
+	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	_ = h.cmd.Wait()
+
+	// Within the TTL, plus one poll of the survivors, plus slack for a
+	// loaded machine: the node leaves and its connections with it.
+	for i, s := range survivors {
+		waitUntil(t, testTTL+testHeartbeat+5*time.Second, fmt.Sprintf("survivor %d drops the killed node's connection", i), func() bool {
+			ids, err := memberIDs(ctx, s.Server, group)
+			return err == nil && slices.Equal(ids, []wsactor.ID{local.id}) && !slices.Contains(s.node.Peers(), deadAddr)
+		})
+	}
+	t.Logf("the killed node's connection left the directory %v after SIGKILL (member TTL %v, heartbeat %v)",
+		time.Since(killed).Round(time.Millisecond), testTTL, testHeartbeat)
+	// Every node of the pool's cluster drops it before the test ends: a
+	// later helper node connecting to one still blocking this one would race
+	// in protoactor (see connectAll).
+	for _, n := range p.a {
+		waitUntil(t, testTimeout, "every pool node drops the killed node", func() bool {
+			return !slices.Contains(n.Peers(), deadAddr)
+		})
+	}
+	if ids, err := survivors[1].Groups().Directory().UserConns(ctx, user); err != nil || len(ids) != 0 {
+		t.Fatalf("the killed node's user connections: %v, %v; want none", ids, err)
+	}
+	if n, err := survivors[1].Groups().SendToUser(ctx, user, wsactor.Text("x")); err != nil || n != 0 {
+		t.Fatalf("SendToUser to a user whose only connection died with its node: %d, %v", n, err)
+	}
+
+	// Sends to the dead node's connection fail at once rather than stall in
+	// protoactor's reconnect loop (which would end the 1 s context first).
+	short, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for op, err := range map[string]error{
+		"Send":  survivors[0].Send(short, doomed.id, wsactor.Text("x")),
+		"Close": survivors[0].Close(short, doomed.id, 4000, ""),
+		"Post":  survivors[0].Post(doomed.id, wsactor.Text("x")),
+		"Join":  survivors[0].Groups().Join(short, group, doomed.id, nil),
+	} {
+		if !errors.Is(err, wsactor.ErrConnectionNotFound) {
+			t.Errorf("%s to a connection of the killed node: want ErrConnectionNotFound, got %v", op, err)
+		}
+	}
+	if short.Err() != nil {
+		t.Fatalf("the calls took the whole context: %v", short.Err())
+	}
+	// The survivors still work together.
+	if _, err := survivors[1].Groups().Broadcast(ctx, group, wsactor.Text("still here")); err != nil {
+		t.Fatal(err)
+	}
+	local.expect("still here")
+}
+
+// TestStoppedNodeLeaves stops a node of another process cleanly (Server
+// Shutdown, then Node.Stop): its clients get 1001, and the survivors drop its
+// connections and the node itself without waiting for the member TTL.
+func TestStoppedNodeLeaves(t *testing.T) {
+	p := getPool(t)
+	dumpLogsOnFailure(t, p.a[:2]...)
+	survivors := startServers(t, p.a[:2], wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	group := testSeq("leaving")
+	h := startHelper(t, "TestHelperNode",
+		helperEnv+"=node",
+		helperRedisEnv+"="+p.redisA.Addr(),
+		helperNameEnv+"="+survivors[0].node.cfg.Cluster.Name,
+		helperPrefixEnv+"="+survivors[0].node.cfg.Redis.KeyPrefix,
+		helperServerEnv+"="+survivors[0].name,
+	)
+	var output []string
+	url := h.value(t, helperURLPrefix, &output)
+	addr := h.value(t, helperNodePrefix, &output)
+	for _, n := range p.a {
+		waitUntil(t, testTimeout, "the pool nodes see the helper node", func() bool { return slices.Contains(n.Peers(), addr) })
+	}
+	local := survivors[1].connect(t, "group="+group+"&name=local")
+	leaving := dialClient(t, url+"?group="+group+"&name=leaving")
+	wantEvent(t, local, groups.EventJoined, group, leaving.id, "leaving", "")
+	waitMembers(t, survivors[0].Server, group, local.id, leaving.id)
+
+	closed := leaving.closed()
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	asked := time.Now()
+	wantCloseCode(t, closed, wsactor.StatusGoingAway, "going away")
+	wantEvent(t, local, groups.EventLeft, group, leaving.id, "leaving", "")
+	if res := h.value(t, helperStopped, &output); res != "<nil>" {
+		t.Fatalf("the helper node's Shutdown and Stop: %s", res)
+	}
+	stopped := time.Now()
+	for _, n := range p.a {
+		waitUntil(t, testTimeout, "the pool nodes drop the stopped node", func() bool { return !slices.Contains(n.Peers(), addr) })
+	}
+	t.Logf("Shutdown and Stop took %v; the survivors dropped the node %v after Stop returned (member TTL %v)",
+		stopped.Sub(asked).Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond), testTTL)
+	waitMembers(t, survivors[0].Server, group, local.id)
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("the helper process: %v\n%s", err, strings.Join(output, "\n"))
+	}
+	short, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := survivors[0].Send(short, leaving.id, wsactor.Text("x")); !errors.Is(err, wsactor.ErrConnectionNotFound) {
+		t.Fatalf("Send to a connection of the stopped node: want ErrConnectionNotFound, got %v", err)
+	}
+}
+
+// TestHelperNode is the node process of TestSIGKILLedNode and
+// TestStoppedNodeLeaves: cluster.NewServer with the route /ws, served on a
+// free port. It prints the route's URL and the node's address, then waits to
+// be killed, or for SIGTERM, on which it shuts the server down, stops the
+// node and prints the result.
+func TestHelperNode(t *testing.T) {
+	if os.Getenv(helperEnv) != "node" {
+		t.Skip("helper process of TestSIGKILLedNode and TestStoppedNodeLeaves")
+	}
+	cfg := testConfig(os.Getenv(helperRedisEnv), os.Getenv(helperNameEnv))
+	cfg.Redis.KeyPrefix = os.Getenv(helperPrefixEnv)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, node, err := cluster.NewServer(context.Background(), cfg, wsactor.Options{
+		Name:   os.Getenv(helperServerEnv),
+		Logger: logger,
+		Groups: wsactor.GroupsOptions{PresenceEvents: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Handle("/ws", func() wsactor.Handler { return &member{} }, wsactor.WithAuthenticator(userFromQuery))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
+	go func() { _ = s.Serve(l) }()
+	fmt.Println(helperURLPrefix + "ws://" + l.Addr().String() + "/ws")
+	fmt.Println(helperNodePrefix + node.Address())
+	// The parent kills this process, or asks it to stop with SIGTERM; the
+	// bound only guards against orphans.
+	select {
+	case <-stop:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("nobody stopped the helper node")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	defer cancel()
+	err = errors.Join(s.Shutdown(ctx), node.Stop(ctx))
+	fmt.Printf("%s%v\n", helperStopped, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailedStartLeavesNothingRunning runs, in a process of its own, a Start
+// whose membership provider fails after protoactor's remote endpoint began
+// listening: Start must return the error with nothing left running. (Its own
+// process, because starting a remote endpoint while the in-process nodes run
+// is a data race in protoactor: see harness_test.go.)
+func TestFailedStartLeavesNothingRunning(t *testing.T) {
+	r := redistest.Start(t)
+	h := startHelper(t, "TestHelperFailedStart", helperEnv+"=failed-start", helperRedisEnv+"="+r.Addr())
+	var output []string
+	for line := range h.lines {
+		output = append(output, line)
+	}
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("the helper process failed (%v):\n%s\n%s", err, strings.Join(output, "\n"), h.stderr)
+	}
+	if !slices.ContainsFunc(output, func(l string) bool { return strings.HasPrefix(l, "--- PASS: TestHelperFailedStart") }) {
+		t.Fatalf("the helper process did not run the test:\n%s", strings.Join(output, "\n"))
+	}
+}
+
+func TestHelperFailedStart(t *testing.T) {
+	if os.Getenv(helperEnv) != "failed-start" {
+		t.Skip("helper process of TestFailedStartLeavesNothingRunning")
+	}
+	cfg := testConfig(os.Getenv(helperRedisEnv), randomName("failed-"))
+	cfg.Node.Port = freePort(t)
+	before := goroutines()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := cluster.StartWithProvider(ctx, cfg, refusingProvider{}, logger)
+	if err == nil {
+		_ = n.Stop(ctx)
+		t.Fatal("Start succeeded")
+	}
+	if !strings.Contains(err.Error(), "membership refused") {
+		t.Fatalf("want the provider's error, got %v", err)
+	}
+	addr := net.JoinHostPort(cfg.Node.Host, strconv.Itoa(cfg.Node.Port))
+	waitUntil(t, 5*time.Second, "the remote endpoint's port is free again", func() bool {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+		}
+		return err == nil
+	})
+	wantNoNewGoroutines(t, before)
+}
+
+// refusingProvider is a membership provider that cannot join.
+type refusingProvider struct{}
+
+func (refusingProvider) StartMember(*protocluster.Cluster) error {
+	return errors.New("membership refused")
+}
+func (refusingProvider) StartClient(*protocluster.Cluster) error {
+	return errors.New("membership refused")
+}
+func (refusingProvider) Shutdown(bool) error { return nil }
