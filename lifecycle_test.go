@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -333,5 +334,33 @@ func TestHandshakeTimeout(t *testing.T) {
 	write(t, c, websocket.MessageText, "hi")
 	if got := readText(t, c); got != "hi" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestNewServerWithTheSameNameAfterShutdown(t *testing.T) {
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return discardLogger() }))
+	t.Cleanup(system.Shutdown)
+	for i := range 2 {
+		s := wsactor.New(wsactor.Options{ActorSystem: system, Name: "again", Logger: discardLogger()})
+		s.Handle("/ws", func() wsactor.Handler { return echo{} })
+		hs := httptest.NewServer(s)
+		c := dial(t, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws")
+		write(t, c, websocket.MessageText, fmt.Sprint("round ", i))
+		if got := readText(t, c); got != fmt.Sprint("round ", i) {
+			t.Fatalf("got %q", got)
+		}
+		go func() {
+			for {
+				if _, _, err := c.Read(context.Background()); err != nil {
+					return
+				}
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		hs.Close()
 	}
 }

@@ -461,6 +461,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	if err := s.rt.Stop(stopCtx); err != nil {
 		errs = append(errs, err)
 	}
+	s.hub.Stop()
 	if s.ownsSystem {
 		s.system.Shutdown()
 	}

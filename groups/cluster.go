@@ -32,8 +32,17 @@ func (h *Hub) nodePID(address string) *actor.PID {
 // startNodeActor spawns the actor peers send to.
 func (h *Hub) startNodeActor() error {
 	props := actor.PropsFromFunc(h.receiveFromPeer)
-	_, err := h.rt.System().Root.SpawnNamed(props, nodeActorName(h.rt.ServerName()))
+	pid, err := h.rt.System().Root.SpawnNamed(props, nodeActorName(h.rt.ServerName()))
+	h.nodeActor = pid
 	return err
+}
+
+// Stop stops the hub's node actor, so that a new server may later take the
+// same name in the same actor system. The server calls it from Shutdown.
+func (h *Hub) Stop() {
+	if h.nodeActor != nil {
+		_ = h.rt.System().Root.StopFuture(h.nodeActor).Wait()
+	}
 }
 
 func (h *Hub) receiveFromPeer(ctx actor.Context) {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/wsactor/wsactor/actors"
 	"github.com/wsactor/wsactor/internal/wire"
 )
@@ -46,6 +47,8 @@ type Hub struct {
 	dir    Directory
 	events bool
 	logger *slog.Logger
+
+	nodeActor *actor.PID // receives broadcasts and joins from peers
 
 	mu    sync.Mutex // guards local's keys and serializes joins and leaves
 	local map[string]*localGroup
