@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -247,6 +248,59 @@ func TestPresenceEvents(t *testing.T) {
 	readText(t, c)
 	if got := canonicalJSON(t, readText(t, a)); !strings.Contains(got, `"type":"joined"`) || !strings.Contains(got, string(cID)) || strings.Contains(got, `"user"`) {
 		t.Fatalf("anonymous joined event: %s", got)
+	}
+}
+
+// failingLeaves is a MemoryDirectory whose Leave fails while fail is set, as
+// a shared directory does while Redis is down.
+type failingLeaves struct {
+	*groups.MemoryDirectory
+	fail atomic.Bool
+}
+
+var errDirectoryDown = errors.New("directory down")
+
+func (d *failingLeaves) Leave(ctx context.Context, group string, id wsactor.ID) (bool, error) {
+	if d.fail.Load() {
+		return false, errDirectoryDown
+	}
+	return d.MemoryDirectory.Leave(ctx, group, id)
+}
+
+// A leave the directory fails still takes effect on this node (no more
+// broadcasts reach the connection), so the other members hear it; the
+// caller gets the error, and the directory catches up later.
+func TestLeaveWhileDirectoryFailsStillTellsMembers(t *testing.T) {
+	dir := &failingLeaves{MemoryDirectory: groups.NewMemoryDirectory()}
+	ts, opened := groupServer(t, wsactor.Options{Groups: wsactor.GroupsOptions{Directory: dir, PresenceEvents: true}})
+	a, _ := joined(t, ts, opened, "?user=ann", "lobby", "Ann")
+	b, bID := joined(t, ts, opened, "?user=bob", "lobby", "Bob")
+	readText(t, a) // Bob joined
+
+	dir.fail.Store(true)
+	write(t, b, websocket.MessageText, "leave lobby")
+	if got := readText(t, b); !strings.Contains(got, errDirectoryDown.Error()) {
+		t.Fatalf("leave with the directory down: %q, want the error", got)
+	}
+	want := fmt.Sprintf(`{"group":"lobby","id":%q,"name":"Bob","type":"left","user":"bob"}`, bID)
+	if got := canonicalJSON(t, readText(t, a)); got != want {
+		t.Fatalf("left event:\n got %s\nwant %s", got, want)
+	}
+	// Bob no longer gets the group's broadcasts; Ann does.
+	write(t, a, websocket.MessageText, "say lobby hello")
+	if got := readText(t, a); got != "hello" {
+		t.Fatalf("Ann got %q, want hello", got)
+	}
+	write(t, b, websocket.MessageText, "join elsewhere Bob")
+	if got := readText(t, b); got != "ok join" {
+		t.Fatalf("Bob got %q before his own reply, want ok join (no lobby broadcast)", got)
+	}
+	// Leaving again is no second event: the next thing Ann hears is hers.
+	write(t, b, websocket.MessageText, "leave lobby")
+	readText(t, b)
+	write(t, a, websocket.MessageText, "say lobby again")
+	if got := readText(t, a); got != "again" {
+		t.Fatalf("Ann got %q, want again (a second left event?)", got)
 	}
 }
 

@@ -51,12 +51,13 @@ type Node struct {
 	view     *memberView
 	provider *redisprovider.Provider // nil with another provider
 
-	mu      sync.Mutex
-	hubs    []*groups.Hub
-	stop    chan struct{}
-	stopped sync.WaitGroup
-	once    sync.Once
-	stats   Stats
+	mu       sync.Mutex
+	hubs     []*groups.Hub // of the attached servers that have not shut down
+	attached bool          // a server was attached: the node follows departures and Redis
+	stop     chan struct{}
+	stopped  sync.WaitGroup
+	once     sync.Once
+	stats    Stats
 }
 
 // Stats counts the node's dealings with Redis.
@@ -256,23 +257,59 @@ func (n *Node) ServerOptions(opts wsactor.Options) wsactor.Options {
 // Attach wires a server made with ServerOptions to the node: connections of
 // members that leave are removed from the directory, and this node's entries
 // are rewritten now (clearing what an earlier process on this address left)
-// and whenever Redis comes back or lost its data.
+// and whenever Redis comes back or lost its data. The remaining members of
+// the groups a departed node's connections were in hear "left" events (with
+// Options.Groups.PresenceEvents).
 func (n *Node) Attach(s *wsactor.Server) {
-	hub := s.Groups()
-	n.view.OnLeft(func(address string) {
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
-		defer cancel()
-		hub.NodeGone(ctx, address)
-	})
 	n.mu.Lock()
-	n.hubs = append(n.hubs, hub)
-	first := len(n.hubs) == 1
+	n.hubs = append(n.hubs, s.Groups())
+	first := !n.attached
+	n.attached = true
 	n.mu.Unlock()
-	n.resync()
 	if first {
+		n.view.OnLeft(n.nodeGone)
+	}
+	gone := n.resync()
+	if first {
+		// Entries the first write removed were left by an earlier process
+		// on this address (a crash and a restart within the member TTL, so
+		// no survivor saw the node leave): nobody announced them.
+		n.announce(context.Background(), gone)
 		n.stopped.Add(1)
 		go n.watchRedis()
 	}
+}
+
+// nodeGone removes the connections of a member that left the cluster from
+// the directory. Every survivor runs it; the directory reports each
+// connection's memberships to the one that removed them, which announces
+// them, so each "left" event is sent once.
+func (n *Node) nodeGone(address string) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
+	defer cancel()
+	gone, err := n.Directory.RemoveNode(ctx, address)
+	if err != nil {
+		n.logger.Warn("wsactor: could not remove a departed node's connections from the directory", slog.String("node", address), slog.Any("err", err))
+	}
+	n.announce(ctx, gone)
+}
+
+// announce sends the "left" events of departures through every attached
+// server: a server's broadcasts reach its own members (on every node), and
+// the servers of a node share its directory.
+func (n *Node) announce(ctx context.Context, gone groups.Departures) {
+	for _, hub := range n.liveHubs() {
+		hub.AnnounceDepartures(ctx, gone)
+	}
+}
+
+// liveHubs returns the hubs of the attached servers, forgetting those of
+// servers that have shut down.
+func (n *Node) liveHubs() []*groups.Hub {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.hubs = slices.DeleteFunc(n.hubs, (*groups.Hub).Stopped)
+	return slices.Clone(n.hubs)
 }
 
 // NewServer starts a node and a wsactor server on it, wired together.
@@ -307,17 +344,19 @@ func (n *Node) Stats() Stats {
 // is given for the node's address, so a call per server would delete the
 // entries of the servers before it. Each hub's lock is held (in attachment
 // order) until the write is done, so no join or leave slips in between.
-func (n *Node) resync() {
-	n.mu.Lock()
-	hubs := slices.Clone(n.hubs)
-	n.mu.Unlock()
+// It returns what the write removed.
+func (n *Node) resync() groups.Departures {
+	hubs := n.liveHubs()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
 	defer cancel()
 	state := redisdir.NodeState{Groups: map[string][]groups.Member{}, Users: map[string][]actors.ID{}}
+	var gone groups.Departures
 	var from func(i int) error
 	from = func(i int) error {
 		if i == len(hubs) {
-			return n.Directory.ReplaceNode(ctx, n.Address(), state)
+			var err error
+			gone, err = n.Directory.ReplaceNode(ctx, n.Address(), state)
+			return err
 		}
 		return hubs[i].Resync(ctx, func(ctx context.Context, gs map[string][]groups.Member, users map[string][]actors.ID) error {
 			for g, ms := range gs {
@@ -335,6 +374,7 @@ func (n *Node) resync() {
 	if err == nil {
 		n.stats.Resyncs++
 	}
+	return gone
 }
 
 // watchRedis checks Redis every heartbeat. When it was unreachable, lost the

@@ -119,7 +119,8 @@ func (b *syncBuffer) String() string {
 // TestSIGKILLedNode runs a node of pool cluster a in another process, with a
 // client of this process connected to it and joined to a group, then kills it
 // with SIGKILL. The survivors drop its connections from the directory within
-// the member TTL, and sends to them fail at once.
+// the member TTL, the group's remaining member hears one "left" event, and
+// sends to them fail at once.
 func TestSIGKILLedNode(t *testing.T) {
 	p := getPool(t)
 	dumpLogsOnFailure(t, p.a[:2]...)
@@ -180,6 +181,10 @@ func TestSIGKILLedNode(t *testing.T) {
 	}
 	t.Logf("the killed node's connection left the directory %v after SIGKILL (member TTL %v, heartbeat %v)",
 		time.Since(killed).Round(time.Millisecond), testTTL, testHeartbeat)
+	// The remaining member hears that the dead node's connection left, as
+	// if it had closed: once, though both survivors clean up (the check of
+	// "once" is the "still here" below, which must be the next message).
+	wantEvent(t, local, groups.EventLeft, group, doomed.id, "doomed", user)
 	// Every node of the pool's cluster drops it before the test ends: a
 	// later helper node connecting to one still blocking this one would race
 	// in protoactor (see connectAll).

@@ -3,7 +3,6 @@ package groups
 import (
 	"context"
 	"fmt"
-	"log/slog"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/wsactor/wsactor/actors"
@@ -16,10 +15,17 @@ import (
 // or leave by ID goes to the node that owns the connection, whose local index
 // it changes.
 
-// NodeRemover is implemented by directories that can forget every
-// connection of a node at once (a shared directory, after a node died).
-type NodeRemover interface {
-	RemoveNode(ctx context.Context, address string) (removed int, err error)
+// Departures are group memberships that a shared directory ended on behalf
+// of connections that can no longer leave by themselves: those of a node that
+// left the cluster, or those that closed or left while the directory was
+// unreachable (found when a node rewrites its entries). Members of a group
+// must still hear that they left: see Hub.AnnounceDepartures.
+type Departures struct {
+	// Conns is how many connections were removed from the directory entirely.
+	Conns int
+	// Groups maps a group to the members that left it, with the user and
+	// meta they had joined with.
+	Groups map[string][]Member
 }
 
 func nodeActorName(server string) string { return "wsactor-groups-" + server }
@@ -40,6 +46,7 @@ func (h *Hub) startNodeActor() error {
 // Stop stops the hub's node actor, so that a new server may later take the
 // same name in the same actor system. The server calls it from Shutdown.
 func (h *Hub) Stop() {
+	h.stopped.Store(true)
 	if h.nodeActor != nil {
 		_ = h.rt.System().Root.StopFuture(h.nodeActor).Wait()
 	}
@@ -113,19 +120,21 @@ func (h *Hub) toPeers(msg any) int {
 	return len(peers)
 }
 
-// NodeGone forgets every connection of a node that left the cluster, so that
-// presence holds no ghosts. Any number of survivors may run it at once.
-func (h *Hub) NodeGone(ctx context.Context, address string) {
-	nr, ok := h.dir.(NodeRemover)
-	if !ok {
+// Stopped reports whether Stop was called: the server shut down, and the
+// hub has no members left to serve.
+func (h *Hub) Stopped() bool { return h.stopped.Load() }
+
+// AnnounceDepartures sends the "left" presence event of every departure to
+// the group's remaining members on every node, as if each member had left by
+// itself. It does nothing unless Options.PresenceEvents is on. A directory
+// reports each departure to exactly one caller, so each event is sent once.
+func (h *Hub) AnnounceDepartures(ctx context.Context, d Departures) {
+	if !h.events {
 		return
 	}
-	n, err := nr.RemoveNode(ctx, address)
-	if err != nil {
-		h.failed("remove node", err)
-		return
-	}
-	if n > 0 {
-		h.logger.Info("wsactor: removed a departed node's connections from the directory", slog.String("node", address), slog.Int("connections", n))
+	for group, members := range d.Groups {
+		for _, m := range members {
+			h.presence(ctx, EventLeft, group, m)
+		}
 	}
 }

@@ -54,6 +54,8 @@ type Hub struct {
 	local map[string]*localGroup
 	// errors counts directory failures, for Stats.
 	errors atomic.Int64
+	// stopped is set by Stop.
+	stopped atomic.Bool
 }
 
 // localGroup is a group's members on this node. Joins and leaves change
@@ -264,16 +266,19 @@ func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[s
 func (h *Hub) leave(ctx context.Context, c *actors.Conn, group string) error {
 	h.mu.Lock()
 	left, err := h.dir.Leave(ctx, group, c.ID())
-	m, _ := h.dropLocalLocked(group, c)
+	m, found := h.dropLocalLocked(group, c)
 	h.mu.Unlock()
 	if err != nil {
 		h.failed("leave", err)
-		return err
+		// The connection has left as far as deliveries go (this node no
+		// longer posts the group's broadcasts to it), so its members hear
+		// it, as on close; the directory catches up when the node resyncs.
+		left = found
 	}
 	if left && h.events {
 		h.presence(ctx, EventLeft, group, m)
 	}
-	return nil
+	return err
 }
 
 // dropLocalLocked removes c from the local index of group and returns it as

@@ -3,6 +3,7 @@ package redisdir
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -27,18 +28,20 @@ type NodeState struct {
 const batchArgs = 4096
 
 // RemoveNode removes every connection of the node at address from every
-// group and user, and returns how many it removed. It is for a node that
-// membership has declared dead: its connections would otherwise stay listed
-// forever. It is idempotent, and several survivors may run it at once: each
-// connection is removed atomically and counted by the one call that removed
-// it. A node that comes back afterwards must call ReplaceNode.
-func (d *Directory) RemoveNode(ctx context.Context, address string) (int, error) {
+// group and user, and returns what it removed: how many connections, and the
+// group memberships they had (for "left" presence events). It is for a node
+// that membership has declared dead: its connections would otherwise stay
+// listed forever. It is idempotent, and several survivors may run it at
+// once: each connection and each membership is removed atomically and
+// reported by the one call that removed it. A node that comes back
+// afterwards must call ReplaceNode.
+func (d *Directory) RemoveNode(ctx context.Context, address string) (groups.Departures, error) {
 	key := d.nodeKey(address)
-	removed := 0
+	var out groups.Departures
 	for {
 		ids, err := d.rdb.SRandMemberN(ctx, key, batchArgs/3).Result()
 		if err != nil {
-			return removed, fmt.Errorf("redisdir: remove node %q: %w", address, err)
+			return out, fmt.Errorf("redisdir: remove node %q: %w", address, err)
 		}
 		if len(ids) == 0 {
 			break
@@ -48,16 +51,46 @@ func (d *Directory) RemoveNode(ctx context.Context, address string) (int, error)
 		for _, id := range ids {
 			args = append(args, id, 0, 0)
 		}
-		n, err := syncScript.Run(ctx, d.rdb, []string{key}, args...).Int()
-		removed += n
-		if err != nil {
-			return removed, fmt.Errorf("redisdir: remove node %q: %w", address, err)
+		if err := d.sync(ctx, key, args, &out); err != nil {
+			return out, fmt.Errorf("redisdir: remove node %q: %w", address, err)
 		}
 	}
-	if removed > 0 {
-		d.logger.Info("redisdir: removed a node's connections", slog.String("node", address), slog.Int("conns", removed))
+	if out.Conns > 0 {
+		d.logger.Info("redisdir: removed a node's connections", slog.String("node", address), slog.Int("conns", out.Conns))
 	}
-	return removed, nil
+	return out, nil
+}
+
+// sync runs syncScript and adds what it removed to out.
+func (d *Directory) sync(ctx context.Context, nodeKey string, args []any, out *groups.Departures) error {
+	res, err := syncScript.Run(ctx, d.rdb, []string{nodeKey}, args...).Slice()
+	if err != nil {
+		return err
+	}
+	removed, _ := res[0].(int64)
+	left, _ := res[1].([]any)
+	out.Conns += int(removed)
+	for i := 0; i+2 < len(left); i += 3 {
+		id, _ := left[i].(string)
+		encGroup, _ := left[i+1].(string)
+		value, _ := left[i+2].(string)
+		group, err := b64.DecodeString(encGroup)
+		if err != nil {
+			d.logger.Warn("redisdir: unreadable group name", slog.String("conn", id), slog.String("stored", encGroup))
+			continue
+		}
+		m := groups.Member{ID: actors.ID(id)}
+		var r record
+		if err := json.Unmarshal([]byte(value), &r); err != nil {
+			d.logger.Warn("redisdir: unreadable member", slog.String("group", string(group)), slog.String("conn", id), slog.Any("err", err))
+		}
+		m.User, m.Meta = r.User, r.Meta
+		if out.Groups == nil {
+			out.Groups = make(map[string][]groups.Member)
+		}
+		out.Groups[string(group)] = append(out.Groups[string(group)], m)
+	}
+	return nil
 }
 
 // ReplaceNode makes Redis hold exactly state for the connections of the node
@@ -74,22 +107,36 @@ func (d *Directory) RemoveNode(ctx context.Context, address string) (int, error)
 // The caller must not change its own connections' entries meanwhile (the Hub
 // holds its lock), or the change may be undone. On error, part of the state
 // may be written; calling again is safe.
-func (d *Directory) ReplaceNode(ctx context.Context, address string, state NodeState) error {
+//
+// It returns what it removed: connections, and group memberships that
+// ended (even when the call fails part way). Whether to announce them as
+// "left" events is the caller's choice: the Hub announced those of its own
+// closes and leaves already, even while Redis was down, but not those of an
+// earlier process on the same address, which a node clears when it starts.
+func (d *Directory) ReplaceNode(ctx context.Context, address string, state NodeState) (groups.Departures, error) {
+	var out groups.Departures
+	if err := d.replaceNode(ctx, address, state, &out); err != nil {
+		return out, fmt.Errorf("redisdir: replace node %q: %w", address, err)
+	}
+	return out, nil
+}
+
+func (d *Directory) replaceNode(ctx context.Context, address string, state NodeState, out *groups.Departures) error {
 	want, err := d.wantedConns(address, state)
 	if err != nil {
-		return fmt.Errorf("redisdir: replace node %q: %w", address, err)
+		return err
 	}
 	key := d.nodeKey(address)
 	held, err := d.nodeConns(ctx, key)
 	if err != nil {
-		return fmt.Errorf("redisdir: replace node %q: %w", address, err)
+		return err
 	}
 	args := []any{d.prefix}
 	flush := func() error {
 		if len(args) == 1 {
 			return nil
 		}
-		err := syncScript.Run(ctx, d.rdb, []string{key}, args...).Err()
+		err := d.sync(ctx, key, args, out)
 		args = args[:1]
 		return err
 	}
@@ -106,7 +153,7 @@ func (d *Directory) ReplaceNode(ctx context.Context, address string, state NodeS
 		}
 		if len(args) >= batchArgs {
 			if err := flush(); err != nil {
-				return fmt.Errorf("redisdir: replace node %q: %w", address, err)
+				return err
 			}
 		}
 	}
@@ -118,12 +165,12 @@ func (d *Directory) ReplaceNode(ctx context.Context, address string, state NodeS
 		stale++
 		if args = append(args, id, 0, 0); len(args) >= batchArgs {
 			if err := flush(); err != nil {
-				return fmt.Errorf("redisdir: replace node %q: %w", address, err)
+				return err
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return fmt.Errorf("redisdir: replace node %q: %w", address, err)
+		return err
 	}
 	d.logger.Info("redisdir: replaced a node's connections", slog.String("node", address),
 		slog.Int("conns", len(want)), slog.Int("stale", stale))

@@ -1,6 +1,7 @@
 package redisdir
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -220,22 +222,40 @@ func TestRemoveNode(t *testing.T) {
 	mustAddUser(t, dA, "carol", aIDs[0]) // in the user index only
 
 	// Several survivors notice the death at once.
-	var removed atomic.Int64
-	var wg sync.WaitGroup
+	var (
+		mu  sync.Mutex
+		all groups.Departures
+		wg  sync.WaitGroup
+	)
 	for range 3 {
 		d := New(newClient(t, s), Options{KeyPrefix: dA.prefix, Logger: testLogger(t)})
 		wg.Go(func() {
-			n, err := d.RemoveNode(ctx, nodeA)
+			got, err := d.RemoveNode(ctx, nodeA)
 			if err != nil {
 				t.Error(err)
 			}
-			removed.Add(int64(n))
+			mu.Lock()
+			defer mu.Unlock()
+			all.Conns += got.Conns
+			for g, ms := range got.Groups {
+				if all.Groups == nil {
+					all.Groups = map[string][]groups.Member{}
+				}
+				all.Groups[g] = append(all.Groups[g], ms...)
+			}
 		})
 	}
 	wg.Wait()
-	if removed.Load() != 3 {
-		t.Fatalf("RemoveNode removed %d in all, want 3", removed.Load())
+	if all.Conns != 3 {
+		t.Fatalf("RemoveNode removed %d connections in all, want 3", all.Conns)
 	}
+	// Each membership is reported once, by the call that ended it, with
+	// the user it joined with: what "left" presence events are made of.
+	var anns []groups.Member
+	for _, id := range sortedIDs(aIDs...) {
+		anns = append(anns, groups.Member{ID: id, User: "ann"})
+	}
+	wantDepartures(t, all, map[string][]groups.Member{"lobby": anns, "dev": anns})
 	var want []groups.Member
 	for _, id := range sortedIDs(bIDs...) {
 		want = append(want, groups.Member{ID: id, User: "ann"})
@@ -255,8 +275,8 @@ func TestRemoveNode(t *testing.T) {
 			t.Fatalf("keys of a removed connection remain: %q", ks)
 		}
 	}
-	if n, err := dB.RemoveNode(ctx, nodeA); err != nil || n != 0 {
-		t.Fatalf("RemoveNode again = %d, %v; want 0", n, err)
+	if again, err := dB.RemoveNode(ctx, nodeA); err != nil || again.Conns != 0 || len(again.Groups) != 0 {
+		t.Fatalf("RemoveNode again = %+v, %v; want nothing removed", again, err)
 	}
 }
 
@@ -293,13 +313,16 @@ func TestReplaceNodeAfterRedisRestart(t *testing.T) {
 	wantMembers(t, dA, "lobby", nil)
 
 	// Each node writes back what it holds in memory.
-	if err := dA.ReplaceNode(ctx, nodeA, NodeState{
+	// Redis lost the data, so no membership is known to have ended.
+	gone, err := dA.ReplaceNode(ctx, nodeA, NodeState{
 		Groups: map[string][]groups.Member{"lobby": {{ID: a1, User: "ann", Meta: annMeta}}, "dev": {{ID: a2}}},
 		Users:  map[string][]actors.ID{"ann": {a1}},
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dB.ReplaceNode(ctx, nodeB, NodeState{Groups: map[string][]groups.Member{"lobby": {{ID: b1}}}}); err != nil {
+	wantDepartures(t, gone, nil)
+	if _, err := dB.ReplaceNode(ctx, nodeB, NodeState{Groups: map[string][]groups.Member{"lobby": {{ID: b1}}}}); err != nil {
 		t.Fatal(err)
 	}
 	want := []groups.Member{{ID: a1, User: "ann", Meta: annMeta}, {ID: b1}}
@@ -336,9 +359,18 @@ func TestReplaceNodeRemovesStaleEntries(t *testing.T) {
 		},
 		Users: map[string][]actors.ID{"ann": {a1}, "carol": {a3}},
 	}
-	if err := d.ReplaceNode(ctx, nodeA, state); err != nil {
+	gone, err := d.ReplaceNode(ctx, nodeA, state)
+	if err != nil {
 		t.Fatal(err)
 	}
+	// a1's rename is no departure; a2's close and a1's leave are.
+	if gone.Conns != 1 {
+		t.Fatalf("ReplaceNode removed %d connections, want 1 (a2)", gone.Conns)
+	}
+	wantDepartures(t, gone, map[string][]groups.Member{
+		"lobby": {{ID: a2}},
+		"dev":   {{ID: a1, User: "ann"}},
+	})
 	lobby := []groups.Member{{ID: a1, User: "ann", Meta: map[string]string{"name": "Annie"}}, {ID: b1, User: "ann"}}
 	if b1 < a1 {
 		slices.Reverse(lobby)
@@ -353,17 +385,19 @@ func TestReplaceNodeRemovesStaleEntries(t *testing.T) {
 		t.Fatalf("node set = %v, %v", ids, err)
 	}
 	// Replacing with the same state changes nothing.
-	if err := d.ReplaceNode(ctx, nodeA, state); err != nil {
+	if gone, err := d.ReplaceNode(ctx, nodeA, state); err != nil {
 		t.Fatal(err)
+	} else {
+		wantDepartures(t, gone, nil)
 	}
 	wantMembers(t, d, "lobby", lobby)
 
 	// Another node's connections are refused, and nothing is written.
-	err := d.ReplaceNode(ctx, nodeA, NodeState{Groups: map[string][]groups.Member{"lobby": {{ID: b1}}}})
+	_, err = d.ReplaceNode(ctx, nodeA, NodeState{Groups: map[string][]groups.Member{"lobby": {{ID: b1}}}})
 	if err == nil || !strings.Contains(err.Error(), "belongs to node") {
 		t.Fatalf("ReplaceNode with another node's connection: %v", err)
 	}
-	err = d.ReplaceNode(ctx, nodeA, NodeState{Groups: map[string][]groups.Member{"": {{ID: a1}}}})
+	_, err = d.ReplaceNode(ctx, nodeA, NodeState{Groups: map[string][]groups.Member{"": {{ID: a1}}}})
 	if !errors.Is(err, groups.ErrInvalidGroup) {
 		t.Fatalf("ReplaceNode with an empty group name: %v", err)
 	}
@@ -383,7 +417,7 @@ func TestReplaceNodeInBatches(t *testing.T) {
 		state.Groups["all"] = append(state.Groups["all"], groups.Member{ID: id, User: "u"})
 		state.Users["u"] = append(state.Users["u"], id)
 	}
-	if err := d.ReplaceNode(ctx, nodeA, state); err != nil {
+	if _, err := d.ReplaceNode(ctx, nodeA, state); err != nil {
 		t.Fatal(err)
 	}
 	if ms, err := d.Members(ctx, "all"); err != nil || len(ms) != n {
@@ -393,18 +427,18 @@ func TestReplaceNodeInBatches(t *testing.T) {
 		t.Fatalf("UserConns = %d, %v; want %d", len(ids), err, n)
 	}
 	// An empty state removes the node's every connection, in batches too.
-	if err := d.ReplaceNode(ctx, nodeA, NodeState{}); err != nil {
-		t.Fatal(err)
+	if gone, err := d.ReplaceNode(ctx, nodeA, NodeState{}); err != nil || gone.Conns != n || len(gone.Groups["all"]) != n {
+		t.Fatalf("ReplaceNode(empty) = %d connections, %d left all, %v; want %d", gone.Conns, len(gone.Groups["all"]), err, n)
 	}
 	if ks := keys(t, rdb, d.prefix+"*"); len(ks) != 0 {
 		t.Fatalf("%d keys left, e.g. %q", len(ks), ks[0])
 	}
 	// RemoveNode's batches.
-	if err := d.ReplaceNode(ctx, nodeA, state); err != nil {
+	if _, err := d.ReplaceNode(ctx, nodeA, state); err != nil {
 		t.Fatal(err)
 	}
-	if removed, err := d.RemoveNode(ctx, nodeA); err != nil || removed != n {
-		t.Fatalf("RemoveNode = %d, %v; want %d", removed, err, n)
+	if gone, err := d.RemoveNode(ctx, nodeA); err != nil || gone.Conns != n || len(gone.Groups["all"]) != n {
+		t.Fatalf("RemoveNode = %d connections, %d left all, %v; want %d", gone.Conns, len(gone.Groups["all"]), err, n)
 	}
 	if ks := keys(t, rdb, d.prefix+"*"); len(ks) != 0 {
 		t.Fatalf("%d keys left, e.g. %q", len(ks), ks[0])
@@ -504,7 +538,7 @@ func failAll(t *testing.T, d *Directory) {
 		"RemoveUserConn": func(ctx context.Context) error { return d.RemoveUserConn(ctx, "ann", a) },
 		"UserConns":      func(ctx context.Context) error { _, err := d.UserConns(ctx, "ann"); return err },
 		"RemoveNode":     func(ctx context.Context) error { _, err := d.RemoveNode(ctx, nodeB); return err },
-		"ReplaceNode":    func(ctx context.Context) error { return d.ReplaceNode(ctx, nodeA, NodeState{}) },
+		"ReplaceNode":    func(ctx context.Context) error { _, err := d.ReplaceNode(ctx, nodeA, NodeState{}); return err },
 		"Epoch":          func(ctx context.Context) error { _, err := d.Epoch(ctx); return err },
 	}
 	for _, name := range slices.Sorted(maps.Keys(calls)) {
@@ -632,3 +666,18 @@ func wantUserConns(t testing.TB, d *Directory, user string, want []actors.ID) {
 }
 
 func sortedIDs(ids ...actors.ID) []actors.ID { return slices.Sorted(slices.Values(ids)) }
+
+// wantDepartures checks d's memberships, in any order, against want.
+func wantDepartures(t *testing.T, d groups.Departures, want map[string][]groups.Member) {
+	t.Helper()
+	got := make(map[string][]groups.Member, len(d.Groups))
+	for g, ms := range d.Groups {
+		got[g] = slices.SortedFunc(slices.Values(ms), func(a, b groups.Member) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	if len(want) == 0 && len(got) == 0 {
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("departures = %v, want %v", got, want)
+	}
+}

@@ -67,17 +67,27 @@ return 1
 //
 //	id, n groups, (b64 group, member JSON) × n, m users, b64 user × m
 //
-// With no groups and no users the connection is removed. Returns how many of
-// the connections left the node's set (were removed by this call).
+// With no groups and no users the connection is removed. Returns {removed,
+// left}: how many of the connections left the node's set (were removed by
+// this call), and for every group membership this call ended (one the
+// connection had before and not after) the triple id, b64 group, member JSON
+// it had. Several callers may sync one connection at once; each membership
+// is reported by the one call that ended it.
 var syncScript = redis.NewScript(`
 local P = ARGV[1]
-local i, removed = 2, 0
+local i, removed, left = 2, 0, {}
 while i <= #ARGV do
   local id = ARGV[i]
   local cg = P .. 'conn:{' .. id .. '}:groups'
   local cu = P .. 'conn:{' .. id .. '}:users'
+  local before = {}
   for _, g in ipairs(redis.call('SMEMBERS', cg)) do
-    redis.call('HDEL', P .. 'group:{' .. g .. '}:members', id)
+    local key = P .. 'group:{' .. g .. '}:members'
+    local v = redis.call('HGET', key, id)
+    if v then
+      before[g] = v
+      redis.call('HDEL', key, id)
+    end
   end
   for _, u in ipairs(redis.call('SMEMBERS', cu)) do
     redis.call('SREM', P .. 'user:{' .. u .. '}:conns', id)
@@ -88,7 +98,13 @@ while i <= #ARGV do
   for _ = 1, ng do
     redis.call('HSET', P .. 'group:{' .. ARGV[i] .. '}:members', id, ARGV[i + 1])
     redis.call('SADD', cg, ARGV[i])
+    before[ARGV[i]] = nil
     i = i + 2
+  end
+  for g, v in pairs(before) do
+    left[#left + 1] = id
+    left[#left + 1] = g
+    left[#left + 1] = v
   end
   local nu = tonumber(ARGV[i])
   i = i + 1
@@ -103,7 +119,7 @@ while i <= #ARGV do
     removed = removed + redis.call('SREM', KEYS[1], id)
   end
 end
-return removed
+return {removed, left}
 `)
 
 // epochScript: KEYS epoch key; ARGV prefix, a fresh value stored if there
