@@ -65,6 +65,9 @@ type Stats struct {
 	RedisHealthy bool  // the last check reached Redis
 	RedisOutages int64 // times Redis became unreachable
 	Resyncs      int64 // times this node rewrote its directory entries
+	// Departures counts members that left the cluster and whose directory
+	// clean-up this node has finished (successfully or not: failures are logged).
+	Departures int64
 }
 
 // Start joins the cluster described by cfg. It validates cfg and checks that
@@ -283,11 +286,18 @@ func (n *Node) Attach(s *wsactor.Server) {
 // nodeGone removes the connections of a member that left the cluster from
 // the directory. Every survivor runs it; the directory reports each
 // connection's memberships to the one that removed them, which announces
-// them, so each "left" event is sent once.
-func (n *Node) nodeGone(address string) {
+// them, so each "left" event is sent once. When a newer process already
+// holds the address, it has replaced the member's entries (and announced
+// them) itself, and there is nothing to remove.
+func (n *Node) nodeGone(address, memberID string) {
+	defer func() {
+		n.mu.Lock()
+		n.stats.Departures++
+		n.mu.Unlock()
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
 	defer cancel()
-	gone, err := n.Directory.RemoveNode(ctx, address)
+	gone, err := n.Directory.RemoveNode(ctx, address, memberID)
 	if err != nil {
 		n.logger.Warn("wsactor: could not remove a departed node's connections from the directory", slog.String("node", address), slog.Any("err", err))
 	}
@@ -349,7 +359,7 @@ func (n *Node) resync() groups.Departures {
 	hubs := n.liveHubs()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
 	defer cancel()
-	state := redisdir.NodeState{Groups: map[string][]groups.Member{}, Users: map[string][]actors.ID{}}
+	state := redisdir.NodeState{Groups: map[string][]groups.Member{}, Users: map[string][]actors.ID{}, Owner: n.System.ID}
 	var gone groups.Departures
 	var from func(i int) error
 	from = func(i int) error {

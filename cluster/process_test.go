@@ -22,6 +22,8 @@ import (
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/cluster"
 	"github.com/wsactor/wsactor/groups"
@@ -36,9 +38,12 @@ const (
 	helperNameEnv   = "WSACTOR_CLUSTER_TEST_CLUSTER"
 	helperPrefixEnv = "WSACTOR_CLUSTER_TEST_PREFIX"
 	helperServerEnv = "WSACTOR_CLUSTER_TEST_SERVER"
+	helperPortEnv   = "WSACTOR_CLUSTER_TEST_PORT" // the remote port; default any
+	helperTTLEnv    = "WSACTOR_CLUSTER_TEST_TTL"  // the member TTL; default testTTL
 
 	helperURLPrefix  = "HELPER_URL="
 	helperNodePrefix = "HELPER_NODE="
+	helperMemberID   = "HELPER_MEMBER="
 	helperStopped    = "HELPER_STOPPED="
 )
 
@@ -277,6 +282,112 @@ func TestStoppedNodeLeaves(t *testing.T) {
 	}
 }
 
+// TestNodeRestartedOnSameAddress kills a node of another process and
+// restarts it on the same address before its membership expires, so that no
+// survivor sees it leave. The new process clears what the old one left in the
+// directory when it starts, and the group's members hear "left" for its
+// connection once. When the old membership ends later, the survivors'
+// clean-up for it must leave the new process's connections alone.
+func TestNodeRestartedOnSameAddress(t *testing.T) {
+	p := getPool(t)
+	dumpLogsOnFailure(t, p.a[:2]...)
+	survivors := startServers(t, p.a[:2], wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	cfg := survivors[0].node.cfg
+	group, user := testSeq("restarted"), testSeq("gus")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	_ = l.Close()
+	env := []string{
+		helperEnv + "=node",
+		helperRedisEnv + "=" + p.redisA.Addr(),
+		helperNameEnv + "=" + cfg.Cluster.Name,
+		helperPrefixEnv + "=" + cfg.Redis.KeyPrefix,
+		helperServerEnv + "=" + survivors[0].name,
+		helperPortEnv + "=" + port,
+		// Longer than the test: the old membership ends when the test
+		// deletes its key, after the new process is up.
+		helperTTLEnv + "=2m",
+	}
+
+	first := startHelper(t, "TestHelperNode", env...)
+	var output []string
+	url := first.value(t, helperURLPrefix, &output)
+	addr := first.value(t, helperNodePrefix, &output)
+	oldMember := first.value(t, helperMemberID, &output)
+	for _, s := range survivors {
+		waitUntil(t, testTimeout, "the survivors see the helper node", func() bool { return slices.Contains(s.node.Peers(), addr) })
+	}
+	local := survivors[0].connect(t, "group="+group+"&name=local")
+	doomed := dialClient(t, url+"?group="+group+"&name=doomed&user="+user)
+	wantEvent(t, local, groups.EventJoined, group, doomed.id, "doomed", user)
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.cmd.Wait()
+
+	second := startHelper(t, "TestHelperNode", env...)
+	output = nil
+	url = second.value(t, helperURLPrefix, &output)
+	if again := second.value(t, helperNodePrefix, &output); again != addr {
+		t.Fatalf("the restarted node's address is %s, want %s", again, addr)
+	}
+	if newMember := second.value(t, helperMemberID, &output); newMember == oldMember {
+		t.Fatalf("the restarted node has the old member ID %s", newMember)
+	}
+	wantEvent(t, local, groups.EventLeft, group, doomed.id, "doomed", user)
+	fresh := dialClient(t, url+"?group="+group+"&name=fresh")
+	wantEvent(t, local, groups.EventJoined, group, fresh.id, "fresh", "")
+	ctx := testCtx(t)
+	waitMembers(t, survivors[1].Server, group, local.id, fresh.id)
+	if ids, err := survivors[1].Groups().Directory().UserConns(ctx, user); err != nil || len(ids) != 0 {
+		t.Fatalf("the old process's user connections: %v, %v; want none", ids, err)
+	}
+
+	// The old membership ends, as its key would expire after the TTL.
+	before := []int64{p.a[0].Stats().Departures, p.a[1].Stats().Departures}
+	rdb := redis.NewClient(&redis.Options{Addr: p.redisA.Addr()})
+	defer rdb.Close()
+	if n, err := rdb.Del(ctx, cfg.Redis.KeyPrefix+"cluster:"+cfg.Cluster.Name+":member:"+oldMember).Result(); err != nil || n != 1 {
+		t.Fatalf("deleting the old member's key: %d, %v", n, err)
+	}
+	for i, n := range p.a[:2] {
+		waitUntil(t, testTimeout, fmt.Sprintf("survivor %d handles the old member's departure", i), func() bool {
+			return n.Stats().Departures > before[i]
+		})
+	}
+	// The new process's connection is still listed, and still reachable.
+	if ids, err := memberIDs(ctx, survivors[0].Server, group); err != nil || !slices.Equal(ids, sortedIDs(local.id, fresh.id)) {
+		t.Fatalf("members after the old member's departure: %v, %v; want %v", ids, err, sortedIDs(local.id, fresh.id))
+	}
+	if err := survivors[1].Send(ctx, fresh.id, wsactor.Text("still yours")); err != nil {
+		t.Fatalf("Send to the new process's connection: %v", err)
+	}
+	fresh.expect("still yours")
+	// No second "left": the next thing the local member hears is this.
+	if _, err := survivors[1].Groups().Broadcast(ctx, group, wsactor.Text("marker")); err != nil {
+		t.Fatal(err)
+	}
+	local.expect("marker")
+	fresh.expect("marker")
+
+	// Stop the new process cleanly, so that the pool drops it now rather than
+	// after its long TTL (later tests need a pool without dead members).
+	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if res := second.value(t, helperStopped, &output); res != "<nil>" {
+		t.Fatalf("the restarted node's Shutdown and Stop: %s", res)
+	}
+	for _, n := range p.a {
+		waitUntil(t, testTimeout, "every pool node drops the restarted node", func() bool {
+			return !slices.Contains(n.Peers(), addr)
+		})
+	}
+}
+
 // TestHelperNode is the node process of TestSIGKILLedNode and
 // TestStoppedNodeLeaves: cluster.NewServer with the route /ws, served on a
 // free port. It prints the route's URL and the node's address, then waits to
@@ -288,6 +399,20 @@ func TestHelperNode(t *testing.T) {
 	}
 	cfg := testConfig(os.Getenv(helperRedisEnv), os.Getenv(helperNameEnv))
 	cfg.Redis.KeyPrefix = os.Getenv(helperPrefixEnv)
+	if v := os.Getenv(helperPortEnv); v != "" {
+		port, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Node.Port = port
+	}
+	if v := os.Getenv(helperTTLEnv); v != "" {
+		ttl, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Membership.MemberTTL = ttl
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, node, err := cluster.NewServer(context.Background(), cfg, wsactor.Options{
 		Name:   os.Getenv(helperServerEnv),
@@ -307,6 +432,7 @@ func TestHelperNode(t *testing.T) {
 	go func() { _ = s.Serve(l) }()
 	fmt.Println(helperURLPrefix + "ws://" + l.Addr().String() + "/ws")
 	fmt.Println(helperNodePrefix + node.Address())
+	fmt.Println(helperMemberID + node.System.ID)
 	// The parent kills this process, or asks it to stop with SIGTERM; the
 	// bound only guards against orphans.
 	select {

@@ -19,7 +19,7 @@ type memberView struct {
 	sub     *eventstream.Subscription
 
 	mu     sync.Mutex
-	onLeft []func(address string)
+	onLeft []func(address, memberID string)
 }
 
 // newMemberView follows c's topology. Call it before c.StartMember: the view
@@ -44,7 +44,7 @@ func newMemberView(c *cluster.Cluster) *memberView {
 		v.mu.Unlock()
 		for _, m := range t.Left {
 			for _, f := range callbacks {
-				go f(m.Address())
+				go f(m.Address(), m.Id)
 			}
 		}
 	})
@@ -67,8 +67,10 @@ func (v *memberView) set(members []*cluster.Member) {
 // close stops following the topology.
 func (v *memberView) close() { v.system.EventStream.Unsubscribe(v.sub) }
 
-// OnLeft registers f to run (on its own goroutine) for every member that leaves.
-func (v *memberView) OnLeft(f func(address string)) {
+// OnLeft registers f to run (on its own goroutine) for every member that
+// leaves, with its address and member ID (a process restarted on the same
+// address is another member).
+func (v *memberView) OnLeft(f func(address, memberID string)) {
 	v.mu.Lock()
 	v.onLeft = append(v.onLeft, f)
 	v.mu.Unlock()

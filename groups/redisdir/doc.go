@@ -22,6 +22,7 @@
 //	<prefix>conn:{<id>}:users            SET   b64 user IDs the connection is indexed under
 //	<prefix>user:{<b64 user>}:conns      SET   connection IDs of the user
 //	<prefix>node:{<b64 address>}:conns   SET   connection IDs of the node that have an entry
+//	<prefix>node:{<b64 address>}:owner   STRING the process that holds the address (NodeState.Owner)
 //	<prefix>epoch                        STRING see Epoch
 //
 // A member's user and meta are stored as JSON, so invalid UTF-8 in them reads

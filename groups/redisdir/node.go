@@ -20,6 +20,12 @@ type NodeState struct {
 	Groups map[string][]groups.Member
 	// Users maps a user to the node's connections of theirs.
 	Users map[string][]actors.ID
+	// Owner names the process that holds the address now (its cluster
+	// member ID). ReplaceNode records it, so that a RemoveNode for an earlier
+	// process on the same address (which crashed, and whose membership
+	// expired after this one started) leaves this one's connections alone.
+	// Optional.
+	Owner string
 }
 
 // batchArgs bounds the arguments of one script call, so that Redis, which
@@ -35,8 +41,12 @@ const batchArgs = 4096
 // once: each connection and each membership is removed atomically and
 // reported by the one call that removed it. A node that comes back
 // afterwards must call ReplaceNode.
-func (d *Directory) RemoveNode(ctx context.Context, address string) (groups.Departures, error) {
-	key := d.nodeKey(address)
+//
+// owner is the dead process's member ID (see NodeState.Owner), or "". When
+// the address is recorded as held by another process, which has replaced the
+// dead one's entries with its own, RemoveNode removes nothing more.
+func (d *Directory) RemoveNode(ctx context.Context, address, owner string) (groups.Departures, error) {
+	key, ownerKey := d.nodeKey(address), d.nodeOwnerKey(address)
 	var out groups.Departures
 	for {
 		ids, err := d.rdb.SRandMemberN(ctx, key, batchArgs/3).Result()
@@ -46,12 +56,23 @@ func (d *Directory) RemoveNode(ctx context.Context, address string) (groups.Depa
 		if len(ids) == 0 {
 			break
 		}
-		args := make([]any, 0, 1+3*len(ids))
-		args = append(args, d.prefix)
+		args := make([]any, 0, 2+3*len(ids))
+		args = append(args, d.prefix, owner)
 		for _, id := range ids {
 			args = append(args, id, 0, 0)
 		}
-		if err := d.sync(ctx, key, args, &out); err != nil {
+		superseded, err := d.sync(ctx, []string{key, ownerKey}, args, &out)
+		if err != nil {
+			return out, fmt.Errorf("redisdir: remove node %q: %w", address, err)
+		}
+		if superseded {
+			d.logger.Info("redisdir: a newer process holds the address of a removed node; its connections stay",
+				slog.String("node", address), slog.String("removed_owner", owner))
+			return out, nil
+		}
+	}
+	if owner != "" {
+		if err := forgetOwnerScript.Run(ctx, d.rdb, []string{ownerKey}, owner).Err(); err != nil {
 			return out, fmt.Errorf("redisdir: remove node %q: %w", address, err)
 		}
 	}
@@ -61,13 +82,17 @@ func (d *Directory) RemoveNode(ctx context.Context, address string) (groups.Depa
 	return out, nil
 }
 
-// sync runs syncScript and adds what it removed to out.
-func (d *Directory) sync(ctx context.Context, nodeKey string, args []any, out *groups.Departures) error {
-	res, err := syncScript.Run(ctx, d.rdb, []string{nodeKey}, args...).Slice()
+// sync runs syncScript and adds what it removed to out; superseded means the
+// expected owner no longer holds the node, and nothing was done.
+func (d *Directory) sync(ctx context.Context, keys []string, args []any, out *groups.Departures) (superseded bool, err error) {
+	res, err := syncScript.Run(ctx, d.rdb, keys, args...).Slice()
 	if err != nil {
-		return err
+		return false, err
 	}
 	removed, _ := res[0].(int64)
+	if removed < 0 {
+		return true, nil
+	}
 	left, _ := res[1].([]any)
 	out.Conns += int(removed)
 	for i := 0; i+2 < len(left); i += 3 {
@@ -90,7 +115,7 @@ func (d *Directory) sync(ctx context.Context, nodeKey string, args []any, out *g
 		}
 		out.Groups[string(group)] = append(out.Groups[string(group)], m)
 	}
-	return nil
+	return false, nil
 }
 
 // ReplaceNode makes Redis hold exactly state for the connections of the node
@@ -126,18 +151,23 @@ func (d *Directory) replaceNode(ctx context.Context, address string, state NodeS
 	if err != nil {
 		return err
 	}
-	key := d.nodeKey(address)
+	key, ownerKey := d.nodeKey(address), d.nodeOwnerKey(address)
+	if state.Owner != "" {
+		if err := d.rdb.Set(ctx, ownerKey, state.Owner, 0).Err(); err != nil {
+			return err
+		}
+	}
 	held, err := d.nodeConns(ctx, key)
 	if err != nil {
 		return err
 	}
-	args := []any{d.prefix}
+	args := []any{d.prefix, ""} // the owner is this caller: no guard
 	flush := func() error {
-		if len(args) == 1 {
+		if len(args) == 2 {
 			return nil
 		}
-		err := d.sync(ctx, key, args, out)
-		args = args[:1]
+		_, err := d.sync(ctx, []string{key, ownerKey}, args, out)
+		args = args[:2]
 		return err
 	}
 	// Live connections first: after an outage, they are what listings miss.

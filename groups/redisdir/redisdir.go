@@ -69,6 +69,9 @@ func (d *Directory) userKey(user string) string { return d.prefix + "user:{" + e
 func (d *Directory) nodeKey(address string) string {
 	return d.prefix + "node:{" + enc(address) + "}:conns"
 }
+func (d *Directory) nodeOwnerKey(address string) string {
+	return d.prefix + "node:{" + enc(address) + "}:owner"
+}
 func (d *Directory) epochKey() string { return d.prefix + "epoch" }
 
 // record is a member's value in a group hash.

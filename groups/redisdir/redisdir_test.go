@@ -230,7 +230,7 @@ func TestRemoveNode(t *testing.T) {
 	for range 3 {
 		d := New(newClient(t, s), Options{KeyPrefix: dA.prefix, Logger: testLogger(t)})
 		wg.Go(func() {
-			got, err := d.RemoveNode(ctx, nodeA)
+			got, err := d.RemoveNode(ctx, nodeA, "")
 			if err != nil {
 				t.Error(err)
 			}
@@ -275,8 +275,43 @@ func TestRemoveNode(t *testing.T) {
 			t.Fatalf("keys of a removed connection remain: %q", ks)
 		}
 	}
-	if again, err := dB.RemoveNode(ctx, nodeA); err != nil || again.Conns != 0 || len(again.Groups) != 0 {
+	if again, err := dB.RemoveNode(ctx, nodeA, ""); err != nil || again.Conns != 0 || len(again.Groups) != 0 {
 		t.Fatalf("RemoveNode again = %+v, %v; want nothing removed", again, err)
+	}
+}
+
+// A process restarted on the same address replaces its predecessor's
+// entries, reporting them as departures; the predecessor's membership expires
+// later, and the RemoveNode the survivors then run for it must leave the new
+// process's connections alone.
+func TestRemoveNodeLeavesANewerProcessAlone(t *testing.T) {
+	ctx := testCtx(t)
+	rdb := newClient(t, redistest.Start(t))
+	d := fresh(t, rdb)
+	old, cur := groupstest.ID(nodeA, 1), groupstest.ID(nodeA, 2)
+
+	if _, err := d.ReplaceNode(ctx, nodeA, NodeState{Owner: "process-1", Groups: map[string][]groups.Member{"lobby": {{ID: old, User: "ann"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := d.ReplaceNode(ctx, nodeA, NodeState{Owner: "process-2", Groups: map[string][]groups.Member{"lobby": {{ID: cur, User: "bob"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDepartures(t, gone, map[string][]groups.Member{"lobby": {{ID: old, User: "ann"}}})
+
+	gone, err = d.RemoveNode(ctx, nodeA, "process-1")
+	if err != nil || gone.Conns != 0 || len(gone.Groups) != 0 {
+		t.Fatalf("RemoveNode of the earlier process = %+v, %v; want nothing removed", gone, err)
+	}
+	wantMembers(t, d, "lobby", []groups.Member{{ID: cur, User: "bob"}})
+
+	gone, err = d.RemoveNode(ctx, nodeA, "process-2")
+	if err != nil || gone.Conns != 1 {
+		t.Fatalf("RemoveNode of the current process = %+v, %v; want its connection removed", gone, err)
+	}
+	wantDepartures(t, gone, map[string][]groups.Member{"lobby": {{ID: cur, User: "bob"}}})
+	if ks := keys(t, rdb, d.prefix+"*"); len(ks) != 0 {
+		t.Fatalf("keys left after the node was removed: %q", ks)
 	}
 }
 
@@ -437,7 +472,7 @@ func TestReplaceNodeInBatches(t *testing.T) {
 	if _, err := d.ReplaceNode(ctx, nodeA, state); err != nil {
 		t.Fatal(err)
 	}
-	if gone, err := d.RemoveNode(ctx, nodeA); err != nil || gone.Conns != n || len(gone.Groups["all"]) != n {
+	if gone, err := d.RemoveNode(ctx, nodeA, ""); err != nil || gone.Conns != n || len(gone.Groups["all"]) != n {
 		t.Fatalf("RemoveNode = %d connections, %d left all, %v; want %d", gone.Conns, len(gone.Groups["all"]), err, n)
 	}
 	if ks := keys(t, rdb, d.prefix+"*"); len(ks) != 0 {
@@ -537,7 +572,7 @@ func failAll(t *testing.T, d *Directory) {
 		"AddUserConn":    func(ctx context.Context) error { return d.AddUserConn(ctx, "ann", a) },
 		"RemoveUserConn": func(ctx context.Context) error { return d.RemoveUserConn(ctx, "ann", a) },
 		"UserConns":      func(ctx context.Context) error { _, err := d.UserConns(ctx, "ann"); return err },
-		"RemoveNode":     func(ctx context.Context) error { _, err := d.RemoveNode(ctx, nodeB); return err },
+		"RemoveNode":     func(ctx context.Context) error { _, err := d.RemoveNode(ctx, nodeB, ""); return err },
 		"ReplaceNode":    func(ctx context.Context) error { _, err := d.ReplaceNode(ctx, nodeA, NodeState{}); return err },
 		"Epoch":          func(ctx context.Context) error { _, err := d.Epoch(ctx); return err },
 	}

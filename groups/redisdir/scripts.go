@@ -63,10 +63,14 @@ return 1
 
 // syncScript sets connections to exactly the given state, each atomically:
 // it drops every group and user entry Redis holds for the connection and
-// writes the new ones. KEYS node set; ARGV prefix, then per connection:
+// writes the new ones. KEYS node set, node owner; ARGV prefix, expected
+// owner, then per connection:
 //
 //	id, n groups, (b64 group, member JSON) × n, m users, b64 user × m
 //
+// With an expected owner ("" for none), it does nothing and returns {-1, {}}
+// when the node's owner key names another one: a newer process holds the
+// address, and its connections are not the ones to remove.
 // With no groups and no users the connection is removed. Returns {removed,
 // left}: how many of the connections left the node's set (were removed by
 // this call), and for every group membership this call ended (one the
@@ -75,7 +79,13 @@ return 1
 // is reported by the one call that ended it.
 var syncScript = redis.NewScript(`
 local P = ARGV[1]
-local i, removed, left = 2, 0, {}
+if ARGV[2] ~= '' then
+  local owner = redis.call('GET', KEYS[2])
+  if owner and owner ~= ARGV[2] then
+    return {-1, {}}
+  end
+end
+local i, removed, left = 3, 0, {}
 while i <= #ARGV do
   local id = ARGV[i]
   local cg = P .. 'conn:{' .. id .. '}:groups'
@@ -120,6 +130,15 @@ while i <= #ARGV do
   end
 end
 return {removed, left}
+`)
+
+// forgetOwnerScript: KEYS node owner; ARGV owner. Deletes the key if it
+// names that owner.
+var forgetOwnerScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 `)
 
 // epochScript: KEYS epoch key; ARGV prefix, a fresh value stored if there
