@@ -28,6 +28,7 @@ type (
 // wrong; codes an application chooses are its business and logged at Debug.
 var runtimeFailureCodes = map[StatusCode]bool{
 	transport.StatusAbnormalClosure:         true,
+	transport.StatusProtocolError:           true,
 	transport.StatusUnsupportedData:         true,
 	transport.StatusInvalidFramePayloadData: true,
 	transport.StatusPolicyViolation:         true,

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/coder/websocket"
 )
@@ -16,8 +17,9 @@ const (
 	StatusNormalClosure StatusCode = websocket.StatusNormalClosure // 1000
 	// StatusGoingAway: the server is shutting down, or the connection was idle too long.
 	StatusGoingAway StatusCode = websocket.StatusGoingAway // 1001
-	// StatusProtocolError: the client broke the WebSocket protocol. coder/websocket
-	// sends it; OnClose then reports 1006, as the read error does not say why.
+	// StatusProtocolError: the client broke the WebSocket protocol (reserved
+	// bits, unknown opcode, a fragmented or oversized control frame, a stray
+	// continuation, an unmasked frame). coder/websocket sends it.
 	StatusProtocolError StatusCode = websocket.StatusProtocolError // 1002
 	// StatusUnsupportedData: the route does not accept this kind of message.
 	StatusUnsupportedData StatusCode = websocket.StatusUnsupportedData // 1003
@@ -49,6 +51,7 @@ const (
 	ReasonTooBig       = "message too big"
 	ReasonWriteFailed  = "write failed"
 	ReasonConnLost     = "connection lost"
+	ReasonProtocol     = "protocol error"
 )
 
 // CloseInfo says how a connection ended.
@@ -70,9 +73,28 @@ func closeInfoFromReadError(err error) CloseInfo {
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		// coder/websocket has already sent 1009 to the peer.
 		return CloseInfo{Code: StatusMessageTooBig, Reason: ReasonTooBig, ByServer: true}
+	case isProtocolError(err):
+		// coder/websocket has sent 1002 to the peer (or, for an unmasked
+		// frame, dropped it).
+		return CloseInfo{Code: StatusProtocolError, Reason: ReasonProtocol, ByServer: true}
 	default:
 		return CloseInfo{Code: StatusAbnormalClosure, Reason: ReasonConnLost}
 	}
+}
+
+// isProtocolError reports whether err is coder/websocket's answer to a
+// frame that breaks the protocol. It has no error type for them: each is a
+// plain error whose text starts "received ", possibly wrapped in "failed to
+// handle control frame" (v1.8.15, read.go), while transport failures read
+// "failed to read frame header: EOF" and the like. TestProtocolErrors pins
+// this down for the version in go.mod.
+func isProtocolError(err error) bool {
+	msg := err.Error()
+	msg, _ = strings.CutPrefix(msg, "failed to get reader: ")
+	if rest, ok := strings.CutPrefix(msg, "failed to handle control frame "); ok {
+		_, msg, _ = strings.Cut(rest, ": ")
+	}
+	return strings.HasPrefix(msg, "received ") && !strings.HasPrefix(msg, "received close frame")
 }
 
 // CloseStatus returns the close code carried by err, or -1. It is
