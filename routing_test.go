@@ -81,6 +81,18 @@ func TestMessageRouting(t *testing.T) {
 	if !strings.Contains(ts.logs.String(), "database unavailable") {
 		t.Fatal("the handler's failure should be logged")
 	}
+	// An On message with a "req" is acknowledged after what its handler
+	// sent; its error carries the req instead.
+	write(t, c, websocket.MessageText, `{"type":"say","req":"a-1","text":"ack me"}`)
+	for _, want := range []string{`{"room":"lobby","text":"ack me","type":"said"}`, `{"data":null,"req":"a-1","type":"reply"}`} {
+		if got := canonicalJSON(t, readText(t, c)); got != want {
+			t.Fatalf("acknowledged message:\n got %s\nwant %s", got, want)
+		}
+	}
+	write(t, c, websocket.MessageText, `{"type":"say","req":5,"text":""}`)
+	if got, want := canonicalJSON(t, readText(t, c)), `{"code":"empty_text","error":"say something","ref":"say","req":5,"type":"error"}`; got != want {
+		t.Fatalf("failed acknowledged message:\n got %s\nwant %s", got, want)
+	}
 	// After all of that the connection is still open and routing.
 	write(t, c, websocket.MessageText, `{"type":"say","text":"bye"}`)
 	wantClose(t, c, 4000, "bye")

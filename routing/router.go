@@ -52,13 +52,21 @@ func (e *payloadError) Error() string { return e.err.Error() }
 // On registers h for messages whose "type" is typ; the whole message is
 // decoded into a T (so T's fields sit beside "type"). It panics if typ is
 // empty or already registered.
+//
+// A message that carries a "req" is acknowledged once h succeeds, after
+// whatever h sent, with {"type":"reply","req":<req>,"data":null}, so that a
+// client may await any message it sends (the clients' Request), not only
+// those of OnRequest types. Without "req" nothing is sent back.
 func On[T any](r *Router, typ string, h func(c *actors.Conn, msg T) error) {
-	r.add(typ, func(c *actors.Conn, _ Envelope, data []byte) error {
+	r.add(typ, func(c *actors.Conn, env Envelope, data []byte) error {
 		var msg T
 		if err := json.Unmarshal(data, &msg); err != nil {
 			return &payloadError{err}
 		}
-		return h(c, msg)
+		if err := h(c, msg); err != nil || env.Req == nil {
+			return err
+		}
+		return c.SendJSON(replyEnvelope{Type: "reply", Req: env.Req})
 	})
 }
 
