@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/wsactor/wsactor/cluster"
 	"github.com/wsactor/wsactor/internal/redistest"
+	"github.com/wsactor/wsactor/internal/remotestart"
 	"github.com/wsactor/wsactor/internal/wire"
 )
 
@@ -32,9 +32,10 @@ import (
 //   - remote.(*Remote).Start writes gRPC's process-wide logger
 //     (protoactor-go remote/server.go:61) while gRPC goroutines of the
 //     endpoints already running read it. Every in-process node is started
-//     once, in one batch, before any cross-node traffic, through startGate:
-//     a later start would race with the gRPC client goroutines that traffic
-//     creates, which no probe can order. Tests share the nodes.
+//     once, in one batch, before any cross-node traffic, through a
+//     remotestart.Gate: a later start would race with the gRPC client
+//     goroutines that traffic creates, which no probe can order. Tests share
+//     the nodes.
 //   - every gossip actor shuffles one package-level math/rand.Rand
 //     (cluster/informer.go:25): TestMain raises the gossip interval beyond
 //     the run (cluster.SetGossipInterval, a hook in export_test.go). wsactor's
@@ -226,12 +227,12 @@ func (p *pool) close() {
 }
 
 // startNodes starts a node for each configuration, all through one
-// startGate. protoactor's StartMember sleeps 1 s after joining: the starts
-// overlap, but each begins only once the previous node's remote endpoint
-// runs (its member key is in Redis), so that the gate can probe it.
+// remotestart.Gate. protoactor's StartMember sleeps 1 s after joining: the
+// starts overlap, but each begins only once the previous node's remote
+// endpoint runs (its member key is in Redis), so that the gate can probe it.
 func startNodes(cfgs []cluster.Config) ([]*poolNode, error) {
-	gate := openGate()
-	defer gate.close()
+	gate := remotestart.OpenGate()
+	defer gate.Close()
 	nodes := make([]*poolNode, len(cfgs))
 	errs := make([]error, len(cfgs))
 	var wg sync.WaitGroup
@@ -243,7 +244,7 @@ func startNodes(cfgs []cluster.Config) ([]*poolNode, error) {
 			_ = rdb.Close()
 			return nodes, err
 		}
-		if err := gate.before(); err != nil {
+		if err := gate.Before(); err != nil {
 			_ = rdb.Close()
 			return nodes, err
 		}
@@ -264,7 +265,7 @@ func startNodes(cfgs []cluster.Config) ([]*poolNode, error) {
 			wg.Wait()
 			return nodes, errors.Join(append(errs, err)...)
 		}
-		gate.after(addr)
+		gate.After(addr)
 	}
 	wg.Wait()
 	return nodes, errors.Join(errs...)
@@ -306,78 +307,6 @@ func newMember(rdb *redis.Client, pattern string, before []string, started <-cha
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// startGate makes several in-process remote endpoints race-detector clean;
-// see cluster/redisprovider/harness_test.go and internal/remotestart for the
-// reasoning. Each socket write and read is a release and an acquire in the
-// race detector's model, so before each start the gate completes an HTTP/2
-// preface exchange with every live endpoint (their earlier reads of gRPC's
-// logger are then ordered before the start's write of it), and keeps the
-// connections open until the batch has started (so that the servers' reads
-// when they close come after every write).
-type startGate struct {
-	conns []net.Conn
-}
-
-var (
-	gateMu    sync.Mutex
-	endpoints []string // live in-process remote endpoints
-)
-
-func openGate() *startGate {
-	gateMu.Lock()
-	return &startGate{}
-}
-
-func (g *startGate) before() error {
-	for _, addr := range endpoints {
-		c, err := h2Preface(addr)
-		if err != nil {
-			return fmt.Errorf("handshake with remote endpoint %s: %w", addr, err)
-		}
-		g.conns = append(g.conns, c)
-	}
-	return nil
-}
-
-func (g *startGate) after(addr string) { endpoints = append(endpoints, addr) }
-
-// close ends the preface exchanges cleanly: a frame written now (a release
-// after the starts) and a FIN rather than an RST, so that each server reads
-// it successfully (an acquire) before its connection-closing code reads the
-// logger.
-func (g *startGate) close() {
-	defer gateMu.Unlock()
-	const settingsAck = "\x00\x00\x00\x04\x01\x00\x00\x00\x00"
-	for _, c := range g.conns {
-		_, _ = io.WriteString(c, settingsAck)
-		_ = c.(*net.TCPConn).CloseWrite()
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		_, _ = io.Copy(io.Discard, c) // until the server closes too
-		_ = c.Close()
-	}
-}
-
-// h2Preface sends an HTTP/2 client preface and an empty SETTINGS frame and
-// reads the server's first frame header.
-func h2Preface(addr string) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
-		c.Close()
-		return nil, err
-	}
-	var header [9]byte
-	if _, err := io.ReadFull(c, header[:]); err != nil {
-		c.Close()
-		return nil, err
-	}
-	_ = c.SetDeadline(time.Time{})
-	return c, nil
 }
 
 // restartRedis restarts one of the pool's Redis servers, which report

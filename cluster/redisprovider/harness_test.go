@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/wsactor/wsactor/cluster/redisprovider"
 	"github.com/wsactor/wsactor/internal/redistest"
+	"github.com/wsactor/wsactor/internal/remotestart"
 )
 
 func TestMain(m *testing.M) {
@@ -81,7 +81,7 @@ func (n *node) id() string { return n.c.ActorSystem.ID }
 // Provider.Shutdown(true) and then sleeps 2 s.
 func (n *node) shutdownGraceful() {
 	n.once.Do(func() {
-		forgetEndpoint(n.c.ActorSystem.Address())
+		remotestart.Forget(n.c.ActorSystem.Address())
 		n.c.Shutdown(true)
 	})
 }
@@ -89,7 +89,7 @@ func (n *node) shutdownGraceful() {
 // shutdownAbrupt is Cluster.Shutdown(false), which never calls the provider.
 func (n *node) shutdownAbrupt() {
 	n.once.Do(func() {
-		forgetEndpoint(n.c.ActorSystem.Address())
+		remotestart.Forget(n.c.ActorSystem.Address())
 		n.c.Shutdown(false)
 	})
 }
@@ -105,7 +105,7 @@ func (n *node) stop() {
 			n.c.ActorSystem.Shutdown()
 			return
 		}
-		forgetEndpoint(n.c.ActorSystem.Address())
+		remotestart.Forget(n.c.ActorSystem.Address())
 		n.c.ActorSystem.Shutdown()
 		n.c.Remote.Shutdown(false)
 	})
@@ -113,17 +113,19 @@ func (n *node) stop() {
 }
 
 // startNodes starts k members. Their 1 s StartMember sleeps overlap, but the
-// remote starts are serialized (see startGate).
+// remote starts are serialized (see remotestart.Gate).
 func (e *env) startNodes(k int, opts redisprovider.Options) []*node {
 	nodes := make([]*node, k)
 	var wg sync.WaitGroup
-	gate := openGate(e.t)
-	defer gate.close()
+	gate := remotestart.OpenGate()
+	defer gate.Close()
 	for i := range nodes {
 		n := e.newNode(opts)
-		gate.before()
+		if err := gate.Before(); err != nil {
+			e.t.Fatal(err)
+		}
 		wg.Go(func() { n.c.StartMember() })
-		gate.after(e.registeredEndpoint(n.id()))
+		gate.After(e.registeredEndpoint(n.id()))
 		nodes[i] = n
 	}
 	wg.Wait()
@@ -133,11 +135,13 @@ func (e *env) startNodes(k int, opts redisprovider.Options) []*node {
 // startClient starts a cluster client (StartClient does not sleep).
 func (e *env) startClient(opts redisprovider.Options) *node {
 	n := e.newNode(opts)
-	gate := openGate(e.t)
-	defer gate.close()
-	gate.before()
+	gate := remotestart.OpenGate()
+	defer gate.Close()
+	if err := gate.Before(); err != nil {
+		e.t.Fatal(err)
+	}
 	n.c.StartClient()
-	gate.after(n.c.ActorSystem.Address())
+	gate.After(n.c.ActorSystem.Address())
 	return n
 }
 
@@ -189,87 +193,6 @@ func (e *env) registeredEndpoint(id string) string {
 // (protoactor-go cluster/informer.go:25, used at :122), a data race as soon
 // as one process runs two cluster members. Membership does not use gossip.
 var noGossipRounds cluster.ConfigOption = func(c *cluster.Config) { c.GossipInterval = time.Hour }
-
-// startGate makes several in-process remote endpoints race-detector clean.
-//
-// remote.(*Remote).Start writes gRPC's process-wide logger
-// (protoactor-go remote/server.go:61, grpclog.SetLoggerV2) while the gRPC
-// goroutines of endpoints already running read it. Each socket write and
-// read is a release and an acquire in the race detector's model
-// (syscall.Write/Read and ioSync), so before each start the gate completes an
-// HTTP/2 preface exchange with every live endpoint: their earlier reads are
-// then ordered before the write. The connections stay open until every node
-// of the batch has started, so that the servers' reads when they close come
-// after it. Same idea as internal/remotestart, which needs the *remote.Remote
-// that Cluster.StartMember creates internally.
-type startGate struct {
-	t     *testing.T
-	conns []net.Conn
-}
-
-var (
-	gateMu    sync.Mutex
-	endpoints = map[string]bool{} // live in-process remote endpoints
-)
-
-func openGate(t *testing.T) *startGate {
-	gateMu.Lock()
-	return &startGate{t: t}
-}
-
-func (g *startGate) before() {
-	for addr := range endpoints {
-		c, err := handshake(addr)
-		if err != nil {
-			g.t.Fatalf("handshake with remote endpoint %s: %v", addr, err)
-		}
-		g.conns = append(g.conns, c)
-	}
-}
-
-func (g *startGate) after(addr string) { endpoints[addr] = true }
-
-// close ends the preface exchanges cleanly: a frame written now (a release
-// after the starts) and a FIN rather than an RST, so that each server reads
-// it successfully (an acquire) before its connection-closing code reads the
-// logger.
-func (g *startGate) close() {
-	defer gateMu.Unlock()
-	const settingsAck = "\x00\x00\x00\x04\x01\x00\x00\x00\x00"
-	for _, c := range g.conns {
-		_, _ = io.WriteString(c, settingsAck)
-		_ = c.(*net.TCPConn).CloseWrite()
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		_, _ = io.Copy(io.Discard, c) // until the server closes too
-		_ = c.Close()
-	}
-}
-
-func forgetEndpoint(addr string) {
-	gateMu.Lock()
-	defer gateMu.Unlock()
-	delete(endpoints, addr)
-}
-
-// handshake sends an HTTP/2 client preface and an empty SETTINGS frame and
-// reads the server's first frame header.
-func handshake(addr string) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
-		c.Close()
-		return nil, err
-	}
-	var header [9]byte
-	if _, err := io.ReadFull(c, header[:]); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
-}
 
 func idsOf(nodes []*node) []string {
 	ids := make([]string, len(nodes))

@@ -12,6 +12,11 @@
 // The probe connections stay open until the endpoint is forgotten: a closing
 // gRPC transport logs too, and that must not overlap a later Start.
 //
+// When the *remote.Remote is created and started inside another call
+// (protoactor's Cluster.StartMember and StartClient), Start cannot wrap it:
+// a Gate orders such starts instead. Both record the endpoints they start in
+// one registry, so each start is ordered after every endpoint of the process.
+//
 // It is for processes that run several endpoints, i.e. tests; a production
 // node has one endpoint and calls remote.Start directly.
 package remotestart
@@ -57,6 +62,67 @@ func Forget(address string) {
 	delete(started, address)
 }
 
+// Gate orders a batch of remote starts that happen inside calls this
+// package cannot wrap. Open one with OpenGate, call Before just ahead of each
+// start and After once the new endpoint listens, and Close it when every
+// start of the batch has returned.
+//
+// Before exchanges HTTP/2 prefaces with every live endpoint, so that their
+// servers' earlier reads of gRPC's logger are ordered before the start's
+// write of it. The connections stay open until every start of the batch has
+// returned, so that the servers' reads of the logger when they close come
+// after every write; Close then ends them cleanly.
+//
+// A Gate holds the lock of Start and Forget from OpenGate to Close: calling
+// either in between, from the same goroutine, deadlocks.
+type Gate struct {
+	conns []net.Conn
+}
+
+// OpenGate keeps every other start and Forget out until Close.
+func OpenGate() *Gate {
+	mu.Lock()
+	return &Gate{}
+}
+
+// Before exchanges HTTP/2 prefaces with every live endpoint; call it just
+// before a start. After an error the caller must still Close the gate.
+func (g *Gate) Before() error {
+	for addr := range started {
+		c, err := handshake(addr)
+		if err != nil {
+			return fmt.Errorf("handshake with remote endpoint %s: %w", addr, err)
+		}
+		g.conns = append(g.conns, c)
+	}
+	return nil
+}
+
+// After records the address of the endpoint just started, so that later
+// starts are ordered after its reads of the logger too. Forget it when the
+// endpoint shuts down: a later Before would fail to reach it.
+func (g *Gate) After(address string) {
+	if _, ok := started[address]; !ok {
+		started[address] = nil
+	}
+}
+
+// Close ends the batch's preface exchanges and lets the next start in. It
+// writes a frame now (a release after the starts) and sends a FIN rather
+// than an RST, so that each server reads it successfully (an acquire) before
+// its connection-closing code reads the logger.
+func (g *Gate) Close() {
+	defer mu.Unlock()
+	const settingsAck = "\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+	for _, c := range g.conns {
+		_, _ = io.WriteString(c, settingsAck)
+		_ = c.(*net.TCPConn).CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.Copy(io.Discard, c) // until the server closes too
+		_ = c.Close()
+	}
+}
+
 // handshake sends an HTTP/2 client preface and an empty SETTINGS frame,
 // waits for the server's first frame header, and returns the open connection.
 func handshake(addr string) (net.Conn, error) {
@@ -75,6 +141,8 @@ func handshake(addr string) (net.Conn, error) {
 		c.Close()
 		return nil, err
 	}
+	// The connection outlives the handshake (until Forget or Gate.Close),
+	// whose closing write must not fail on an expired deadline.
 	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }
