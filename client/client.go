@@ -48,7 +48,8 @@ func (s State) String() string {
 // (with Options.Reconnect). Its methods are safe for concurrent use.
 //
 // Each connection has one reader goroutine, and the client one more that
-// watches the connection and reconnects; both have exited when Close or
+// watches the connection, answers the server's requests for new credentials
+// (see Options.TokenSource) and reconnects; both have exited when Close or
 // CloseNow returns, or when Done is closed.
 type Client struct {
 	url       string
@@ -95,7 +96,7 @@ func Dial(ctx context.Context, rawURL string, opts *Options) (*Client, error) {
 		url:       rawURL,
 		logURL:    redact(rawURL),
 		opts:      o,
-		dialOpts:  o.dialOptions(),
+		dialOpts:  o.dialOptions(o.Token),
 		reqPrefix: fmt.Sprintf("c%08x.", rand.Uint32()),
 		randN:     rand.Int64N,
 		inbox:     make(chan Message, o.ReceiveBuffer),
@@ -127,12 +128,20 @@ func redact(rawURL string) string {
 
 // connect makes one connection: the handshake, its reader, and OnConnect.
 func (c *Client) connect(ctx context.Context) (*conn, error) {
-	ws, resp, err := websocket.Dial(ctx, c.url, c.dialOpts)
+	dialOpts := c.dialOpts
+	if c.opts.TokenSource != nil {
+		token, err := c.token(ctx)
+		if err != nil {
+			return nil, err
+		}
+		dialOpts = c.opts.dialOptions(token)
+	}
+	ws, resp, err := websocket.Dial(ctx, c.url, dialOpts)
 	if err != nil {
 		return nil, handshakeError(resp, err)
 	}
 	ws.SetReadLimit(c.opts.ReadLimit)
-	cn := newConn(ws)
+	cn := newConn(c.ctx, ws)
 	go c.read(cn)
 	if !c.adopt(cn) {
 		return nil, ErrClosed
@@ -193,15 +202,19 @@ func (c *Client) adopt(cn *conn) bool {
 func (c *Client) run(cn *conn) {
 	defer close(c.done)
 	for cn != nil {
-		<-cn.ended
-		cn = c.lost(cn)
+		select {
+		case <-cn.ended:
+			cn = c.lost(cn)
+		case <-cn.asked:
+			c.answerRefresh(cn)
+		}
 	}
 }
 
 // lost handles the loss of cn and returns the next connection, or nil when
 // the client has ended.
 func (c *Client) lost(cn *conn) *conn {
-	cause := cn.err
+	cause := cn.cause()
 	c.mu.Lock()
 	if c.cur == cn {
 		c.cur = nil

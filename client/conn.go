@@ -19,23 +19,33 @@ type conn struct {
 	ws     *websocket.Conn
 	opened time.Time // when OnConnect returned
 
+	ctx      context.Context // ends with the connection, or at Close
+	cancel   context.CancelFunc
 	stop     chan struct{} // closed when the client closes this connection itself
 	stopOnce sync.Once
 	ended    chan struct{} // closed when the reader has stopped; err is set by then
 	err      error         // why the reader stopped
 
+	asked      chan struct{} // the server asked for new credentials (buffered: one ask waits)
+	refreshing chan struct{} // a one-slot lock held while a token is fetched and sent
+
 	mu      sync.Mutex
 	pending map[string]chan Message // Requests awaiting their answer, by "req"
 	over    bool                    // the reader has stopped: no more answers
+	refresh refreshState
 }
 
-func newConn(ws *websocket.Conn) *conn {
-	return &conn{
-		ws:      ws,
-		stop:    make(chan struct{}),
-		ended:   make(chan struct{}),
-		pending: make(map[string]chan Message),
+func newConn(ctx context.Context, ws *websocket.Conn) *conn {
+	cn := &conn{
+		ws:         ws,
+		stop:       make(chan struct{}),
+		ended:      make(chan struct{}),
+		asked:      make(chan struct{}, 1),
+		refreshing: make(chan struct{}, 1),
+		pending:    make(map[string]chan Message),
 	}
+	cn.ctx, cn.cancel = context.WithCancel(ctx)
+	return cn
 }
 
 // read is the connection's reader goroutine. It hands answers to the Requests
@@ -52,6 +62,10 @@ func (c *Client) read(cn *conn) {
 			return
 		}
 		m := newMessage(kind, data)
+		if c.opts.TokenSource != nil && (m.Type == typeRefresh || m.Type == typeRefreshed) {
+			c.onRefreshMessage(cn, m)
+			continue
+		}
 		if m.req != "" && (cn.answer(m) || strings.HasPrefix(m.req, c.reqPrefix)) {
 			// Answered, or the late answer of a Request that gave up
 			// (its ctx ended): nobody is waiting for it.
@@ -73,9 +87,15 @@ func (cn *conn) end(err error) {
 	cn.over = true
 	pending := cn.pending
 	cn.pending = nil
+	acks := cn.refresh.waiters
+	cn.refresh.waiters = nil
 	cn.mu.Unlock()
+	cn.cancel()
 	close(cn.ended)
 	for _, ch := range pending {
+		close(ch)
+	}
+	for _, ch := range acks {
 		close(ch)
 	}
 }

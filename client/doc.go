@@ -16,6 +16,12 @@
 //   - Client.Receive returns everything else the server sends, in order,
 //     across reconnections.
 //
+// For a route with wsactor.WithCredentialRefresh, set Options.TokenSource:
+// every handshake gets a fresh token, and when the server says the
+// connection's token has expired ("auth.refresh"), the client fetches a new
+// one and sends it, without the application's help; Client.Refresh sends one
+// unasked.
+//
 // Every blocking call takes a context. Errors are values: *HandshakeError for
 // a refused upgrade (with its HTTP status), *EnvelopeError for an error
 // envelope, ErrDisconnected and ErrClosed for a client that has ended, and

@@ -127,6 +127,13 @@ type roomMsg struct {
 	Room string `json:"room"`
 }
 
+// whoamiReply tells who the server thinks the connection is: the user's ID
+// and the "n" claim of its token ("" and 0 when anonymous).
+type whoamiReply struct {
+	User string `json:"user"`
+	N    int    `json:"n"`
+}
+
 type app struct {
 	*wsactor.Router
 	closes chan<- wsactor.CloseError // how each connection ended, as the server saw it
@@ -183,6 +190,14 @@ func newRouter(events chan<- string) *wsactor.Router {
 			}
 		}
 		return nil
+	})
+	wsactor.OnRequest(r, "whoami", func(c *wsactor.Conn, m struct{}) (whoamiReply, error) {
+		var w whoamiReply
+		if u := c.User(); u != nil {
+			n, _ := u.Claims["n"].(float64)
+			w = whoamiReply{User: u.ID, N: int(n)}
+		}
+		return w, nil
 	})
 	wsactor.OnRequest(r, "hang", func(c *wsactor.Conn, m struct{}) (int, error) {
 		return 0, wsactor.CloseWith(wsactor.StatusGoingAway, "not today")

@@ -66,7 +66,9 @@ func newMessage(kind websocket.MessageType, data []byte) Message {
 
 // Receive returns the next message from the server that does not answer a
 // Request: pushes, messages sent in reply to Send, and error envelopes
-// without a matching "req". Messages arrive in the order the server sent
+// without a matching "req" (with Options.TokenSource, not the
+// credential-refresh protocol's messages, which the client handles).
+// Messages arrive in the order the server sent
 // them, across reconnections. Once the client has ended, Receive returns
 // what is still buffered and then the client's error (see Err).
 //

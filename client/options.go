@@ -26,8 +26,51 @@ type Options struct {
 	// after Subprotocols: the browser-compatible way of sending a token,
 	// which wsactor's auth.JWT reads (new WebSocket(url, ["bearer", token])
 	// in JavaScript). The same Token is sent on every reconnection; one that
-	// has expired by then is refused with 401, which ends the client.
+	// has expired by then is refused with 401, which ends the client. For
+	// tokens that expire, use TokenSource instead.
 	Token string
+
+	// TokenSource, if set, supplies the token instead of Token, fresh each
+	// time one is needed:
+	//
+	//   - before every handshake, Dial's and each reconnection's: the token
+	//     is offered as the subprotocol pair "bearer", token, like Token (an
+	//     empty token offers none). An error fails the attempt: Dial returns
+	//     it, and a reconnection counts it as a failed attempt and tries
+	//     again after the backoff (see MaxAttempts). ctx is the attempt's.
+	//   - whenever the server asks for new credentials (wsactor's
+	//     WithCredentialRefresh sends {"type":"auth.refresh","deadline":...}
+	//     when the connection's token expires): the client answers
+	//     {"type":"auth.refresh","token":...} on its own. ctx ends when the
+	//     connection does (at the latest when the server closes it at its
+	//     deadline) or at Close; TokenSource should retry within it if the
+	//     token issuer can fail transiently, since the server asks only
+	//     once per expiry.
+	//   - when the application calls Refresh.
+	//
+	// With TokenSource, the protocol's messages ("auth.refresh" asks and
+	// "auth.refreshed" acknowledgements) are consumed by the client and
+	// never reach Receive; without it, they reach Receive like any other
+	// message, and the application may answer with Send.
+	//
+	// If TokenSource fails (or returns "") when the server asks, the client
+	// logs the error at Warn and does not answer: the server then closes
+	// the connection at its deadline with 1008 "credentials expired",
+	// which is final (see FinalClose). The error OnDisconnect and Err
+	// report then wraps both the close (websocket.CloseStatus) and
+	// TokenSource's error (errors.Is). A token the server refuses closes
+	// the connection at once with 1008 "invalid credentials" (or
+	// "forbidden" if the new claims fail the route's permissions).
+	//
+	// Asks are read in order with the other messages, so a client that
+	// leaves a full ReceiveBuffer unread does not see them in time.
+	// TokenSource runs on the client's goroutine (for a handshake or an
+	// ask) and on the goroutines that call Refresh, so it must be safe for
+	// concurrent use; for one connection, tokens are fetched and sent one
+	// at a time, so they reach the server in the order they were issued.
+	// Like OnConnect, it must return when ctx ends and must not call Close
+	// or CloseNow directly.
+	TokenSource func(ctx context.Context) (string, error)
 
 	// ReadLimit is the largest message accepted from the server, in bytes.
 	// A larger one makes coder/websocket close the connection with 1009
@@ -116,8 +159,9 @@ type Options struct {
 	// returns; like OnConnect, it must not call Close or CloseNow directly.
 	OnDisconnect func(err error)
 
-	// Logger receives connection losses and reconnection attempts, at
-	// Debug level. Default: slog.Default().
+	// Logger receives connection losses, reconnection attempts and
+	// accepted credential refreshes at Debug level, and failed credential
+	// refreshes (see TokenSource) at Warn. Default: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -201,15 +245,23 @@ func (o *Options) withDefaults() Options {
 	return opts
 }
 
-func (o *Options) dialOptions() *websocket.DialOptions {
-	protos := append([]string(nil), o.Subprotocols...)
-	if o.Token != "" {
-		protos = append(protos, "bearer", o.Token)
-	}
+// dialOptions returns the options of a handshake that offers token (none if
+// it is empty).
+func (o *Options) dialOptions(token string) *websocket.DialOptions {
 	return &websocket.DialOptions{
 		HTTPClient:      o.HTTPClient,
 		HTTPHeader:      o.HTTPHeader.Clone(),
-		Subprotocols:    protos,
+		Subprotocols:    o.subprotocols(token),
 		CompressionMode: o.CompressionMode,
 	}
+}
+
+// subprotocols returns Subprotocols and, if token is not empty, the pair
+// "bearer", token.
+func (o *Options) subprotocols(token string) []string {
+	protos := append([]string(nil), o.Subprotocols...)
+	if token != "" {
+		protos = append(protos, bearerSubprotocol, token)
+	}
+	return protos
 }
