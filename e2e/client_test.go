@@ -76,9 +76,12 @@ func clientFixture(t *testing.T) *page {
 	router := newTestRouter()
 	s.Handle("/ws/test", func() wsactor.Handler { return testConn{router} })
 	s.Handle("/ws/proto", func() wsactor.Handler { return testConn{router} }, wsactor.WithSubprotocols("chat.v1"))
+	addWhoami(router)
+	s.Handle("/ws/auth", func() wsactor.Handler { return testConn{router} }, authRoute()...)
 	mux := http.NewServeMux()
 	mux.Handle("/ws/", s)
 	mux.Handle("GET /wsactor.js", web.Handler())
+	mux.Handle("GET /token", tokenHandler())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write([]byte(clientPage))
@@ -293,6 +296,16 @@ func TestBrowserClient(t *testing.T) {
 		if res.Closed != "closed" || res.Text != "closed" || res.AfterOnline != "closed" || res.Sent || res.Request != "closed" || res.Opens != 2 {
 			t.Errorf("%+v", res)
 		}
+	})
+
+	t.Run("credential refresh", func(t *testing.T) {
+		p.t = t
+		testCredentialRefresh(p)
+	})
+
+	t.Run("credential refresh failures", func(t *testing.T) {
+		p.t = t
+		testCredentialRefreshFailures(p)
 	})
 
 	t.Run("backoff", func(t *testing.T) {

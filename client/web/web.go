@@ -1,9 +1,12 @@
 // Package web serves wsactor's browser client, wsactor.js: a plain ES module
 // (no dependencies, no build step) that connects to a wsactor server, sends
 // typed messages ({"type": ..., ...payload}), matches requests to replies,
-// dispatches messages by type, and reconnects with exponential backoff and
-// full jitter, calling the page back after every reconnection so that it can
-// re-join. The module documents itself at the top of wsactor.js.
+// dispatches messages by type, reconnects with exponential backoff and full
+// jitter, calling the page back after every reconnection so that it can
+// re-join, and, given a token function, fetches a fresh token for every
+// attempt and answers the server's requests for new credentials (wsactor's
+// WithCredentialRefresh). The module documents itself at the top of
+// wsactor.js.
 //
 // Serve it from the process that serves the WebSocket routes, so that pages
 // import it from their own origin:

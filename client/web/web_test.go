@@ -75,7 +75,7 @@ func TestModuleExports(t *testing.T) {
 	for _, want := range []string{
 		"export function connect(", "export class Client", "export class RequestError",
 		"export function backoffDelay(", "export function defaultIsFinal(", "export const DEFAULTS",
-		"  send(type, payload", "  request(type, payload", "  on(type, handler)", "  close(code", "  stateText()",
+		"  send(type, payload", "  request(type, payload", "  refresh({ timeout", "  on(type, handler)", "  close(code", "  stateText()",
 	} {
 		if !strings.Contains(src, want) {
 			t.Errorf("wsactor.js lacks %q", want)

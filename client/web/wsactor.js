@@ -54,6 +54,27 @@
 //
 // Messages that are not JSON objects with a string "type" (plain text,
 // binary data as an ArrayBuffer) reach onMessage as {type: "", raw: data}.
+//
+// Credentials that expire (a wsactor route with WithCredentialRefresh): give
+// a token function, which is called for a fresh token before every attempt
+// (offered as the subprotocol pair "bearer", token) and whenever the server
+// asks for new credentials ({"type":"auth.refresh","deadline":..}); the
+// client answers {"type":"auth.refresh","token":..} by itself. The
+// protocol's messages never reach onMessage or on() handlers:
+//
+//	const chat = connect("/ws/chat/lobby", {
+//	  token: async () => (await fetch("/api/token")).text(),
+//	});
+//
+// If the token function fails (throws or rejects) before an attempt, the
+// attempt counts as failed and the client retries after the backoff
+// (onStateChange's info has {tokenError, delay}); an empty token offers
+// none. If it fails (or returns "") when the server asks, the client warns
+// on the console and does not answer: the server closes the connection at
+// its deadline with 1008 "credentials expired", which is final, and that
+// close's info (and lastClose) carries tokenError. A token the server
+// refuses closes with 1008 "invalid credentials" (or "forbidden" if the new
+// claims fail the route's permissions). refresh() sends a token unasked.
 
 /** Defaults of the connect options, in milliseconds. */
 export const DEFAULTS = Object.freeze({
@@ -112,9 +133,16 @@ export function connect(url, options = {}) {
  *                  ("/ws/chat/lobby"), resolved against the page's location.
  *                  A function is called before every attempt.
  *   protocols      subprotocols to offer (or a function returning them), such
- *                  as ["bearer", token] for a wsactor route with auth.JWT.
+ *                  as ["chat.v1"], or ["bearer", token] for a wsactor route
+ *                  with auth.JWT and a token that never changes.
  *                  Offer none to a server that negotiates none: browsers fail
  *                  a handshake whose offered subprotocols were all refused.
+ *   token          a function returning the token (or a Promise of it),
+ *                  called before every attempt and whenever the server asks
+ *                  for new credentials (see the module comment); "bearer",
+ *                  token is offered after protocols, so leave "bearer" out of
+ *                  those. A string is offered as it is on every attempt, and
+ *                  the server's asks then reach onMessage unanswered.
  *   onOpen(c)      after every successful (re)connection: (re-)join here.
  *   onMessage(m, c) every message, parsed: {type, ...fields}.
  *   onStateChange(state, info, c)  on every state change; info holds
@@ -122,7 +150,8 @@ export function connect(url, options = {}) {
  *                  reconnecting.
  *   minBackoff, maxBackoff  bounds of the reconnection delay, in ms
  *                  (defaults 100 and 10000).
- *   requestTimeout how long request() waits for its answer, in ms (10000).
+ *   requestTimeout how long request() and refresh() wait for their answer,
+ *                  in ms (10000).
  *   isFinal(code, reason)  whether a close ends the client (defaultIsFinal).
  */
 export class Client {
@@ -140,6 +169,7 @@ export class Client {
     this.attempts = 0;
 
     this._ws = null;
+    this._conn = null; // the connection's credential-refresh state: see _dial
     this._timer = 0;
     this._closed = false; // for good: no more reconnecting
     this._byApp = false; // close() was called
@@ -205,6 +235,44 @@ export class Client {
   }
 
   /**
+   * refresh sends a new token from the token function now, without waiting
+   * for the server to ask (ahead of the current token's expiry, or after the
+   * user's claims changed), and returns a Promise of the expiry the server
+   * acknowledged: an RFC 3339 string, or null for credentials that never
+   * expire. It rejects with a RequestError: "not_open" or "closed", "token"
+   * (the token function failed; the error is in .cause), "disconnected" (the
+   * connection was lost first, as when the server refuses the token with
+   * 1008), or "timeout" (a route without WithCredentialRefresh never
+   * answers).
+   */
+  refresh({ timeout = this.options.requestTimeout } = {}) {
+    return new Promise((resolve, reject) => {
+      if (typeof this.options.token !== "function") {
+        reject(new TypeError("wsactor: refresh needs a token function"));
+        return;
+      }
+      if (this.state !== "open") {
+        reject(new RequestError(this._closed ? "closed" : "not_open", `not connected (${this.state})`));
+        return;
+      }
+      const conn = this._conn;
+      let n = 0, settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        conn.waiters.delete(n);
+        reject(new RequestError("timeout", `no acknowledgement of the new credentials within ${timeout} ms`));
+      }, timeout);
+      this._sendToken(conn).then((sent) => {
+        n = sent;
+        if (!settled) conn.waiters.set(n, { resolve, reject, timer });
+      }, (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+  }
+
+  /**
    * on registers handler(msg, client) for messages of this type ("said",
    * "error"…) and returns a function that removes it. Replies and errors
    * that answer a request() go to its Promise instead.
@@ -239,6 +307,7 @@ export class Client {
       ws.close(code, reason);
     }
     this._failPending("closed", "client closed");
+    this._conn = null;
     this.lastClose = { code, reason, wasClean: true };
     this._setState("closed", this.lastClose);
   }
@@ -246,9 +315,27 @@ export class Client {
   _open() {
     this._timer = 0;
     this.retryAt = 0;
+    const token = this.options.token;
+    if (typeof token !== "function") {
+      this._dial(token);
+      return;
+    }
+    this._setState("connecting", {});
+    fetchToken(token, false).then((t) => {
+      if (!this._closed) this._dial(t, true);
+    }, (err) => {
+      if (!this._closed) this._retryLater({ tokenError: err });
+    });
+  }
+
+  // _dial opens a WebSocket that offers token, if any.
+  _dial(token, connecting = false) {
     let ws;
     try {
-      ws = new WebSocket(absoluteURL(resolve(this.url)), resolve(this.options.protocols) || []);
+      const p = resolve(this.options.protocols);
+      const protocols = p == null ? [] : Array.isArray(p) ? [...p] : [p];
+      if (token) protocols.push("bearer", token);
+      ws = new WebSocket(absoluteURL(resolve(this.url)), protocols);
     } catch (err) {
       // A malformed URL or subprotocol: retrying cannot help.
       this._closed = true;
@@ -258,27 +345,41 @@ export class Client {
     }
     ws.binaryType = "arraybuffer";
     this._ws = ws;
-    this._setState("connecting", {});
+    // Refreshes on this connection: tokens sent and acknowledged (the
+    // server acknowledges valid ones in order and closes on an invalid
+    // one, so the n-th auth.refreshed answers the n-th token), refresh()
+    // calls awaiting theirs, the tail of the one-at-a-time queue of token
+    // fetches, and why the last ask went unanswered.
+    const conn = { ws, sent: 0, acked: 0, waiters: new Map(), queue: Promise.resolve(), tokenError: null };
+    this._conn = conn;
+    if (!connecting) this._setState("connecting", {});
     ws.onopen = () => {
       this.attempts = 0;
       this._setState("open", { protocol: ws.protocol });
       this._call(this.options.onOpen, this);
     };
-    ws.onmessage = (ev) => this._receive(ev.data);
-    ws.onclose = (ev) => this._lost(ev);
+    ws.onmessage = (ev) => this._receive(ev.data, conn);
+    ws.onclose = (ev) => this._lost(ev, conn);
   }
 
-  _lost(ev) {
+  _lost(ev, conn) {
     this._ws = null;
+    this._conn = null;
     const info = { code: ev.code, reason: ev.reason, wasClean: ev.wasClean };
+    if (conn.tokenError) info.tokenError = conn.tokenError;
     this.lastClose = info;
-    this._failPending("disconnected", `connection lost (${ev.code})`);
+    this._failPending("disconnected", `connection lost (${ev.code})`, conn);
     if (this._closed || this.options.isFinal(ev.code, ev.reason)) {
       this._closed = true;
       if (typeof window !== "undefined") window.removeEventListener("online", this._online);
       this._setState("closed", info);
       return;
     }
+    this._retryLater(info);
+  }
+
+  // _retryLater schedules the next attempt after the backoff delay.
+  _retryLater(info) {
     this.attempts++;
     const delay = backoffDelay(this.attempts, this.options.minBackoff, this.options.maxBackoff);
     this.retryAt = Date.now() + delay;
@@ -286,13 +387,56 @@ export class Client {
     this._setState("reconnecting", { ...info, delay });
   }
 
-  _receive(data) {
+  // _sendToken fetches a token and sends it on conn, one at a time so that
+  // a token fetched later never overtakes an earlier one. It returns a
+  // Promise of the token's number on conn.
+  _sendToken(conn) {
+    const sent = conn.queue.then(() => fetchToken(this.options.token, true).catch((err) => {
+      const e = new RequestError("token", "token: " + String(err && err.message || err));
+      e.cause = err;
+      throw e;
+    })).then((token) => {
+      if (this._conn !== conn || conn.ws.readyState !== WebSocket.OPEN) {
+        throw new RequestError("disconnected", "connection lost before the new credentials were sent");
+      }
+      conn.ws.send(JSON.stringify({ type: "auth.refresh", token }));
+      return ++conn.sent;
+    });
+    conn.queue = sent.catch(() => {});
+    return sent;
+  }
+
+  // _refreshMessage handles the server's side of the credential-refresh
+  // protocol.
+  _refreshMessage(msg, conn) {
+    if (msg.type === "auth.refresh") {
+      this._sendToken(conn).catch((err) => {
+        if (this._conn !== conn) return; // lost meanwhile: nothing left to refresh
+        conn.tokenError = err.cause || err;
+        console.warn("wsactor: could not answer the server's request for new credentials; it closes the connection at", msg.deadline, err);
+      });
+      return;
+    }
+    conn.acked++;
+    conn.tokenError = null;
+    const w = conn.waiters.get(conn.acked);
+    if (!w) return;
+    conn.waiters.delete(conn.acked);
+    clearTimeout(w.timer);
+    w.resolve(typeof msg.expires === "string" ? msg.expires : null);
+  }
+
+  _receive(data, conn) {
     let msg = null;
     if (typeof data === "string") {
       try { msg = JSON.parse(data); } catch { msg = null; }
     }
     if (msg === null || typeof msg !== "object" || Array.isArray(msg) || typeof msg.type !== "string") {
       msg = { type: "", raw: data };
+    }
+    if ((msg.type === "auth.refresh" || msg.type === "auth.refreshed") && typeof this.options.token === "function") {
+      this._refreshMessage(msg, conn);
+      return;
     }
     if ((msg.type === "reply" || msg.type === "error") && this._pending.has(msg.req)) {
       const p = this._pending.get(msg.req);
@@ -313,11 +457,16 @@ export class Client {
     return true;
   }
 
-  _failPending(code, message) {
+  _failPending(code, message, conn = this._conn) {
     for (const [req, p] of this._pending) {
       clearTimeout(p.timer);
       p.reject(new RequestError(code, message));
       this._pending.delete(req);
+    }
+    for (const [n, w] of conn ? conn.waiters : []) {
+      clearTimeout(w.timer);
+      w.reject(new RequestError(code, message));
+      conn.waiters.delete(n);
     }
   }
 
@@ -345,6 +494,18 @@ function checkType(type) {
 
 function resolve(v) {
   return typeof v === "function" ? v() : v;
+}
+
+// fetchToken calls the token function. An empty token (or null) offers none
+// at a handshake, and is a failure when the server asks for new credentials.
+async function fetchToken(token, required) {
+  const t = await token();
+  if (t == null || t === "") {
+    if (required) throw new Error("wsactor: the token function returned no token");
+    return "";
+  }
+  if (typeof t !== "string") throw new TypeError("wsactor: the token function must return a string");
+  return t;
 }
 
 // absoluteURL turns a path or an http(s) URL into the ws(s) URL WebSocket wants.
