@@ -42,7 +42,11 @@ type (
 		Reason string `json:"reason"`
 	}
 	testConn struct{ *wsactor.Router }
+	// muteConn never answers: a request to it can only time out.
+	muteConn struct{}
 )
+
+func (muteConn) OnMessage(*wsactor.Conn, wsactor.Message) error { return nil }
 
 func (testConn) OnOpen(c *wsactor.Conn) error {
 	return c.SendJSON(map[string]string{"type": "hello", "id": string(c.ID()), "query": c.URL().RawQuery, "protocol": c.Subprotocol()})
@@ -76,6 +80,7 @@ func clientFixture(t *testing.T) *page {
 	router := newTestRouter()
 	s.Handle("/ws/test", func() wsactor.Handler { return testConn{router} })
 	s.Handle("/ws/proto", func() wsactor.Handler { return testConn{router} }, wsactor.WithSubprotocols("chat.v1"))
+	s.Handle("/ws/mute", func() wsactor.Handler { return muteConn{} })
 	addWhoami(router)
 	s.Handle("/ws/auth", func() wsactor.Handler { return testConn{router} }, authRoute()...)
 	mux := http.NewServeMux()
@@ -118,6 +123,7 @@ func TestBrowserClient(t *testing.T) {
 			Echoed  map[string]any
 			Extra   int
 			Plain   map[string]any
+			Ack     any
 			Timeout string
 			Sent    bool
 		}
@@ -141,9 +147,14 @@ func TestBrowserClient(t *testing.T) {
 			const e = await echoed;
 			c.send("plain");
 			const plain = await until(() => msgs.find((m) => m.type === ""));
-			const timeout = await c.request("silent", {}, { timeout: 50 }).then(() => "", (e) => e.code);
+			// An On handler acknowledges a message with a "req" with a null reply.
+			const ack = await c.request("silent", {}, { timeout: 5000 }).then((v) => v, (e) => e.code);
+			const mute = wsactor.connect("/ws/mute");
+			await until(() => mute.state === "open");
+			const timeout = await mute.request("anything", {}, { timeout: 50 }).then(() => "", (e) => e.code);
+			mute.close();
 			c.close();
-			return { states, opens, hello, sum, neg, unknown, echoed: e.got, extra, plain, timeout, sent };
+			return { states, opens, hello, sum, neg, unknown, echoed: e.got, extra, plain, ack, timeout, sent };
 		}`, &res)
 		if want := []string{"connecting", "open", "closed"}; !reflect.DeepEqual(res.States, want) {
 			t.Errorf("states %v, want %v", res.States, want)
@@ -171,8 +182,11 @@ func TestBrowserClient(t *testing.T) {
 		if res.Plain["raw"] != "not json" {
 			t.Errorf("plain text: %v", res.Plain)
 		}
+		if res.Ack != nil {
+			t.Errorf("request to an On handler: %v, want a null reply", res.Ack)
+		}
 		if res.Timeout != "timeout" {
-			t.Errorf("silent request: %q, want timeout", res.Timeout)
+			t.Errorf("request nobody answers: %q, want timeout", res.Timeout)
 		}
 	})
 
