@@ -304,6 +304,77 @@ func TestLeaveWhileDirectoryFailsStillTellsMembers(t *testing.T) {
 	}
 }
 
+// stallingJoins is a MemoryDirectory whose joins to one group hang until
+// released, as a shared directory's do while Redis is slow or unreachable.
+type stallingJoins struct {
+	*groups.MemoryDirectory
+	group   string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (d *stallingJoins) Join(ctx context.Context, group string, m groups.Member) (bool, error) {
+	if group == d.group {
+		d.entered <- struct{}{}
+		<-d.release
+	}
+	return d.MemoryDirectory.Join(ctx, group, m)
+}
+
+// A directory call that hangs holds up only its own connection: other
+// connections still join, leave, close and get broadcasts meanwhile, so a
+// slow Redis cannot stall a node's local traffic.
+func TestStalledDirectoryCallBlocksOnlyItsConnection(t *testing.T) {
+	dir := &stallingJoins{MemoryDirectory: groups.NewMemoryDirectory(), group: "slow", entered: make(chan struct{}, 1), release: make(chan struct{})}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(dir.release)
+		}
+	}
+	t.Cleanup(release)
+	ts, opened := groupServer(t, wsactor.Options{Groups: wsactor.GroupsOptions{Directory: dir, PresenceEvents: true}})
+	a, _ := joined(t, ts, opened, "", "lobby", "Ann")
+	stuck := dial(t, ts.url+"/ws")
+	recv(t, opened, "open")
+	write(t, stuck, websocket.MessageText, "join slow Stu")
+	recv(t, dir.entered, "the stalled join")
+
+	// While it hangs: another connection joins, hears, leaves and closes.
+	b, _ := joined(t, ts, opened, "", "lobby", "Bob")
+	readText(t, a) // Bob joined
+	write(t, a, websocket.MessageText, "say lobby hello")
+	for _, c := range []*websocket.Conn{a, b} {
+		if got := readText(t, c); got != "hello" {
+			t.Fatalf("broadcast during a stalled join: got %q", got)
+		}
+	}
+	write(t, b, websocket.MessageText, "leave lobby")
+	if got := readText(t, b); got != "ok leave" {
+		t.Fatalf("leave during a stalled join: %q", got)
+	}
+	readText(t, a) // Bob left
+	if err := b.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.Groups().Broadcast(context.Background(), "lobby", wsactor.Text("from outside")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, a); got != "from outside" {
+		t.Fatalf("Server broadcast during a stalled join: got %q", got)
+	}
+
+	// The stalled join completes when the directory answers.
+	release()
+	if got := readText(t, stuck); got != "ok join" {
+		t.Fatalf("the stalled join: %q", got)
+	}
+	if ids := memberIDs(t, ts, "slow"); len(ids) != 1 {
+		t.Fatalf("members of slow: %v", ids)
+	}
+}
+
 func TestSlowGroupMemberDoesNotDelayOthers(t *testing.T) {
 	// A long write timeout: the stuck member must stay open for the whole
 	// test, however slow the machine (by default it would be cut off after 10 s).

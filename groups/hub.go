@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sync"
@@ -50,8 +51,18 @@ type Hub struct {
 
 	nodeActor *actor.PID // receives broadcasts and joins from peers
 
-	mu    sync.Mutex // guards local's keys and serializes joins and leaves
-	local map[string]*localGroup
+	// Directory calls may wait on the network (a Redis round trip, or its
+	// timeouts during an outage), so no lock that other connections need is
+	// held across one. A change to a connection's groups or user entry holds
+	// writes.RLock (Resync takes the write lock, to see and write a still
+	// state) and the connection's stripe of conns (ordering it with the
+	// connection's other changes and its close). localMu guards local and the
+	// members maps, and is held only for in-memory work.
+	writes  sync.RWMutex
+	conns   [connStripes]sync.Mutex
+	seed    maphash.Seed
+	localMu sync.Mutex
+	local   map[string]*localGroup
 	// errors counts directory failures, for Stats.
 	errors atomic.Int64
 	// stopped is set by Stop.
@@ -59,11 +70,11 @@ type Hub struct {
 }
 
 // localGroup is a group's members on this node. Joins and leaves change
-// the map (under Hub.mu) in O(1) and drop the snapshot; the next broadcast
+// the map (under Hub.localMu) in O(1) and drop the snapshot; the next broadcast
 // rebuilds it once, so filling a room of N costs O(N), not O(N²), and
 // broadcasts between changes read the snapshot without locking.
 type localGroup struct {
-	members map[*actors.Conn]map[string]string // connection → meta; guarded by Hub.mu
+	members map[*actors.Conn]map[string]string // connection → meta; guarded by Hub.localMu
 	snap    atomic.Pointer[[]localMember]      // nil after a change
 }
 
@@ -72,8 +83,8 @@ func (h *Hub) snapshot(lg *localGroup) []localMember {
 	if s := lg.snap.Load(); s != nil {
 		return *s
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.localMu.Lock()
+	defer h.localMu.Unlock()
 	if s := lg.snap.Load(); s != nil {
 		return *s
 	}
@@ -98,7 +109,7 @@ func NewHub(rt *actors.Runtime, opts Options) *Hub {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Hub{rt: rt, dir: opts.Directory, events: opts.PresenceEvents, logger: opts.Logger, local: make(map[string]*localGroup)}
+	h := &Hub{rt: rt, dir: opts.Directory, events: opts.PresenceEvents, logger: opts.Logger, local: make(map[string]*localGroup), seed: maphash.MakeSeed()}
 	if err := h.startNodeActor(); err != nil {
 		panic(fmt.Sprintf("wsactor/groups: %v", err)) // the server name is unique in its actor system
 	}
@@ -169,9 +180,9 @@ func (h *Hub) Broadcast(_ context.Context, group string, m actors.Message, excep
 
 // broadcastLocal delivers m to this node's members of group.
 func (h *Hub) broadcastLocal(group string, m actors.Message, except []actors.ID) int {
-	h.mu.Lock()
+	h.localMu.Lock()
 	lg := h.local[group]
-	h.mu.Unlock()
+	h.localMu.Unlock()
 	if lg == nil {
 		return 0
 	}
@@ -225,6 +236,22 @@ func (h *Hub) SendToUser(ctx context.Context, user string, m actors.Message) (in
 	return n, nil
 }
 
+// connStripes is how many locks order the connections' group changes: a
+// directory call that hangs holds up the connections of its stripe only.
+const connStripes = 256
+
+// lockConn orders a change to c's groups or user entry with c's other
+// changes and with Resync, and returns the unlock.
+func (h *Hub) lockConn(c *actors.Conn) (unlock func()) {
+	h.writes.RLock()
+	mu := &h.conns[maphash.String(h.seed, string(c.ID()))%connStripes]
+	mu.Lock()
+	return func() {
+		mu.Unlock()
+		h.writes.RUnlock()
+	}
+}
+
 // errClosed is returned when joining a connection that is closing.
 var errClosed = errors.New("wsactor/groups: connection is closing")
 
@@ -236,19 +263,21 @@ func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[s
 	if u := c.User(); u != nil {
 		m.User = u.ID
 	}
-	h.mu.Lock()
-	// Checked under mu, which Closed also takes: a connection is either
-	// joined before it leaves everything, or refused; never a dead member.
+	unlock := h.lockConn(c)
+	// Checked under the connection's lock, which Closed also takes: a
+	// connection is either joined before it leaves everything, or refused;
+	// never a dead member.
 	if c.Closed() {
-		h.mu.Unlock()
+		unlock()
 		return errors.Join(actors.ErrConnectionNotFound, errClosed)
 	}
 	joined, err := h.dir.Join(ctx, group, m)
 	if err != nil {
-		h.mu.Unlock()
+		unlock()
 		h.failed("join", err)
 		return err
 	}
+	h.localMu.Lock()
 	lg := h.local[group]
 	if lg == nil {
 		lg = &localGroup{members: make(map[*actors.Conn]map[string]string)}
@@ -256,7 +285,8 @@ func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[s
 	}
 	lg.members[c] = m.Meta
 	lg.snap.Store(nil)
-	h.mu.Unlock()
+	h.localMu.Unlock()
+	unlock()
 	if joined && h.events {
 		h.presence(ctx, EventJoined, group, m)
 	}
@@ -264,10 +294,12 @@ func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[s
 }
 
 func (h *Hub) leave(ctx context.Context, c *actors.Conn, group string) error {
-	h.mu.Lock()
+	unlock := h.lockConn(c)
 	left, err := h.dir.Leave(ctx, group, c.ID())
+	h.localMu.Lock()
 	m, found := h.dropLocalLocked(group, c)
-	h.mu.Unlock()
+	h.localMu.Unlock()
+	unlock()
 	if err != nil {
 		h.failed("leave", err)
 		// The connection has left as far as deliveries go (this node no
@@ -282,7 +314,8 @@ func (h *Hub) leave(ctx context.Context, c *actors.Conn, group string) error {
 }
 
 // dropLocalLocked removes c from the local index of group and returns it as
-// a Member (with the meta it joined with), and whether it was there.
+// a Member (with the meta it joined with), and whether it was there. The
+// caller holds localMu.
 func (h *Hub) dropLocalLocked(group string, c *actors.Conn) (m Member, found bool) {
 	m = Member{ID: c.ID()}
 	if u := c.User(); u != nil {
@@ -348,8 +381,7 @@ func (s service) Broadcast(ctx context.Context, group string, m actors.Message, 
 
 func (s service) Opened(c *actors.Conn) {
 	if u := c.User(); u != nil {
-		s.h.mu.Lock() // ordered with Resync
-		defer s.h.mu.Unlock()
+		defer s.h.lockConn(c)()
 		if err := s.h.dir.AddUserConn(context.Background(), u.ID, c.ID()); err != nil {
 			s.h.failed("add user connection", err)
 		}
@@ -361,8 +393,10 @@ func (s service) Opened(c *actors.Conn) {
 func (s service) Closed(c *actors.Conn) {
 	h := s.h
 	ctx := context.Background()
-	h.mu.Lock()
+	unlock := h.lockConn(c)
+	defer unlock()
 	left, err := h.dir.LeaveAll(ctx, c.ID())
+	h.localMu.Lock()
 	if err != nil {
 		h.failed("leave all", err)
 		// The local index must not keep a dead connection even so.
@@ -377,7 +411,7 @@ func (s service) Closed(c *actors.Conn) {
 			gone[g] = m
 		}
 	}
-	h.mu.Unlock()
+	h.localMu.Unlock()
 	if h.events {
 		for _, g := range left {
 			if m, ok := gone[g]; ok {
@@ -386,8 +420,6 @@ func (s service) Closed(c *actors.Conn) {
 		}
 	}
 	if u := c.User(); u != nil {
-		h.mu.Lock() // ordered with Resync
-		defer h.mu.Unlock()
 		if err := h.dir.RemoveUserConn(ctx, u.ID, c.ID()); err != nil {
 			h.failed("remove user connection", err)
 		}
@@ -399,8 +431,9 @@ func (s service) Closed(c *actors.Conn) {
 // made to hold exactly that, after it lost data or missed updates (a Redis
 // outage or restart). Joins and leaves wait while it runs.
 func (h *Hub) Resync(ctx context.Context, replace func(ctx context.Context, groups map[string][]Member, users map[string][]actors.ID) error) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.writes.Lock()
+	defer h.writes.Unlock()
+	h.localMu.Lock()
 	state := make(map[string][]Member, len(h.local))
 	for g, lg := range h.local {
 		for c, meta := range lg.members {
@@ -411,6 +444,7 @@ func (h *Hub) Resync(ctx context.Context, replace func(ctx context.Context, grou
 			state[g] = append(state[g], m)
 		}
 	}
+	h.localMu.Unlock()
 	users := make(map[string][]actors.ID)
 	for _, c := range h.rt.Conns() {
 		if u := c.User(); u != nil && !c.Closed() {
