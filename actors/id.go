@@ -70,7 +70,7 @@ func splitID(s string) (server, name, address string, err error) {
 	fail := func(why string) (string, string, string, error) {
 		return "", "", "", fmt.Errorf("%w: %s", ErrInvalidID, why)
 	}
-	if len(s) > 16+1+nameLen+1+b64.EncodedLen(maxAddressLen) {
+	if len(s) > 16+1+nameLen+1+maxAddress64 {
 		return fail("too long")
 	}
 	server, rest, ok := strings.Cut(s, ".")
@@ -87,21 +87,41 @@ func splitID(s string) (server, name, address string, err error) {
 	if len(name) != nameLen {
 		return fail("bad actor name length")
 	}
-	// Decoding is lenient about the unused bits of the last character, so
-	// re-encode: one connection must have exactly one ID string.
-	if raw, err := b64.DecodeString(name); err != nil || len(raw) != 16 || b64.EncodeToString(raw) != name {
+	var raw [maxAddressLen]byte
+	if n, ok := decodeCanonical(raw[:], name); !ok || n != 16 {
 		return fail("bad actor name")
 	}
-	addr, err := b64.DecodeString(addr64)
-	if err != nil || len(addr) == 0 || b64.EncodeToString(addr) != addr64 {
+	n, ok := decodeCanonical(raw[:], addr64)
+	if !ok || n == 0 {
 		return fail("bad node address")
 	}
-	for _, ch := range addr {
+	for _, ch := range raw[:n] {
 		if ch <= ' ' || ch > '~' {
 			return fail("bad node address")
 		}
 	}
-	return server, name, string(addr), nil
+	return server, name, string(raw[:n]), nil
+}
+
+// maxAddress64 is the longest base64url node address: b64.EncodedLen(maxAddressLen).
+const maxAddress64 = (maxAddressLen*8 + 5) / 6
+
+// decodeCanonical decodes the base64url s into dst and reports whether s is
+// the one encoding of what it decodes to: decoding is lenient about the
+// unused bits of the last character, and one connection must have exactly
+// one ID string. It works in stack buffers (every send parses an ID), so s
+// must be at most maxAddress64 long and dst must hold what it decodes to.
+func decodeCanonical(dst []byte, s string) (int, bool) {
+	var src, again [maxAddress64]byte
+	if len(s) > len(src) || b64.DecodedLen(len(s)) > len(dst) {
+		return 0, false
+	}
+	n, err := b64.Decode(dst, src[:copy(src[:], s)])
+	if err != nil {
+		return 0, false
+	}
+	b64.Encode(again[:], dst[:n])
+	return n, string(again[:b64.EncodedLen(n)]) == s
 }
 
 // PID returns the connection actor's PID.
