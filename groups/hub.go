@@ -27,7 +27,8 @@ type Options struct {
 	// Directory stores membership and the user index. Default: a new MemoryDirectory.
 	Directory Directory
 	// PresenceEvents sends a group's other members a JSON event when a
-	// connection joins or leaves it (including by closing):
+	// connection joins or leaves it (including by closing, and when its node
+	// leaves the cluster: see AnnounceDepartures):
 	//
 	//	{"type":"joined","group":"lobby","id":"<connection ID>","user":"<user ID>", ...meta}
 	//	{"type":"left","group":"lobby","id":"<connection ID>","user":"<user ID>", ...meta}
