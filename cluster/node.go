@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -235,6 +236,9 @@ func buildProvider(cfg Config, rdb *redis.Client, logger *slog.Logger) (cluster.
 		}
 		return p, nil, nil
 	case ProviderEtcd:
+		logger.Warn("wsactor: membership provider etcd has known problems with this protoactor-go version " +
+			"(a node starting at the same time as another may never see it; clusters whose names share a prefix see each other; " +
+			"a fixed 3s lease): see the README's cluster section; use provider redis")
 		p, err := etcd.NewWithConfig(m.Etcd.BaseKey, clientv3.Config{Endpoints: m.Etcd.Endpoints, DialTimeout: m.Etcd.DialTimeout})
 		if err != nil {
 			return nil, nil, &FieldError{Field: "membership.etcd", Err: err}
@@ -297,11 +301,22 @@ func (n *Node) nodeGone(address, memberID string) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
 	defer cancel()
-	gone, err := n.Directory.RemoveNode(ctx, address, memberID)
+	gone, err := n.Directory.RemoveNode(ctx, address, memberOwner(memberID))
 	if err != nil {
 		n.logger.Warn("wsactor: could not remove a departed node's connections from the directory", slog.String("node", address), slog.Any("err", err))
 	}
 	n.announce(ctx, gone)
+}
+
+// memberOwner returns the actor-system ID a cluster member ID stands for:
+// the owner this node's process records in the directory (NodeState.Owner).
+// protoactor's providers use the system ID itself, except etcd's, which
+// registers "<cluster>@<system ID>".
+func memberOwner(memberID string) string {
+	if i := strings.LastIndexByte(memberID, '@'); i >= 0 {
+		return memberID[i+1:]
+	}
+	return memberID
 }
 
 // announce sends the "left" events of departures through every attached
