@@ -3,12 +3,10 @@ package benchmarks
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,40 +46,13 @@ type broadcastClients struct {
 // startBroadcastClients re-executes the test binary as
 // TestHelperBroadcastClients, which opens n connections to url, and waits
 // until it says they are ready.
-func startBroadcastClients(url string, n int) (_ *broadcastClients, err error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperBroadcastClients$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envBroadcastHelper+"=1", envHelperURL+"="+url, envHelperConns+"="+strconv.Itoa(n))
-	h := &helperProcess{cmd: cmd}
-	if h.stderr, err = os.CreateTemp("", "wsactor-bench-broadcast-*.log"); err != nil {
+func startBroadcastClients(url string, n int) (*broadcastClients, error) {
+	h, r, err := startHelperProcess("TestHelperBroadcastClients", "wsactor-bench-broadcast-*.log",
+		envBroadcastHelper+"=1", envHelperURL+"="+url, envHelperConns+"="+strconv.Itoa(n))
+	if err != nil {
 		return nil, err
 	}
-	cmd.Stderr = h.stderr
-	if h.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, errors.Join(err, h.cleanup())
-	}
-	var stdoutW *os.File
-	if h.stdout, stdoutW, err = os.Pipe(); err != nil {
-		return nil, errors.Join(err, h.cleanup())
-	}
-	cmd.Stdout = stdoutW
-	err = cmd.Start()
-	_ = stdoutW.Close()
-	if err != nil {
-		return nil, errors.Join(err, h.cleanup())
-	}
-	bc := &broadcastClients{proc: h, r: bufio.NewReader(h.stdout)}
-	_ = h.stdout.SetReadDeadline(time.Now().Add(waitLimit))
-	var out strings.Builder
-	for {
-		line, err := bc.r.ReadString('\n')
-		if line == "ready\n" {
-			return bc, nil
-		}
-		out.WriteString(line)
-		if err != nil {
-			return nil, errors.Join(fmt.Errorf("client process not ready: %w; its output:\n%s", err, out.String()), h.stop())
-		}
-	}
+	return &broadcastClients{proc: h, r: r}, nil
 }
 
 // next waits for the line that reports message seq delivered to every
@@ -226,11 +197,7 @@ func TestHelperBroadcastClients(t *testing.T) {
 	if os.Getenv(envBroadcastHelper) != "1" {
 		t.Skip("client process of BenchmarkBroadcast; runs only when re-executed by it")
 	}
-	url := os.Getenv(envHelperURL)
-	n, err := strconv.Atoi(os.Getenv(envHelperConns))
-	if err != nil || n <= 0 || url == "" {
-		t.Fatalf("bad %s=%q or %s=%q", envHelperURL, url, envHelperConns, os.Getenv(envHelperConns))
-	}
+	url, n := helperURLConns(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	conns, err := dialMany(ctx, url, n, false, nil)
@@ -244,7 +211,7 @@ func TestHelperBroadcastClients(t *testing.T) {
 		wg.Go(func() { tracker.readBroadcasts(i, c) })
 	}
 	tracker.println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	waitStdinClosed()
 	tracker.closing.Store(true)
 	closeAll(conns) // every reader's Read returns
 	wg.Wait()

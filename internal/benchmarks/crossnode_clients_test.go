@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,44 +61,17 @@ type xnReport struct {
 	lasts       []int64
 }
 
-func startXNClients(targets []xnClientTarget) (_ *xnClients, err error) {
+func startXNClients(targets []xnClientTarget) (*xnClients, error) {
 	spec := make([]string, len(targets))
 	for i, t := range targets {
 		spec[i] = strconv.Itoa(t.n) + "@" + t.url
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCrossNodeClients$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envXNHelper+"=1", envXNTargets+"="+strings.Join(spec, ","))
-	h := &helperProcess{cmd: cmd}
-	if h.stderr, err = os.CreateTemp("", "wsactor-bench-crossnode-*.log"); err != nil {
+	h, r, err := startHelperProcess("TestHelperCrossNodeClients", "wsactor-bench-crossnode-*.log",
+		envXNHelper+"=1", envXNTargets+"="+strings.Join(spec, ","))
+	if err != nil {
 		return nil, err
 	}
-	cmd.Stderr = h.stderr
-	if h.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, errors.Join(err, h.cleanup())
-	}
-	var stdoutW *os.File
-	if h.stdout, stdoutW, err = os.Pipe(); err != nil {
-		return nil, errors.Join(err, h.cleanup())
-	}
-	cmd.Stdout = stdoutW
-	err = cmd.Start()
-	_ = stdoutW.Close()
-	if err != nil {
-		return nil, errors.Join(err, h.cleanup())
-	}
-	c := &xnClients{proc: h, r: bufio.NewReader(h.stdout), rep: xnReport{lasts: make([]int64, len(targets))}}
-	_ = h.stdout.SetReadDeadline(time.Now().Add(waitLimit))
-	var out strings.Builder
-	for {
-		line, err := c.r.ReadString('\n')
-		if line == "ready\n" {
-			return c, nil
-		}
-		out.WriteString(line)
-		if err != nil {
-			return nil, errors.Join(fmt.Errorf("client process not ready: %w; its output:\n%s", err, out.String()), h.stop())
-		}
-	}
+	return &xnClients{proc: h, r: r, rep: xnReport{lasts: make([]int64, len(targets))}}, nil
 }
 
 // next waits for the line reporting message seq read by every client. It
@@ -289,7 +260,7 @@ func TestHelperCrossNodeClients(t *testing.T) {
 		}
 	}
 	tracker.println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	waitStdinClosed()
 	tracker.closing.Store(true)
 	for _, cs := range conns {
 		closeAll(cs) // every reader's Read returns

@@ -1,13 +1,10 @@
 package benchmarks
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -24,11 +21,9 @@ import (
 const (
 	// envIdleConns sets the number of idle connections (default 5000).
 	envIdleConns = "WSACTOR_BENCH_IDLE_CONNS"
-	// envHelper, envHelperURL and envHelperConns tell a re-executed test
-	// binary to act as the client process.
-	envHelper      = "WSACTOR_BENCH_HELPER"
-	envHelperURL   = "WSACTOR_BENCH_HELPER_URL"
-	envHelperConns = "WSACTOR_BENCH_HELPER_CONNS"
+	// envHelper tells a re-executed test binary to act as the client
+	// process (with envHelperURL and envHelperConns).
+	envHelper = "WSACTOR_BENCH_HELPER"
 
 	// envIdleHeapProfile names a directory: BenchmarkIdleMemory writes the
 	// server's heap profile there (bare.heap, wsactor.heap) while the
@@ -99,7 +94,7 @@ func measureIdle(k kind, n int) (res idleResult, err error) {
 	if err != nil {
 		return res, err
 	}
-	helper, err := startHelper(t.URL(), n)
+	helper, err := startIdleClients(t.URL(), n)
 	if err != nil {
 		return res, err
 	}
@@ -163,83 +158,13 @@ func waitSettled(floor int) error {
 	return nil
 }
 
-// helperProcess is the client process of an idle-memory measurement. It is
-// driven without goroutines of ours (pipes with deadlines, stderr to a file)
-// so that the server process's goroutine count is the servers' alone.
-type helperProcess struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *os.File
-	stderr *os.File
-}
-
-// startHelper re-executes the test binary as TestHelperClientProcess, which
-// opens n connections to url, and waits until it says they are all ready.
-func startHelper(url string, n int) (_ *helperProcess, err error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperClientProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envHelper+"=1", envHelperURL+"="+url, envHelperConns+"="+strconv.Itoa(n))
-	h := &helperProcess{cmd: cmd}
-	if h.stderr, err = os.CreateTemp("", "wsactor-bench-client-*.log"); err != nil {
-		return nil, err
-	}
-	cmd.Stderr = h.stderr
-	if h.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, errors.Join(err, h.cleanup())
-	}
-	var stdoutW *os.File
-	if h.stdout, stdoutW, err = os.Pipe(); err != nil {
-		return nil, errors.Join(err, h.cleanup())
-	}
-	cmd.Stdout = stdoutW
-	err = cmd.Start()
-	_ = stdoutW.Close()
-	if err != nil {
-		return nil, errors.Join(err, h.cleanup())
-	}
-	if err := h.waitReady(); err != nil {
-		return nil, errors.Join(err, h.stop())
-	}
-	return h, nil
-}
-
-func (h *helperProcess) waitReady() error {
-	_ = h.stdout.SetReadDeadline(time.Now().Add(waitLimit))
-	r := bufio.NewReader(h.stdout)
-	var out strings.Builder
-	for {
-		line, err := r.ReadString('\n')
-		if line == "ready\n" {
-			return nil
-		}
-		out.WriteString(line)
-		if err != nil {
-			return fmt.Errorf("client process not ready: %w; its output:\n%s", err, out.String())
-		}
-	}
-}
-
-// stop closes the helper's stdin, which makes it close its connections and
-// exit, and waits for it, killing it if it does not exit in time.
-func (h *helperProcess) stop() error {
-	_ = h.stdin.Close()
-	_ = h.stdout.SetReadDeadline(time.Now().Add(waitLimit))
-	_, _ = io.Copy(io.Discard, h.stdout)
-	kill := time.AfterFunc(waitLimit, func() { _ = h.cmd.Process.Kill() })
-	err := h.cmd.Wait()
-	kill.Stop()
-	if err != nil {
-		stderr, _ := os.ReadFile(h.stderr.Name())
-		err = fmt.Errorf("client process: %w\n%s", err, stderr)
-	}
-	return errors.Join(err, h.cleanup())
-}
-
-func (h *helperProcess) cleanup() error {
-	if h.stdout != nil {
-		_ = h.stdout.Close()
-	}
-	_ = h.stderr.Close()
-	return os.Remove(h.stderr.Name())
+// startIdleClients starts BenchmarkIdleMemory's client process,
+// TestHelperClientProcess, which opens n connections to url, and waits until
+// it says they are all ready.
+func startIdleClients(url string, n int) (*helperProcess, error) {
+	h, _, err := startHelperProcess("TestHelperClientProcess", "wsactor-bench-client-*.log",
+		envHelper+"=1", envHelperURL+"="+url, envHelperConns+"="+strconv.Itoa(n))
+	return h, err
 }
 
 // TestHelperClientProcess is not a test: BenchmarkIdleMemory runs the test
@@ -251,11 +176,7 @@ func TestHelperClientProcess(t *testing.T) {
 	if os.Getenv(envHelper) != "1" {
 		t.Skip("client process of BenchmarkIdleMemory; runs only when re-executed by it")
 	}
-	url := os.Getenv(envHelperURL)
-	n, err := strconv.Atoi(os.Getenv(envHelperConns))
-	if err != nil || n <= 0 || url == "" {
-		t.Fatalf("bad %s=%q or %s=%q", envHelperURL, url, envHelperConns, os.Getenv(envHelperConns))
-	}
+	url, n := helperURLConns(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	hello := make([]byte, payloadSize)
@@ -271,7 +192,7 @@ func TestHelperClientProcess(t *testing.T) {
 		t.Fatalf("open %d connections: %v", n, err)
 	}
 	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	waitStdinClosed()
 	closeAll(conns)
 }
 
