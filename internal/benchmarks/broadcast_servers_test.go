@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/coder/websocket"
 	"github.com/wsactor/wsactor"
@@ -253,7 +252,3 @@ func (a *actorGroupServer) Close() error {
 	}
 	return err
 }
-
-// broadcastRoundLimit bounds the wait for one broadcast to reach every
-// member: far above any expected latency, far below waitLimit.
-const broadcastRoundLimit = 30 * time.Second

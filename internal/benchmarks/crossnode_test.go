@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,14 +48,6 @@ const (
 	xnPostConns = 50
 	// xnBroadcastMembers is BenchmarkCrossNodeBroadcast's group size.
 	xnBroadcastMembers = 5000
-	// xnCallAllocRounds is how many extra broadcasts measure the
-	// allocations of the broadcast call alone.
-	xnCallAllocRounds = 7
-	// xnRoundLimit bounds the wait for one broadcast to reach every member.
-	xnRoundLimit = 30 * time.Second
-	// xnClockSlack tolerates disagreement between this process's clock and
-	// the client process's before a measurement is refused as impossible.
-	xnClockSlack = time.Millisecond
 )
 
 // xnView is a static cluster view, like the one remote_test.go uses. Peers
@@ -331,29 +322,7 @@ func xnSendRun(t *xnTarget, c *websocket.Conn, n int) (xnSendResult, error) {
 	return res, nil
 }
 
-func xnPercentile(xs []time.Duration, p float64) time.Duration {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	rank := int(p/100*float64(len(s)) + 0.999999999)
-	return s[min(max(rank, 1), len(s))-1]
-}
-
-func xnMean(xs []time.Duration) time.Duration {
-	if len(xs) == 0 {
-		return 0
-	}
-	var sum time.Duration
-	for _, x := range xs {
-		sum += x
-	}
-	return sum / time.Duration(len(xs))
-}
-
 func xnUs(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-func xnMs(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 var xnPaths = []string{"local", "remote"}
 
@@ -397,11 +366,11 @@ func BenchmarkCrossNodeSend(b *testing.B) {
 				if err := c.checkProblems(problems); err != nil {
 					b.Fatal(err)
 				}
-				b.ReportMetric(xnUs(xnPercentile(res.calls, 50)), "call-p50-us")
-				b.ReportMetric(xnUs(xnPercentile(res.calls, 99)), "call-p99-us")
-				b.ReportMetric(xnUs(xnMean(res.calls)), "call-mean-us")
-				b.ReportMetric(xnUs(xnPercentile(res.delivers, 50)), "deliver-p50-us")
-				b.ReportMetric(xnUs(xnPercentile(res.delivers, 99)), "deliver-p99-us")
+				b.ReportMetric(xnUs(percentile(res.calls, 50)), "call-p50-us")
+				b.ReportMetric(xnUs(percentile(res.calls, 99)), "call-p99-us")
+				b.ReportMetric(xnUs(mean(res.calls)), "call-mean-us")
+				b.ReportMetric(xnUs(percentile(res.delivers, 50)), "deliver-p50-us")
+				b.ReportMetric(xnUs(percentile(res.delivers, 99)), "deliver-p99-us")
 				reportPerMessage(b, before, readCounters(), b.N)
 			})
 		}
@@ -465,24 +434,24 @@ func xnLayouts(members int) []xnLayout {
 // xnBroadcastFixture is a group whose members are connections held by a
 // client process, laid out over the nodes as its layout says.
 type xnBroadcastFixture struct {
+	broadcastRounds
+	c       *xnCluster
 	layout  xnLayout
 	group   string
 	sender  *wsactor.Server
 	local   int // members on the sender's node: what Broadcast returns
 	members int
-	clients *xnClients
-	seq     uint64
 }
 
 func (c *xnCluster) newBroadcastFixture(l xnLayout) (_ *xnBroadcastFixture, err error) {
 	if err := c.quiesce(); err != nil {
 		return nil, err
 	}
-	f := &xnBroadcastFixture{layout: l, group: "xn" + strconv.FormatInt(xnSeq.Add(1), 10)}
-	var targets []xnClientTarget
+	f := &xnBroadcastFixture{c: c, layout: l, group: "xn" + strconv.FormatInt(xnSeq.Add(1), 10)}
+	var targets []clientTarget
 	add := func(n *xnNode, count int) {
 		if count > 0 {
-			targets = append(targets, xnClientTarget{url: n.url + "/group/" + f.group, n: count})
+			targets = append(targets, clientTarget{url: n.url + "/group/" + f.group, n: count})
 			f.members += count
 		}
 	}
@@ -494,39 +463,25 @@ func (c *xnCluster) newBroadcastFixture(l xnLayout) (_ *xnBroadcastFixture, err 
 	} else {
 		f.sender, f.local = c.a.srv, l.onA
 	}
-	if f.clients, err = startXNClients(targets); err != nil {
+	clients, err := startXNClients(targets)
+	if err != nil {
 		return nil, err
 	}
+	f.broadcastRounds = broadcastRounds{clients: clients, send: f.broadcast, perTarget: true}
 	// Members join in OnOpen, which may run after the client's dial returned.
 	err = waitUntil("every member to join", func() bool {
 		return c.solo.joined.Load() == int64(l.solo) && c.a.joined.Load() == int64(l.onA) && c.b.joined.Load() == int64(l.onB)
 	})
 	if err != nil {
-		return nil, errors.Join(err, f.close(c))
+		return nil, errors.Join(err, f.close())
 	}
 	return f, nil
 }
 
 // close stops the client process, which closes every connection, and waits
 // until the servers have let them go.
-func (f *xnBroadcastFixture) close(c *xnCluster) error {
-	return errors.Join(f.clients.stop(), c.quiesce())
-}
-
-// xnRound is one broadcast, timed from just before the call.
-type xnRound struct {
-	call  time.Duration   // until Broadcast returned
-	first time.Duration   // until the first member had read the message
-	last  time.Duration   // until the last member had read it
-	lasts []time.Duration // until the last member of each client target had read it
-}
-
-func (f *xnBroadcastFixture) message() ([]byte, uint64) {
-	seq := f.seq
-	f.seq++
-	b := make([]byte, payloadSize) // queued, not copied: one per message
-	fill(b, seq)
-	return b, seq
+func (f *xnBroadcastFixture) close() error {
+	return errors.Join(f.clients.stop(), f.c.quiesce())
 }
 
 func (f *xnBroadcastFixture) broadcast(b []byte) error {
@@ -535,61 +490,6 @@ func (f *xnBroadcastFixture) broadcast(b []byte) error {
 		err = fmt.Errorf("broadcast reached %d local members, want %d", n, f.local)
 	}
 	return err
-}
-
-// round broadcasts one message and waits until every member has read it.
-func (f *xnBroadcastFixture) round() (xnRound, error) {
-	b, seq := f.message()
-	start := time.Now()
-	err := f.broadcast(b)
-	returned := time.Now()
-	if err != nil {
-		return xnRound{}, fmt.Errorf("message %d: %w", seq, err)
-	}
-	rep, err := f.clients.next(seq)
-	seen := time.Now()
-	if err != nil {
-		return xnRound{}, err
-	}
-	t0 := start.UnixNano()
-	r := xnRound{call: returned.Sub(start), first: time.Duration(rep.first - t0), last: time.Duration(rep.last - t0)}
-	for _, l := range rep.lasts {
-		r.lasts = append(r.lasts, time.Duration(l-t0))
-	}
-	// Causality: members read the message after the broadcast began and
-	// before this process heard that they had.
-	if r.first < -xnClockSlack || rep.last > seen.UnixNano()+int64(xnClockSlack) {
-		return r, fmt.Errorf("message %d: arrivals [%d, %d] outside [%d, %d]: clocks disagree",
-			seq, rep.first, rep.last, t0, seen.UnixNano())
-	}
-	return r, nil
-}
-
-// callAllocs measures the heap allocations of the Broadcast call itself on
-// the sending goroutine. It runs with GOMAXPROCS=1, so that the goroutines
-// the call wakes (mailboxes, writers, the remote endpoint writer) cannot run
-// and allocate until it returns; a call preempted after its 10 ms time slice
-// would count some of theirs, which can only add, so the smallest count over
-// the rounds is the call's own.
-func (f *xnBroadcastFixture) callAllocs(rounds int) (float64, error) {
-	prev := runtime.GOMAXPROCS(1)
-	defer runtime.GOMAXPROCS(prev)
-	var before, after runtime.MemStats
-	counts := make([]float64, 0, rounds)
-	for range rounds {
-		b, seq := f.message()
-		runtime.ReadMemStats(&before)
-		err := f.broadcast(b)
-		runtime.ReadMemStats(&after)
-		if err != nil {
-			return 0, fmt.Errorf("message %d: %w", seq, err)
-		}
-		if _, err := f.clients.next(seq); err != nil {
-			return 0, err
-		}
-		counts = append(counts, float64(after.Mallocs-before.Mallocs))
-	}
-	return slices.Min(counts), nil
 }
 
 // BenchmarkCrossNodeBroadcast broadcasts one 256-byte binary message at a
@@ -608,70 +508,33 @@ func (f *xnBroadcastFixture) callAllocs(rounds int) (float64, error) {
 // the testing package makes of it; use -benchtime=<n>x.
 func BenchmarkCrossNodeBroadcast(b *testing.B) {
 	c := xnStart(b)
-	var cur *xnBroadcastFixture
-	b.Cleanup(func() {
-		if cur != nil {
-			if err := cur.close(c); err != nil {
-				b.Error(err)
-			}
-		}
-	})
+	fixtures := holdFixtures[*xnBroadcastFixture](b)
 	for _, l := range xnLayouts(xnBroadcastMembers) {
 		b.Run("layout="+l.name, func(b *testing.B) {
-			if cur == nil || cur.layout != l {
-				if cur != nil {
-					err := cur.close(c)
-					cur = nil
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
-				f, err := c.newBroadcastFixture(l)
-				if err != nil {
-					b.Fatal(err)
-				}
-				cur = f
-			}
-			xnRunBroadcast(b, c, cur)
+			f := fixtures.get(b, l.name, func() (*xnBroadcastFixture, error) { return c.newBroadcastFixture(l) })
+			xnRunBroadcast(b, c, f)
 		})
 	}
 }
 
 func xnRunBroadcast(b *testing.B, c *xnCluster, f *xnBroadcastFixture) {
-	rounds := make([]xnRound, 0, b.N)
 	problems := c.problems()
-	before := readCounters()
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		r, err := f.round()
-		if err != nil {
-			b.Fatal(err)
-		}
-		rounds = append(rounds, r)
-	}
-	elapsed := time.Since(start)
-	b.StopTimer()
-	after := readCounters()
-	callAllocs, err := f.callAllocs(xnCallAllocRounds)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := f.measure(b)
 	if err := c.checkProblems(problems); err != nil {
 		b.Fatal(err)
 	}
-	s := xnSummarize(rounds)
+	before, after := s.before, s.after
 	n := float64(b.N)
-	b.ReportMetric(xnMs(s.lastP50), "last-p50-ms")
-	b.ReportMetric(xnMs(s.lastP99), "last-p99-ms")
-	b.ReportMetric(xnMs(s.firstP50), "first-p50-ms")
+	b.ReportMetric(ms(s.lastP50), "last-p50-ms")
+	b.ReportMetric(ms(s.lastP99), "last-p99-ms")
+	b.ReportMetric(ms(s.firstP50), "first-p50-ms")
 	b.ReportMetric(xnUs(s.callMean), "call-us")
 	for i, name := range xnTargetNames(f.layout) {
-		b.ReportMetric(xnMs(s.targetP50[i]), "last-"+name+"-p50-ms")
+		b.ReportMetric(ms(s.targetP50[i]), "last-"+name+"-p50-ms")
 	}
-	b.ReportMetric(float64(f.members)*n/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(f.members)*n/s.elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(after.mallocs-before.mallocs)/n, "allocs/bcast")
-	b.ReportMetric(callAllocs, "call-allocs/bcast")
+	b.ReportMetric(s.callAllocs, "call-allocs/bcast")
 	b.ReportMetric(float64(after.cpu-before.cpu)/n/float64(time.Millisecond), "cpu-ms/bcast")
 }
 
@@ -689,35 +552,6 @@ func xnTargetNames(l xnLayout) []string {
 		names = append(names, "nodeB")
 	}
 	return names
-}
-
-type xnSummary struct {
-	lastP50, lastP99, firstP50, callMean time.Duration
-	targetP50                            []time.Duration
-}
-
-func xnSummarize(rs []xnRound) xnSummary {
-	var s xnSummary
-	if len(rs) == 0 {
-		return s
-	}
-	last := make([]time.Duration, len(rs))
-	first := make([]time.Duration, len(rs))
-	calls := make([]time.Duration, len(rs))
-	for i, r := range rs {
-		last[i], first[i], calls[i] = r.last, r.first, r.call
-	}
-	s.lastP50, s.lastP99 = xnPercentile(last, 50), xnPercentile(last, 99)
-	s.firstP50 = xnPercentile(first, 50)
-	s.callMean = xnMean(calls)
-	for t := range rs[0].lasts {
-		per := make([]time.Duration, len(rs))
-		for i, r := range rs {
-			per[i] = r.lasts[t]
-		}
-		s.targetP50 = append(s.targetP50, xnPercentile(per, 50))
-	}
-	return s
 }
 
 // TestCrossNodeBenchmarks runs both cross-node benchmarks' machinery with
@@ -745,7 +579,7 @@ func TestCrossNodeBenchmarks(t *testing.T) {
 				}
 			}
 			t.Logf("%s send: call p50 %v, delivered p50 %v", path,
-				xnPercentile(res.calls, 50), xnPercentile(res.delivers, 50))
+				percentile(res.calls, 50), percentile(res.delivers, 50))
 		})
 		for _, n := range []int{1, 4} {
 			t.Run(fmt.Sprintf("post-%dconns/%s", n, path), func(t *testing.T) {
@@ -780,10 +614,10 @@ func TestCrossNodeBenchmarks(t *testing.T) {
 			closed := false
 			defer func() {
 				if !closed {
-					_ = f.close(c)
+					_ = f.close()
 				}
 			}()
-			var rs []xnRound
+			var rs []roundResult
 			for range 10 {
 				r, err := f.round()
 				if err != nil {
@@ -798,7 +632,7 @@ func TestCrossNodeBenchmarks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := xnSummarize(rs)
+			s := summarize(rs)
 			t.Logf("%s: last p50 %v p99 %v, per target %v, call %v, %.0f allocs in the call",
 				l.name, s.lastP50, s.lastP99, s.targetP50, s.callMean, allocs)
 			// Skip a sequence number: the clients must report the gap.
@@ -807,7 +641,7 @@ func TestCrossNodeBenchmarks(t *testing.T) {
 				t.Fatalf("a lost message went unnoticed: %v", err)
 			}
 			closed = true
-			if err := f.close(c); err != nil {
+			if err := f.close(); err != nil {
 				t.Fatal(err)
 			}
 		})
