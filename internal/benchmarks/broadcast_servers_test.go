@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -67,12 +66,11 @@ func startBroadcastServer(k broadcastKind) broadcastTarget {
 // handler goroutine, as in the other bare benchmarks. With pump set, each
 // connection also has a writer goroutine fed by a channel.
 type bareGroup struct {
-	http *httptest.Server
+	bareHTTP
 	pump bool
 
 	mu      sync.Mutex // serializes joins and leaves
 	members atomic.Pointer[[]*bareMember]
-	open    atomic.Int64
 }
 
 type bareMember struct {
@@ -183,21 +181,12 @@ func (g *bareGroup) Broadcast(b []byte) (int, error) {
 	return len(members), nil
 }
 
-func (g *bareGroup) URL() string  { return wsURL(g.http) }
 func (g *bareGroup) Members() int { return len(*g.members.Load()) }
-func (g *bareGroup) Open() int64  { return g.open.Load() }
-
-func (g *bareGroup) Close() error {
-	err := waitUntil("bare server's handlers to return", func() bool { return g.open.Load() == 0 })
-	g.http.Close()
-	return err
-}
 
 // actorGroupServer is wsactor with a route whose handler joins benchGroup
 // when the connection opens.
 type actorGroupServer struct {
-	s      *wsactor.Server
-	http   *httptest.Server
+	actorHTTP
 	joined atomic.Int64
 }
 
@@ -219,17 +208,7 @@ func (h *groupMember) OnClose(*wsactor.Conn, wsactor.StatusCode, string) { h.joi
 
 func startActorGroup() *actorGroupServer {
 	a := &actorGroupServer{}
-	a.s = wsactor.New(wsactor.Options{
-		Logger: slog.New(slog.DiscardHandler),
-		// Everything else is the default, as in the other benchmarks:
-		// compression off, 10 s write timeout, 256-message / 1 MiB send
-		// queue closing on overflow, in-memory group directory, no
-		// presence events.
-		Transport: wsactor.TransportOptions{MaxMessageSize: readLimit},
-	})
-	h := &groupMember{joined: &a.joined}
-	a.s.Handle("/", func() wsactor.Handler { return h })
-	a.http = httptest.NewServer(a.s)
+	a.actorHTTP = startActorHTTP(&groupMember{joined: &a.joined})
 	return a
 }
 
@@ -237,16 +216,10 @@ func (a *actorGroupServer) Broadcast(b []byte) (int, error) {
 	return a.s.Groups().Broadcast(context.Background(), benchGroup, wsactor.Binary(b))
 }
 
-func (a *actorGroupServer) URL() string  { return wsURL(a.http) }
 func (a *actorGroupServer) Members() int { return int(a.joined.Load()) }
-func (a *actorGroupServer) Open() int64  { return a.s.Stats().ConnectionsOpen }
 
 func (a *actorGroupServer) Close() error {
-	err := waitUntil("wsactor's connections to close", func() bool { return a.Open() == 0 })
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	err = errors.Join(err, a.s.Shutdown(ctx))
-	a.http.Close()
+	err := a.stop()
 	if st := a.s.Stats(); st.SlowConsumerCloses != 0 || st.Panics != 0 || st.Dropped != 0 {
 		err = errors.Join(err, fmt.Errorf("wsactor stats: %+v", st))
 	}

@@ -122,15 +122,33 @@ func index(query string) (int, bool) {
 // push writes to the socket from the pushing goroutine (writes may run
 // concurrently with the read loop).
 type bareServer struct {
-	http *httptest.Server
-	open atomic.Int64
-	reg  registry[*websocket.Conn]
+	bareHTTP
+	reg registry[*websocket.Conn]
 }
 
 func startBare() *bareServer {
 	s := &bareServer{}
 	s.http = httptest.NewServer(s)
 	return s
+}
+
+// bareHTTP is what the bare coder/websocket servers (bareServer, bareGroup)
+// have in common: the test HTTP server their handler runs on, and the count
+// of handlers still running, which Close waits for so that no server stops
+// under its connections. The handlers themselves differ, and stay with each
+// server.
+type bareHTTP struct {
+	http *httptest.Server
+	open atomic.Int64
+}
+
+func (s *bareHTTP) URL() string { return wsURL(s.http) }
+func (s *bareHTTP) Open() int64 { return s.open.Load() }
+
+func (s *bareHTTP) Close() error {
+	err := waitUntil("bare server's handlers to return", func() bool { return s.open.Load() == 0 })
+	s.http.Close()
+	return err
 }
 
 func (s *bareServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -161,9 +179,6 @@ func (s *bareServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *bareServer) URL() string { return wsURL(s.http) }
-func (s *bareServer) Open() int64 { return s.open.Load() }
-
 func (s *bareServer) Pusher(i int, path pushPath) (func([]byte) error, error) {
 	if path != pushDirect {
 		return nil, fmt.Errorf("bare server has no %s path", path)
@@ -179,17 +194,10 @@ func (s *bareServer) Pusher(i int, path pushPath) (func([]byte) error, error) {
 	}, nil
 }
 
-func (s *bareServer) Close() error {
-	err := waitUntil("bare server's handlers to return", func() bool { return s.open.Load() == 0 })
-	s.http.Close()
-	return err
-}
-
 // actorServer is wsactor with an echo handler on every connection.
 type actorServer struct {
-	s    *wsactor.Server
-	http *httptest.Server
-	reg  registry[*wsactor.Conn]
+	actorHTTP
+	reg registry[*wsactor.Conn]
 }
 
 // echoHandler is shared by all of a server's connections: it holds no
@@ -213,21 +221,48 @@ func (h *echoHandler) OnClose(c *wsactor.Conn, _ wsactor.StatusCode, _ string) {
 
 func startActor() *actorServer {
 	a := &actorServer{}
-	a.s = wsactor.New(wsactor.Options{
-		Logger: slog.New(slog.DiscardHandler),
-		// Everything else is the default: compression off, 10 s write
-		// timeout, 256-message / 1 MiB send queue closing on overflow,
-		// pings every 30 s (a timer, not a goroutine).
-		Transport: wsactor.TransportOptions{MaxMessageSize: readLimit},
-	})
-	h := &echoHandler{reg: &a.reg}
-	a.s.Handle("/", func() wsactor.Handler { return h })
-	a.http = httptest.NewServer(a.s)
+	a.actorHTTP = startActorHTTP(&echoHandler{reg: &a.reg})
 	return a
 }
 
-func (a *actorServer) URL() string { return wsURL(a.http) }
-func (a *actorServer) Open() int64 { return a.s.Stats().ConnectionsOpen }
+// actorHTTP is what the single-node wsactor servers (actorServer,
+// actorGroupServer) have in common: the options, configured like the bare
+// servers, one route on a test HTTP server, and a stop that waits for the
+// connections to close first. Their handlers differ.
+type actorHTTP struct {
+	s    *wsactor.Server
+	http *httptest.Server
+}
+
+// startActorHTTP starts a wsactor server whose every connection is handled
+// by h (shared: the factory allocates nothing).
+func startActorHTTP(h wsactor.Handler) actorHTTP {
+	s := wsactor.New(wsactor.Options{
+		Logger: slog.New(slog.DiscardHandler),
+		// Everything else is the default: compression off, 10 s write
+		// timeout, 256-message / 1 MiB send queue closing on overflow,
+		// pings every 30 s (a timer, not a goroutine), in-memory group
+		// directory, no presence events.
+		Transport: wsactor.TransportOptions{MaxMessageSize: readLimit},
+	})
+	s.Handle("/", func() wsactor.Handler { return h })
+	return actorHTTP{s: s, http: httptest.NewServer(s)}
+}
+
+func (a *actorHTTP) URL() string { return wsURL(a.http) }
+func (a *actorHTTP) Open() int64 { return a.s.Stats().ConnectionsOpen }
+
+// stop waits until the server has let every connection go, then shuts it
+// down and stops its HTTP server. The caller checks the counters of
+// Stats that must not have moved.
+func (a *actorHTTP) stop() error {
+	err := waitUntil("wsactor's connections to close", func() bool { return a.Open() == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	err = errors.Join(err, a.s.Shutdown(ctx))
+	a.http.Close()
+	return err
+}
 
 func (a *actorServer) Pusher(i int, path pushPath) (func([]byte) error, error) {
 	c, ok := a.reg.get(i)
@@ -245,11 +280,7 @@ func (a *actorServer) Pusher(i int, path pushPath) (func([]byte) error, error) {
 }
 
 func (a *actorServer) Close() error {
-	err := waitUntil("wsactor's connections to close", func() bool { return a.Open() == 0 })
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	err = errors.Join(err, a.s.Shutdown(ctx))
-	a.http.Close()
+	err := a.stop()
 	if st := a.s.Stats(); st.SlowConsumerCloses != 0 || st.Panics != 0 {
 		err = errors.Join(err, fmt.Errorf("wsactor stats: %+v", st))
 	}
