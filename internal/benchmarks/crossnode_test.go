@@ -264,6 +264,23 @@ func (t *xnTarget) Pusher(i int, path pushPath) (func([]byte) error, error) {
 	return func(b []byte) error { return t.producer.Post(id, wsactor.Binary(b)) }, nil
 }
 
+// sendClients opens n registered clients on a new fixture of path, once the
+// previous fixture's connections are gone (so that their teardown never
+// overlaps this measurement), and waits until node B has registered them all.
+// The clients close when tb ends.
+func (c *xnCluster) sendClients(tb testing.TB, path string, n int) (*xnTarget, []*websocket.Conn) {
+	tb.Helper()
+	if err := c.quiesce(); err != nil {
+		tb.Fatal(err)
+	}
+	t := c.target(path)
+	conns := clients(tb, t, n)
+	if err := waitRegistered(t, n, pushPost); err != nil {
+		tb.Fatal(err)
+	}
+	return t, conns
+}
+
 // xnSendResult is op=send's per-message timing.
 type xnSendResult struct {
 	calls    []time.Duration // Server.Send, call to return
@@ -347,14 +364,7 @@ func BenchmarkCrossNodeSend(b *testing.B) {
 	b.Run("op=send", func(b *testing.B) {
 		for _, path := range xnPaths {
 			b.Run("path="+path, func(b *testing.B) {
-				if err := c.quiesce(); err != nil {
-					b.Fatal(err)
-				}
-				t := c.target(path)
-				conns := clients(b, t, 1)
-				if err := waitRegistered(t, 1, pushPost); err != nil {
-					b.Fatal(err)
-				}
+				t, conns := c.sendClients(b, path, 1)
 				problems := c.problems()
 				before := readCounters()
 				b.ResetTimer()
@@ -382,14 +392,7 @@ func BenchmarkCrossNodeSend(b *testing.B) {
 		b.Run("op="+tc.op, func(b *testing.B) {
 			for _, path := range xnPaths {
 				b.Run("path="+path, func(b *testing.B) {
-					if err := c.quiesce(); err != nil {
-						b.Fatal(err)
-					}
-					t := c.target(path)
-					conns := clients(b, t, tc.conns)
-					if err := waitRegistered(t, tc.conns, pushPost); err != nil {
-						b.Fatal(err)
-					}
+					t, conns := c.sendClients(b, path, tc.conns)
 					problems := c.problems()
 					before := readCounters()
 					b.ResetTimer()
@@ -561,14 +564,7 @@ func TestCrossNodeBenchmarks(t *testing.T) {
 	c := xnStart(t)
 	for _, path := range xnPaths {
 		t.Run("send/"+path, func(t *testing.T) {
-			if err := c.quiesce(); err != nil {
-				t.Fatal(err)
-			}
-			tg := c.target(path)
-			conns := clients(t, tg, 1)
-			if err := waitRegistered(tg, 1, pushPost); err != nil {
-				t.Fatal(err)
-			}
+			tg, conns := c.sendClients(t, path, 1)
 			res, err := xnSendRun(tg, conns[0], 50)
 			if err != nil {
 				t.Fatal(err)

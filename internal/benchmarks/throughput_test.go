@@ -113,30 +113,19 @@ func echoRun(conns []*websocket.Conn, n int) (time.Duration, error) {
 
 // BenchmarkEcho measures one round trip on one connection: the client writes
 // a 256-byte binary message and waits for its echo.
-func BenchmarkEcho(b *testing.B) {
-	for _, k := range kinds {
-		b.Run("server="+string(k), func(b *testing.B) {
-			conns := clients(b, startTarget(b, k), 1)
-			before := readCounters()
-			b.ResetTimer()
-			d, err := echoRun(conns, b.N)
-			b.StopTimer()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportMetric(float64(b.N)/d.Seconds(), "msgs/s")
-			reportPerMessage(b, before, readCounters(), b.N)
-		})
-	}
-}
+func BenchmarkEcho(b *testing.B) { benchEcho(b, 1) }
 
 // BenchmarkEchoParallel runs round trips on 50 connections at once, each
 // client waiting for its echo before the next write; ns/op is wall time per
 // round trip across all of them.
-func BenchmarkEchoParallel(b *testing.B) {
+func BenchmarkEchoParallel(b *testing.B) { benchEcho(b, parallelConns) }
+
+// benchEcho is the body of both echo benchmarks: b.N round trips spread over
+// n connections, on each server.
+func benchEcho(b *testing.B, n int) {
 	for _, k := range kinds {
 		b.Run("server="+string(k), func(b *testing.B) {
-			conns := clients(b, startTarget(b, k), parallelConns)
+			conns := clients(b, startTarget(b, k), n)
 			before := readCounters()
 			b.ResetTimer()
 			d, err := echoRun(conns, b.N)
