@@ -1,6 +1,12 @@
-// Package benchmarks compares wsactor with a bare coder/websocket server that
-// runs one goroutine per connection: echo round trip, server→client push
-// throughput and server-side memory per idle connection. Everything lives in
-// _test.go files; BENCHMARKS.md at the repository root explains each
-// benchmark, how to run it and what it measured.
+// Package benchmarks compares wsactor with bare coder/websocket servers:
+// echo round trip, server→client push throughput, server-side memory per
+// idle connection and group broadcast, and measures cross-node sends and
+// broadcasts and group joins. Everything lives in _test.go files; BENCHMARKS.md
+// at the repository root explains each benchmark, how to run it and what it
+// measured.
+//
+// The machinery the benchmarks share: servers_test.go (the servers under test,
+// dialing clients), procs_test.go (client processes: the test binary run again
+// so that the clients cost the measured process nothing) and rounds_test.go
+// (the broadcast benchmarks' timed rounds and their client process).
 package benchmarks
