@@ -22,4 +22,4 @@ func Stopped(p *Provider, d time.Duration) bool {
 }
 
 // MemberKey is the Redis key p registered under.
-func MemberKey(p *Provider) string { return p.selfKey }
+func MemberKey(p *Provider) string { return p.self.Load().key }

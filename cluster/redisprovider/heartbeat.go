@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // heartbeatLoop refreshes this member's key every HeartbeatInterval.
@@ -25,43 +27,55 @@ func (p *Provider) heartbeatLoop() {
 	}
 }
 
+// heartbeat renews this member's key and, in the same round trip, looks for
+// its tombstone (see rejoin.go).
 func (p *Provider) heartbeat() {
+	self := p.self.Load()
+	if p.dropped.Load() {
+		return // the peers no longer know this ID: Rejoin gives a new one
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, p.opTimeout())
 	defer cancel()
-	refreshed, err := p.client.PExpire(ctx, p.selfKey, p.opts.TTL).Result()
+	var refreshed *redis.BoolCmd
+	var departed *redis.IntCmd
+	_, err := p.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		refreshed = pipe.PExpire(ctx, self.key, p.opts.TTL)
+		departed = pipe.Exists(ctx, p.keys.departed(self.rec.ID))
+		return nil
+	})
 	p.observe("heartbeat", err)
 	if err != nil {
 		return
 	}
-	if refreshed {
+	if departed.Val() > 0 {
+		p.markDropped(self)
+		return
+	}
+	if refreshed.Val() {
 		p.lastRegistered.Store(time.Now().UnixNano())
 		return
 	}
-	p.reregister(ctx, "heartbeat")
+	p.reregister(ctx, self, "heartbeat")
 }
 
 // reregister writes this member's key again after finding it missing: Redis
 // restarted empty, was flushed or failed over, or this node could not
-// refresh the key for longer than the TTL.
-func (p *Provider) reregister(ctx context.Context, by string) {
-	err := p.client.Set(ctx, p.selfKey, p.selfJSON, p.opts.TTL).Err()
+// refresh the key for longer than the TTL (then its peers may have dropped
+// it: the next heartbeat finds out).
+func (p *Provider) reregister(ctx context.Context, self *incarnation, by string) {
+	err := p.client.Set(ctx, self.key, self.json, p.opts.TTL).Err()
 	p.observe("register", err)
 	if err != nil {
 		return
 	}
 	absent := time.Since(time.Unix(0, p.lastRegistered.Swap(time.Now().UnixNano())))
 	p.beginGrace()
-	attrs := []any{slog.String("redis", p.redisAddr), slog.String("noticed_by", by),
-		slog.Duration("since_last_refresh", absent.Round(time.Millisecond))}
-	if absent > p.opts.TTL {
-		// protoactor blocks a member id for good once it left a topology.
-		attrs = append(attrs, slog.String("hint", "peers that saw this member expire will not re-admit it; restart this node if it stays isolated"))
-	}
-	p.logger.Warn("member key was missing from Redis; re-registered", attrs...)
-	p.publish(ctx, eventJoin)
+	p.logger.Warn("member key was missing from Redis; re-registered", slog.String("redis", p.redisAddr), slog.String("noticed_by", by),
+		slog.Duration("since_last_refresh", absent.Round(time.Millisecond)))
+	p.publish(ctx, self, eventJoin)
 }
 
-func (p *Provider) publish(ctx context.Context, typ string) {
-	err := p.client.Publish(ctx, p.keys.channel, encodeEvent(typ, p.self.ID)).Err()
+func (p *Provider) publish(ctx context.Context, self *incarnation, typ string) {
+	err := p.client.Publish(ctx, p.keys.channel, encodeEvent(typ, self.rec.ID)).Err()
 	p.observe("publish", err)
 }

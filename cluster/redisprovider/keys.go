@@ -10,16 +10,22 @@ import (
 
 // keyspace names the keys and channel of one cluster.
 type keyspace struct {
-	memberPrefix string // <prefix>cluster:<name>:member:
-	channel      string // <prefix>cluster:<name>:events
+	memberPrefix   string // <prefix>cluster:<name>:member:
+	departedPrefix string // <prefix>cluster:<name>:departed:
+	channel        string // <prefix>cluster:<name>:events
 }
 
 func newKeyspace(prefix, clusterName string) keyspace {
 	base := prefix + "cluster:" + clusterName + ":"
-	return keyspace{memberPrefix: base + "member:", channel: base + "events"}
+	return keyspace{memberPrefix: base + "member:", departedPrefix: base + "departed:", channel: base + "events"}
 }
 
 func (k keyspace) member(id string) string { return k.memberPrefix + id }
+
+// departed is the key of the tombstone that marks member id as dropped by
+// its peers: protoactor never re-admits a member ID that left a topology, so
+// a member that finds its own tombstone must rejoin under a new ID.
+func (k keyspace) departed(id string) string { return k.departedPrefix + id }
 
 // match is the SCAN pattern for every member key; glob characters in the
 // prefix or cluster name are escaped.

@@ -21,6 +21,14 @@ type Options struct {
 	TTL time.Duration
 	// Logger receives the provider's logs. Default: the actor system's logger.
 	Logger *slog.Logger
+	// OnDropped is called, on a goroutine of its own, when this member finds
+	// that its peers dropped it (it could not renew its key for longer than
+	// TTL: a stalled process, a long pause, a partition from Redis). The
+	// peers will never re-admit that member ID; the member stops renewing it
+	// and waits for Rejoin, which registers it under a new one. Default nil:
+	// the provider rejoins by itself at once, retrying every
+	// HeartbeatInterval while Redis is unreachable.
+	OnDropped func(memberID string)
 }
 
 const (

@@ -29,12 +29,18 @@ type Provider struct {
 	outageStart  time.Time // guarded by mu
 
 	// Set once by start, read-only afterwards.
-	cluster  *cluster.Cluster
-	logger   *slog.Logger
-	keys     keyspace
-	self     *record // nil when started as a client
-	selfKey  string
-	selfJSON []byte
+	cluster *cluster.Cluster
+	logger  *slog.Logger
+	keys    keyspace
+	member  bool // registered as a member, not a client
+
+	// self is this member's current incarnation; nil for a client. Rejoin
+	// replaces it.
+	self       atomic.Pointer[incarnation]
+	generation atomic.Int64
+	dropped    atomic.Bool // peers dropped self; waiting for Rejoin
+	retired    sync.Map    // member IDs of earlier incarnations → struct{}
+	rejoinMu   sync.Mutex  // one Rejoin at a time
 
 	ctx      context.Context // cancelled by halt
 	cancel   context.CancelFunc
@@ -101,7 +107,7 @@ func (p *Provider) Shutdown(graceful bool) error {
 	}
 	p.halt()
 	p.wg.Wait()
-	if !graceful || p.self == nil {
+	if !graceful || !p.member {
 		return nil
 	}
 	return p.deregister()
@@ -157,7 +163,7 @@ func (p *Provider) start(c *cluster.Cluster, member bool) error {
 	p.ps = p.client.Subscribe(p.ctx, p.keys.channel)
 	p.pollOnce(ctx)
 	if member {
-		p.publish(ctx, eventJoin)
+		p.publish(ctx, p.self.Load(), eventJoin)
 	}
 
 	loops := []func(){p.watchLoop, p.eventLoop}
@@ -187,14 +193,15 @@ func (p *Provider) register(ctx context.Context) error {
 	}
 	kinds := p.cluster.GetClusterKinds()
 	sort.Strings(kinds)
-	p.self = &record{ID: p.cluster.ActorSystem.ID, Host: host, Port: port, Kinds: kinds, StartedAt: time.Now().UTC()}
-	p.selfKey = p.keys.member(p.self.ID)
-	if p.selfJSON, err = p.self.encode(); err != nil {
-		return fmt.Errorf("redisprovider: encode member: %w", err)
+	self, err := p.newIncarnation(&record{ID: p.cluster.ActorSystem.ID, Host: host, Port: port, Kinds: kinds, StartedAt: time.Now().UTC()})
+	if err != nil {
+		return err
 	}
-	if err := p.client.Set(ctx, p.selfKey, p.selfJSON, p.opts.TTL).Err(); err != nil {
-		return fmt.Errorf("redisprovider: register member %s in Redis at %s: %w", p.self.ID, p.redisAddr, err)
+	if err := p.client.Set(ctx, self.key, self.json, p.opts.TTL).Err(); err != nil {
+		return fmt.Errorf("redisprovider: register member %s in Redis at %s: %w", self.rec.ID, p.redisAddr, err)
 	}
+	p.member = true
+	p.self.Store(self)
 	p.lastRegistered.Store(time.Now().UnixNano())
 	return nil
 }
@@ -209,18 +216,19 @@ func (p *Provider) deregister() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.startTimeout())
 	defer cancel()
-	payload := encodeEvent(eventLeave, p.self.ID)
+	self := p.self.Load()
+	payload := encodeEvent(eventLeave, self.rec.ID)
 	// One round trip; Redis runs them in order, so a peer woken by the event
 	// no longer finds the key.
 	_, err := p.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.Del(ctx, p.selfKey)
+		pipe.Del(ctx, self.key)
 		pipe.Publish(ctx, p.keys.channel, payload)
 		return nil
 	})
 	if err != nil {
 		p.logger.Warn("could not deregister from Redis; peers will drop this member when its key expires",
 			slog.String("redis", p.redisAddr), slog.Duration("ttl", p.opts.TTL), slog.Any("error", err))
-		return fmt.Errorf("redisprovider: deregister member %s at %s: %w", p.self.ID, p.redisAddr, err)
+		return fmt.Errorf("redisprovider: deregister member %s at %s: %w", self.rec.ID, p.redisAddr, err)
 	}
 	p.logger.Info("deregistered from Redis")
 	return nil

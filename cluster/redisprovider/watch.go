@@ -48,12 +48,12 @@ func (p *Provider) pollOnce(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	if p.self != nil {
-		if _, ok := found[p.self.ID]; !ok {
-			p.reregister(ctx, "poll")
-			found[p.self.ID] = p.self.member()
+	if self := p.self.Load(); self != nil && !p.dropped.Load() {
+		if _, ok := found[self.rec.ID]; !ok {
+			p.reregister(ctx, self, "poll")
 		}
 	}
+	p.localView(found)
 	if p.inGrace() {
 		// Keys may be missing only because Redis lost them and their owners
 		// have not re-registered yet: keep known members, except those that
@@ -64,10 +64,10 @@ func (p *Provider) pollOnce(ctx context.Context) {
 			}
 		}
 	}
-	p.apply(found)
+	p.apply(ctx, found)
 }
 
-func (p *Provider) apply(found map[string]*cluster.Member) {
+func (p *Provider) apply(ctx context.Context, found map[string]*cluster.Member) {
 	sig := signature(found)
 	if sig == p.knownSig {
 		return
@@ -93,6 +93,9 @@ func (p *Provider) apply(found map[string]*cluster.Member) {
 	p.known, p.knownSig = found, sig
 	p.logger.Info("cluster members changed", slog.Int("members", len(members)),
 		slog.Any("joined", joined), slog.Any("left", left))
+	// Before protoactor blocks them: once anything acts on a departure, a
+	// member that was only stalled can find out.
+	p.buryDeparted(ctx, left)
 	p.cluster.MemberList.UpdateClusterTopology(members)
 }
 
@@ -268,7 +271,7 @@ func (p *Provider) handleEvent(payload string) {
 		p.logger.Debug("ignoring malformed cluster event", slog.String("payload", payload), slog.Any("error", err))
 		return
 	}
-	if p.self != nil && ev.ID == p.self.ID {
+	if self := p.self.Load(); self != nil && ev.ID == self.rec.ID {
 		return
 	}
 	if ev.Type == eventLeave {
