@@ -73,6 +73,7 @@ const (
 	StatusPolicyViolation         = transport.StatusPolicyViolation
 	StatusMessageTooBig           = transport.StatusMessageTooBig
 	StatusInternalError           = transport.StatusInternalError
+	StatusServiceRestart          = transport.StatusServiceRestart
 	StatusTryAgainLater           = transport.StatusTryAgainLater
 )
 

@@ -36,6 +36,7 @@ type Server struct {
 	counters   metrics.Counters
 
 	admitted     atomic.Int64 // handshakes in progress + open connections
+	suspended    atomic.Pointer[suspension]
 	shuttingDown atomic.Bool
 	drainedOnce  sync.Once
 	drained      chan struct{}
@@ -140,6 +141,10 @@ func (s *Server) reject(w http.ResponseWriter, status int, reason string) {
 }
 
 func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
+	if sus := s.suspended.Load(); sus != nil {
+		s.reject(w, http.StatusServiceUnavailable, sus.reason)
+		return
+	}
 	if !s.admit() {
 		if s.shuttingDown.Load() {
 			s.reject(w, http.StatusServiceUnavailable, "server shutting down")

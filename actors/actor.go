@@ -121,6 +121,8 @@ func (a *connActor) start() {
 		c.tc.Start(c.deliver, c.transportFinished)
 		if c.rt.closing.Load() {
 			_ = c.Close(transport.StatusGoingAway, transport.ReasonGoingAway)
+		} else if r := c.rt.refusal.Load(); r != nil {
+			_ = c.Close(r.code, r.reason)
 		}
 	}
 	if o, ok := a.handler.(OpenHandler); ok {

@@ -70,6 +70,8 @@ type Runtime struct {
 	conns    sync.Map // actor name → *Conn
 	closing  atomic.Bool
 	stopping atomic.Bool
+	// refusal, while set by Refuse, is how connections that start close.
+	refusal atomic.Pointer[closeRequest]
 }
 
 // NewRuntime spawns the supervisor actor. It fails if the server name is
@@ -337,6 +339,21 @@ func (rt *Runtime) CloseAll(code StatusCode, reason string) {
 		return true
 	})
 }
+
+// Refuse closes every live connection with code and reason, and every
+// connection that starts until Admit, as CloseAll does, but for a while: a
+// server taken out of service and put back.
+func (rt *Runtime) Refuse(code StatusCode, reason string) {
+	cr := &closeRequest{code: code, reason: reason}
+	rt.refusal.Store(cr)
+	rt.conns.Range(func(_, v any) bool {
+		rt.system.Root.Send(v.(*Conn).pid, cr)
+		return true
+	})
+}
+
+// Admit ends Refuse: connections that start from now on stay open.
+func (rt *Runtime) Admit() { rt.refusal.Store(nil) }
 
 // AbortAll tears down every live socket without a closing handshake.
 func (rt *Runtime) AbortAll(code StatusCode, reason string) {

@@ -35,6 +35,10 @@ const (
 	StatusMessageTooBig StatusCode = websocket.StatusMessageTooBig // 1009
 	// StatusInternalError: the handler failed (error, or panics beyond the restart budget) or pings went unanswered.
 	StatusInternalError StatusCode = websocket.StatusInternalError // 1011
+	// StatusServiceRestart: the node is out of its cluster for a while (its
+	// peers dropped it) and the client may have missed messages: reconnect,
+	// to this node or another.
+	StatusServiceRestart StatusCode = websocket.StatusServiceRestart // 1012
 	// StatusTryAgainLater: the send queue overflowed (a slow consumer). Unlike
 	// 1008 it invites the client to reconnect: it lost messages, not its rights.
 	StatusTryAgainLater StatusCode = websocket.StatusTryAgainLater // 1013
