@@ -20,6 +20,18 @@ const (
 
 var providers = []string{ProviderRedis, ProviderAutomanaged, ProviderConsul, ProviderEtcd, ProviderK8s}
 
+// What a node does when it finds that its peers dropped it (membership.when_dropped).
+const (
+	// WhenDroppedRejoin: close its connections with 1012 and rejoin under a
+	// new member ID, then serve again.
+	WhenDroppedRejoin = "rejoin"
+	// WhenDroppedStayOut: close its connections with 1012, refuse upgrades
+	// with 503 and report not ready until the process is restarted.
+	WhenDroppedStayOut = "stay-out"
+)
+
+var whenDropped = []string{WhenDroppedRejoin, WhenDroppedStayOut}
+
 // Config is the configuration of one cluster node, as written in
 // cluster.yaml. Each field's YAML path (redis.tls.ca_file) also names its
 // environment variable (WSACTOR_REDIS_TLS_CA_FILE, see EnvName) and its flag
@@ -51,6 +63,7 @@ type MembershipSection struct {
 	Provider          string             `yaml:"provider" help:"membership provider: redis, automanaged, consul, etcd or k8s"`
 	HeartbeatInterval time.Duration      `yaml:"heartbeat_interval" help:"how often a node renews its membership"`
 	MemberTTL         time.Duration      `yaml:"member_ttl" help:"a node that has not renewed for this long is removed"`
+	WhenDropped       string             `yaml:"when_dropped" help:"what a node does when its peers removed it (it stalled longer than member_ttl): rejoin or stay-out"`
 	Automanaged       AutomanagedSection `yaml:"automanaged"`
 	Consul            ConsulSection      `yaml:"consul"`
 	Etcd              EtcdSection        `yaml:"etcd"`
@@ -135,6 +148,7 @@ func Default() Config {
 			Provider:          ProviderRedis,
 			HeartbeatInterval: time.Second,
 			MemberTTL:         3 * time.Second,
+			WhenDropped:       WhenDroppedRejoin,
 			Automanaged:       AutomanagedSection{Port: 6330, Hosts: []string{"127.0.0.1:6330"}},
 			Consul:            ConsulSection{Address: "127.0.0.1:8500"},
 			Etcd:              EtcdSection{Endpoints: []string{"127.0.0.1:2379"}, BaseKey: "/protoactor", DialTimeout: 5 * time.Second},

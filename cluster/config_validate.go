@@ -124,6 +124,9 @@ func (c Config) checkMembership(p *problems) {
 		p.add("membership.member_ttl", "%v must be greater than membership.heartbeat_interval (%v); 2× or more lets a heartbeat be late without removing a live node",
 			m.MemberTTL, m.HeartbeatInterval)
 	}
+	if !slices.Contains(whenDropped, m.WhenDropped) {
+		p.add("membership.when_dropped", "%q is not one of %s", m.WhenDropped, strings.Join(whenDropped, ", "))
+	}
 	switch m.Provider {
 	case ProviderAutomanaged:
 		if a := m.Automanaged; a.Port < 1 || a.Port > 65535 {

@@ -51,10 +51,12 @@ type Node struct {
 
 	view     *memberView
 	provider *redisprovider.Provider // nil with another provider
+	dropped  chan string             // member IDs the peers dropped (from the provider)
 
 	mu       sync.Mutex
-	hubs     []*groups.Hub // of the attached servers that have not shut down
-	attached bool          // a server was attached: the node follows departures and Redis
+	servers  []*wsactor.Server // attached, and not shut down
+	attached bool              // a server was attached: the node follows departures and Redis
+	isolated bool              // the peers dropped this node and it has not rejoined
 	stop     chan struct{}
 	stopped  sync.WaitGroup
 	once     sync.Once
@@ -69,6 +71,10 @@ type Stats struct {
 	// Departures counts members that left the cluster and whose directory
 	// clean-up this node has finished (successfully or not: failures are logged).
 	Departures int64
+	// Drops counts the times the other members dropped this node (it could
+	// not renew its membership for longer than the member TTL), and Rejoins
+	// the times it came back under a new member ID.
+	Drops, Rejoins int64
 }
 
 // Start joins the cluster described by cfg. It validates cfg and checks that
@@ -106,8 +112,9 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 	}
 	rdb := redis.NewClient(ropts)
 	var rp *redisprovider.Provider
+	dropped := make(chan string, 1)
 	if provider == nil {
-		provider, rp, err = buildProvider(cfg, rdb, logger)
+		provider, rp, err = buildProvider(cfg, rdb, logger, dropped)
 		if err != nil {
 			_ = rdb.Close()
 			return nil, err
@@ -133,9 +140,12 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 		Directory: redisdir.New(rdb, redisdir.Options{KeyPrefix: cfg.Redis.KeyPrefix + "dir:" + cfg.Cluster.Name + ":", Logger: logger}),
 		view:      view,
 		provider:  rp,
+		dropped:   dropped,
 		stop:      make(chan struct{}),
 	}
 	n.stats.RedisHealthy = true
+	n.stopped.Add(1)
+	go n.followDrops()
 	logger.Info("wsactor: joined the cluster", slog.String("cluster", cfg.Cluster.Name), slog.String("address", system.Address()),
 		slog.String("provider", cfg.Membership.Provider), slog.Int("members", len(n.view.Peers())+1))
 	return n, nil
@@ -215,7 +225,7 @@ func remoteConfig(cfg Config) (*remote.Config, error) {
 	return rc, nil
 }
 
-func buildProvider(cfg Config, rdb *redis.Client, logger *slog.Logger) (cluster.ClusterProvider, *redisprovider.Provider, error) {
+func buildProvider(cfg Config, rdb *redis.Client, logger *slog.Logger, dropped chan<- string) (cluster.ClusterProvider, *redisprovider.Provider, error) {
 	m := cfg.Membership
 	switch m.Provider {
 	case ProviderRedis:
@@ -224,6 +234,14 @@ func buildProvider(cfg Config, rdb *redis.Client, logger *slog.Logger) (cluster.
 			HeartbeatInterval: m.HeartbeatInterval,
 			TTL:               m.MemberTTL,
 			Logger:            logger,
+			// The provider reports a member ID once, and the next only
+			// after a rejoin, which the node makes after reading this one.
+			OnDropped: func(id string) {
+				select {
+				case dropped <- id:
+				default:
+				}
+			},
 		})
 		return p, p, nil
 	case ProviderAutomanaged:
@@ -269,7 +287,10 @@ func (n *Node) ServerOptions(opts wsactor.Options) wsactor.Options {
 // Options.Groups.PresenceEvents).
 func (n *Node) Attach(s *wsactor.Server) {
 	n.mu.Lock()
-	n.hubs = append(n.hubs, s.Groups())
+	n.servers = append(n.servers, s)
+	if n.isolated {
+		s.Suspend(wsactor.StatusServiceRestart, reasonDropped)
+	}
 	first := !n.attached
 	n.attached = true
 	n.mu.Unlock()
@@ -294,6 +315,11 @@ func (n *Node) Attach(s *wsactor.Server) {
 // holds the address, it has replaced the member's entries (and announced
 // them) itself, and there is nothing to remove.
 func (n *Node) nodeGone(address, memberID string) {
+	if address == n.Address() {
+		// An earlier incarnation of this process, or a predecessor on this
+		// address: resync (on start, on rejoin) has replaced its entries.
+		return
+	}
 	defer func() {
 		n.mu.Lock()
 		n.stats.Departures++
@@ -323,18 +349,18 @@ func memberOwner(memberID string) string {
 // server: a server's broadcasts reach its own members (on every node), and
 // the servers of a node share its directory.
 func (n *Node) announce(ctx context.Context, gone groups.Departures) {
-	for _, hub := range n.liveHubs() {
-		hub.AnnounceDepartures(ctx, gone)
+	for _, s := range n.liveServers() {
+		s.Groups().AnnounceDepartures(ctx, gone)
 	}
 }
 
-// liveHubs returns the hubs of the attached servers, forgetting those of
-// servers that have shut down.
-func (n *Node) liveHubs() []*groups.Hub {
+// liveServers returns the attached servers, forgetting those that have shut
+// down.
+func (n *Node) liveServers() []*wsactor.Server {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.hubs = slices.DeleteFunc(n.hubs, (*groups.Hub).Stopped)
-	return slices.Clone(n.hubs)
+	n.servers = slices.DeleteFunc(n.servers, func(s *wsactor.Server) bool { return s.Groups().Stopped() })
+	return slices.Clone(n.servers)
 }
 
 // NewServer starts a node and a wsactor server on it, wired together.
@@ -371,19 +397,19 @@ func (n *Node) Stats() Stats {
 // order) until the write is done, so no join or leave slips in between.
 // It returns what the write removed.
 func (n *Node) resync() groups.Departures {
-	hubs := n.liveHubs()
+	servers := n.liveServers()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Request)
 	defer cancel()
-	state := redisdir.NodeState{Groups: map[string][]groups.Member{}, Users: map[string][]actors.ID{}, Owner: n.System.ID}
+	state := redisdir.NodeState{Groups: map[string][]groups.Member{}, Users: map[string][]actors.ID{}, Owner: n.MemberID()}
 	var gone groups.Departures
 	var from func(i int) error
 	from = func(i int) error {
-		if i == len(hubs) {
+		if i == len(servers) {
 			var err error
 			gone, err = n.Directory.ReplaceNode(ctx, n.Address(), state)
 			return err
 		}
-		return hubs[i].Resync(ctx, func(ctx context.Context, gs map[string][]groups.Member, users map[string][]actors.ID) error {
+		return servers[i].Groups().Resync(ctx, func(ctx context.Context, gs map[string][]groups.Member, users map[string][]actors.ID) error {
 			for g, ms := range gs {
 				state.Groups[g] = append(state.Groups[g], ms...)
 			}
@@ -428,7 +454,7 @@ func (n *Node) watchRedis() {
 		if err != nil && wasHealthy {
 			n.stats.RedisOutages++
 		}
-		hubs := append([]*groups.Hub(nil), n.hubs...)
+		servers := slices.Clone(n.servers)
 		n.mu.Unlock()
 		if err != nil {
 			if wasHealthy {
@@ -437,8 +463,8 @@ func (n *Node) watchRedis() {
 			continue
 		}
 		var errs int64
-		for _, h := range hubs {
-			errs += h.DirectoryErrors()
+		for _, s := range servers {
+			errs += s.Groups().DirectoryErrors()
 		}
 		if !wasHealthy || e != epoch || errs != seenErrors {
 			n.logger.Info("wsactor: resynchronising this node's directory entries", slog.Bool("redis_was_down", !wasHealthy), slog.Bool("redis_lost_data", e != epoch))

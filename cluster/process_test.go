@@ -40,11 +40,14 @@ const (
 	helperServerEnv = "WSACTOR_CLUSTER_TEST_SERVER"
 	helperPortEnv   = "WSACTOR_CLUSTER_TEST_PORT" // the remote port; default any
 	helperTTLEnv    = "WSACTOR_CLUSTER_TEST_TTL"  // the member TTL; default testTTL
+	helperDropEnv   = "WSACTOR_CLUSTER_TEST_WHEN_DROPPED"
 
 	helperURLPrefix  = "HELPER_URL="
 	helperNodePrefix = "HELPER_NODE="
 	helperMemberID   = "HELPER_MEMBER="
 	helperStopped    = "HELPER_STOPPED="
+	helperRejoined   = "HELPER_REJOINED=" // the new member ID, once the node rejoined
+	helperIsolated   = "HELPER_ISOLATED=" // once the node is out of its cluster
 )
 
 // helper runs this test binary as a helper process.
@@ -413,6 +416,9 @@ func TestHelperNode(t *testing.T) {
 		}
 		cfg.Membership.MemberTTL = ttl
 	}
+	if v := os.Getenv(helperDropEnv); v != "" {
+		cfg.Membership.WhenDropped = v
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, node, err := cluster.NewServer(context.Background(), cfg, wsactor.Options{
 		Name:   os.Getenv(helperServerEnv),
@@ -433,6 +439,7 @@ func TestHelperNode(t *testing.T) {
 	fmt.Println(helperURLPrefix + "ws://" + l.Addr().String() + "/ws")
 	fmt.Println(helperNodePrefix + node.Address())
 	fmt.Println(helperMemberID + node.System.ID)
+	go reportRejoins(node)
 	// The parent kills this process, or asks it to stop with SIGTERM; the
 	// bound only guards against orphans.
 	select {
@@ -447,6 +454,19 @@ func TestHelperNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// reportRejoins prints when the node is dropped from its cluster, and when
+// it rejoins its new member ID and its stats.
+func reportRejoins(node *cluster.Node) {
+	for !node.Isolated() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Printf("%s%+v\n", helperIsolated, node.Stats())
+	for node.MemberID() == node.System.ID || node.Isolated() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println(helperRejoined + node.MemberID())
 }
 
 // TestFailedStartLeavesNothingRunning runs, in a process of its own, a Start
