@@ -122,8 +122,8 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 	}
 	actorLogger := slog.New(logging.MinLevel(logger.Handler(), slog.LevelWarn)).With(slog.String("component", "protoactor"))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLogger }))
-	copts := append([]cluster.ConfigOption{cluster.WithRequestTimeout(cfg.Timeouts.Request)}, extraClusterOptions...)
-	c := cluster.New(system, cluster.Configure(cfg.Cluster.Name, provider, disthash.New(), rc, copts...))
+	c := cluster.New(system, cluster.Configure(cfg.Cluster.Name, provider, disthash.New(), rc,
+		cluster.WithRequestTimeout(cfg.Timeouts.Request), withoutGossipRounds))
 	view := newMemberView(c) // before StartMember, to see every topology event
 	if err := startMember(c); err != nil {
 		view.close()
@@ -167,12 +167,17 @@ func checkListen(cfg Config) error {
 	return l.Close()
 }
 
-// extraClusterOptions are added to every node's protoactor cluster
-// configuration. Tests that run several nodes in one process raise the
-// gossip interval with it (see export_test.go): protoactor's gossip actors
-// share one math/rand.Rand (cluster/informer.go:25), a data race between
-// in-process nodes. Set it before starting nodes; production leaves it nil.
-var extraClusterOptions []cluster.ConfigOption
+// withoutGossipRounds turns protoactor's gossip rounds off. wsactor does not
+// use gossip (membership, placement and departures come from the provider),
+// and in this protoactor-go version a round is a data race: the gossip actor
+// updates state entries (cluster/gossip_state_management.go:43-49, and the
+// maps above them) that the endpoint writer of an earlier round may still be
+// serializing for a peer, which can end in Go's fatal "concurrent map
+// iteration and map write". Found by the chaos suite. The gossip actor
+// still starts (protoactor requires it) and keeps its state locally; with no
+// rounds it never sends it, and no peer blocks a member for a missed gossip
+// heartbeat (HeartbeatExpiration) either: the provider alone decides.
+var withoutGossipRounds cluster.ConfigOption = func(c *cluster.Config) { c.GossipInterval = 100 * 365 * 24 * time.Hour }
 
 // startMember runs protoactor's StartMember, which panics on failure.
 func startMember(c *cluster.Cluster) (err error) {

@@ -37,9 +37,8 @@ import (
 //     goroutines that traffic creates, which no probe can order. Tests share
 //     the nodes.
 //   - every gossip actor shuffles one package-level math/rand.Rand
-//     (cluster/informer.go:25): TestMain raises the gossip interval beyond
-//     the run (cluster.SetGossipInterval, a hook in export_test.go). wsactor's
-//     membership does not use gossip.
+//     (cluster/informer.go:25) in its gossip rounds: wsactor's nodes run none
+//     (see withoutGossipRounds in node.go).
 //   - BlockList.IsBlocked reads the block list unlocked (remote/blocklist.go:44)
 //     on every new inbound connection: see connectAll.
 //   - Remote.Shutdown races with endpoint writers to peers that are going
@@ -59,7 +58,6 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	cluster.SetGossipInterval(time.Hour)
 	code := m.Run()
 	if p := thePool.p; p != nil {
 		p.close()

@@ -164,3 +164,14 @@ func isNodeCode(stack string) bool {
 	}
 	return false
 }
+
+// TestNoGossipRounds: a node runs no protoactor gossip rounds, which race in
+// this protoactor-go version (see withoutGossipRounds in node.go).
+func TestNoGossipRounds(t *testing.T) {
+	p := getPool(t)
+	for _, n := range p.a {
+		if got := n.Cluster.Config.GossipInterval; got < 365*24*time.Hour {
+			t.Fatalf("node %s gossips every %v", n.Address(), got)
+		}
+	}
+}
