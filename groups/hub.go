@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -57,13 +58,19 @@ type Hub struct {
 	// held across one. A change to a connection's groups or user entry holds
 	// writes.RLock (Resync takes the write lock, to see and write a still
 	// state) and the connection's stripe of conns (ordering it with the
-	// connection's other changes and its close). localMu guards local and the
-	// members maps, and is held only for in-memory work.
+	// connection's other changes and its close). localMu guards local, the
+	// members maps and byConn, and is held only for in-memory work.
 	writes  sync.RWMutex
 	conns   [connStripes]sync.Mutex
 	seed    maphash.Seed
 	localMu sync.Mutex
 	local   map[string]*localGroup
+	// byConn indexes the groups of this node's connections. It, not the
+	// directory, says what a closing connection leaves: a shared directory
+	// that lost its data (Redis restarted empty, FLUSHALL) reports no
+	// groups, and a dead connection left in local would be delivered to,
+	// and written back to the directory by the next Resync.
+	byConn map[*actors.Conn]map[string]struct{}
 	// errors counts directory failures, for Stats.
 	errors atomic.Int64
 	// stopped is set by Stop.
@@ -110,7 +117,10 @@ func NewHub(rt *actors.Runtime, opts Options) *Hub {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	h := &Hub{rt: rt, dir: opts.Directory, events: opts.PresenceEvents, logger: opts.Logger, local: make(map[string]*localGroup), seed: maphash.MakeSeed()}
+	h := &Hub{
+		rt: rt, dir: opts.Directory, events: opts.PresenceEvents, logger: opts.Logger, seed: maphash.MakeSeed(),
+		local: make(map[string]*localGroup), byConn: make(map[*actors.Conn]map[string]struct{}),
+	}
 	if err := h.startNodeActor(); err != nil {
 		panic(fmt.Sprintf("wsactor/groups: %v", err)) // the server name is unique in its actor system
 	}
@@ -286,6 +296,12 @@ func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[s
 	}
 	lg.members[c] = m.Meta
 	lg.snap.Store(nil)
+	gs := h.byConn[c]
+	if gs == nil {
+		gs = make(map[string]struct{}, 1)
+		h.byConn[c] = gs
+	}
+	gs[group] = struct{}{}
 	h.localMu.Unlock()
 	unlock()
 	if joined && h.events {
@@ -334,6 +350,12 @@ func (h *Hub) dropLocalLocked(group string, c *actors.Conn) (m Member, found boo
 	lg.snap.Store(nil)
 	if len(lg.members) == 0 {
 		delete(h.local, group)
+	}
+	if gs := h.byConn[c]; gs != nil {
+		delete(gs, group)
+		if len(gs) == 0 {
+			delete(h.byConn, c)
+		}
 	}
 	return m, true
 }
@@ -396,28 +418,23 @@ func (s service) Closed(c *actors.Conn) {
 	ctx := context.Background()
 	unlock := h.lockConn(c)
 	defer unlock()
-	left, err := h.dir.LeaveAll(ctx, c.ID())
-	h.localMu.Lock()
-	if err != nil {
+	if _, err := h.dir.LeaveAll(ctx, c.ID()); err != nil {
 		h.failed("leave all", err)
-		// The local index must not keep a dead connection even so.
-		left = nil
-		for g := range h.local {
-			left = append(left, g)
-		}
 	}
-	gone := make(map[string]Member)
-	for _, g := range left {
-		if m, found := h.dropLocalLocked(g, c); found {
-			gone[g] = m
-		}
+	// What it leaves here comes from this node's own index: the directory
+	// may have lost the connection's entries (its groups are then written
+	// back by the next Resync, which must not find it).
+	h.localMu.Lock()
+	groups := slices.Sorted(maps.Keys(h.byConn[c]))
+	gone := make([]Member, 0, len(groups))
+	for _, g := range groups {
+		m, _ := h.dropLocalLocked(g, c)
+		gone = append(gone, m)
 	}
 	h.localMu.Unlock()
 	if h.events {
-		for _, g := range left {
-			if m, ok := gone[g]; ok {
-				h.presence(ctx, EventLeft, g, m)
-			}
+		for i, g := range groups {
+			h.presence(ctx, EventLeft, g, gone[i])
 		}
 	}
 	if u := c.User(); u != nil {
@@ -438,6 +455,12 @@ func (h *Hub) Resync(ctx context.Context, replace func(ctx context.Context, grou
 	state := make(map[string][]Member, len(h.local))
 	for g, lg := range h.local {
 		for c, meta := range lg.members {
+			// Closed, but its Closed has yet to run (it waits for the lock
+			// held here): it will prune it, and the directory must not hold
+			// it meanwhile.
+			if c.Closed() {
+				continue
+			}
 			m := Member{ID: c.ID(), Meta: meta}
 			if u := c.User(); u != nil {
 				m.User = u.ID
