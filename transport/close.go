@@ -19,7 +19,8 @@ const (
 	StatusGoingAway StatusCode = websocket.StatusGoingAway // 1001
 	// StatusProtocolError: the client broke the WebSocket protocol (reserved
 	// bits, unknown opcode, a fragmented or oversized control frame, a stray
-	// continuation, an unmasked frame). coder/websocket sends it.
+	// continuation, a new message inside a fragmented one, an unmasked frame,
+	// a bad close payload). Sent after the replies already queued.
 	StatusProtocolError StatusCode = websocket.StatusProtocolError // 1002
 	// StatusUnsupportedData: the route does not accept this kind of message.
 	StatusUnsupportedData StatusCode = websocket.StatusUnsupportedData // 1003
@@ -27,7 +28,8 @@ const (
 	StatusNoStatusRcvd StatusCode = websocket.StatusNoStatusRcvd // 1005
 	// StatusAbnormalClosure: the TCP connection ended without a close frame (never sent on the wire).
 	StatusAbnormalClosure StatusCode = websocket.StatusAbnormalClosure // 1006
-	// StatusInvalidFramePayloadData: a text message was not valid UTF-8.
+	// StatusInvalidFramePayloadData: a text message, or the reason of the
+	// client's close frame, was not valid UTF-8.
 	StatusInvalidFramePayloadData StatusCode = websocket.StatusInvalidFramePayloadData // 1007
 	// StatusPolicyViolation: a policy check failed (credentials, permissions).
 	StatusPolicyViolation StatusCode = websocket.StatusPolicyViolation // 1008
@@ -56,6 +58,8 @@ const (
 	ReasonWriteFailed  = "write failed"
 	ReasonConnLost     = "connection lost"
 	ReasonProtocol     = "protocol error"
+
+	ReasonInvalidCloseReason = "invalid UTF-8 in close reason"
 )
 
 // CloseInfo says how a connection ended.
@@ -78,8 +82,9 @@ func closeInfoFromReadError(err error) CloseInfo {
 		// coder/websocket has already sent 1009 to the peer.
 		return CloseInfo{Code: StatusMessageTooBig, Reason: ReasonTooBig, ByServer: true}
 	case isProtocolError(err):
-		// coder/websocket has sent 1002 to the peer (or, for an unmasked
-		// frame, dropped it).
+		// coder/websocket has sent 1002 to the peer. The inbound check
+		// catches every violation known to it first (inbound.go); this is
+		// the fallback for any it does not.
 		return CloseInfo{Code: StatusProtocolError, Reason: ReasonProtocol, ByServer: true}
 	default:
 		return CloseInfo{Code: StatusAbnormalClosure, Reason: ReasonConnLost}

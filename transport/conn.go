@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +41,8 @@ var (
 // Conn is one accepted WebSocket. All methods are safe for concurrent use.
 type Conn struct {
 	ws      *websocket.Conn
-	netConn net.Conn // the hijacked socket, to enforce deadlines coder/websocket does not offer
+	netConn net.Conn     // the hijacked socket, to enforce deadlines coder/websocket does not offer
+	in      *inboundConn // what coder/websocket reads: netConn with the inbound check
 	opts    *Options
 
 	deliver  func(Frame)
@@ -87,6 +89,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error
 	c := &Conn{
 		ws:       ws,
 		netConn:  rec.conn,
+		in:       rec.in,
 		opts:     opts,
 		inflight: make(chan struct{}, opts.MaxInflight),
 		ending:   make(chan struct{}),
@@ -131,12 +134,15 @@ func (c *Conn) readLoop() {
 		var data []byte
 		typ, data, err = c.ws.Read(context.Background())
 		if err != nil {
+			if v := c.in.failed(); v != nil {
+				c.failInbound(v.code, v.reason)
+			}
 			break
 		}
 		c.lastRead.Store(time.Now().UnixNano())
-		if typ == MessageText && !utf8.Valid(data) {
-			c.CloseSoon(StatusInvalidFramePayloadData, ReasonInvalidUTF8)
-			continue // the next Read reports the close
+		if typ == MessageText && c.checkUTF8() && !utf8.Valid(data) {
+			c.failInbound(StatusInvalidFramePayloadData, ReasonInvalidUTF8)
+			break
 		}
 		c.opts.Counters.MessagesIn.Add(1)
 		c.opts.Counters.BytesIn.Add(int64(len(data)))
@@ -162,15 +168,60 @@ func (c *Conn) readLoop() {
 	c.end()
 	c.sendQueue.refuse()
 	c.over.Store(true)
-	info := closeInfoFromReadError(err)
+	var info CloseInfo
 	if d := c.decided.Load(); d != nil {
 		info = *d
+	} else {
+		info = closeInfoFromReadError(err)
 	}
 	if c.heartbeat != nil {
 		c.heartbeat.Stop()
 	}
 	_ = c.ws.CloseNow() // releases the socket if nothing else did; waits for a Close in progress
 	c.finished(info)
+}
+
+// checkUTF8 reports whether the read loop must validate text messages
+// itself: the inbound check skips compressed ones (it sees them deflated),
+// and is absent only if Accept could not wrap the socket.
+func (c *Conn) checkUTF8() bool { return c.in == nil || c.in.fc.deflate }
+
+// failInbound ends a connection whose client broke the protocol or sent
+// invalid UTF-8, on the reader goroutine, which reads no further. It waits
+// until the consumer has released every frame delivered before (so the
+// replies to them are queued), then closes with code after those replies,
+// and returns once the socket is closed. The whole is bounded by
+// WriteTimeout; past it the socket is torn down.
+func (c *Conn) failInbound(code StatusCode, reason string) {
+	c.decide(code, reason) // so that a heartbeat meanwhile does not pick another
+	deadline := time.NewTimer(c.opts.WriteTimeout)
+	defer deadline.Stop()
+	if !c.awaitReleased(deadline.C) {
+		c.CloseNow(code, reason)
+		return
+	}
+	c.Close(code, reason)
+	select {
+	case <-c.ending: // the writer has drained the queue and closed
+	case <-deadline.C:
+		c.CloseNow(code, reason)
+	}
+}
+
+// awaitReleased waits until the consumer has released every delivered frame
+// (the reader then holds every inflight token) or the connection is ending.
+// It reports false if timeout came first.
+func (c *Conn) awaitReleased(timeout <-chan time.Time) bool {
+	for range cap(c.inflight) {
+		select {
+		case c.inflight <- struct{}{}:
+		case <-c.ending:
+			return true
+		case <-timeout:
+			return false
+		}
+	}
+	return true
 }
 
 // decide records how the server wants the connection to end; the first call wins.
@@ -223,10 +274,12 @@ func (c *Conn) CloseNow(code StatusCode, reason string) {
 	go func() { _ = c.ws.CloseNow() }()
 }
 
-// hijackRecorder keeps the net.Conn that coder/websocket hijacks.
+// hijackRecorder keeps the net.Conn that coder/websocket hijacks, and hands
+// coder/websocket the same socket behind the inbound check instead.
 type hijackRecorder struct {
 	http.ResponseWriter
 	conn net.Conn
+	in   *inboundConn
 }
 
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -235,8 +288,14 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return conn, brw, err
+	}
 	h.conn = conn
-	return conn, brw, err
+	// coder/websocket has set the response headers before hijacking.
+	deflate := strings.Contains(h.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	h.in = newInboundConn(conn, brw, deflate)
+	return h.in, brw, nil
 }
 
 // findHijacker follows Unwrap like http.ResponseController does.

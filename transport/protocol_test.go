@@ -22,6 +22,13 @@ type rawClient struct {
 
 func dialRaw(t *testing.T, ts *testServer) *rawClient {
 	t.Helper()
+	return dialRawWith(t, ts, nil)
+}
+
+// dialRawWith sends early right behind the upgrade request, in the same
+// write, as a client that does not wait for the response would.
+func dialRawWith(t *testing.T, ts *testServer, early []byte) *rawClient {
+	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(ts.srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +38,7 @@ func dialRaw(t *testing.T, ts *testServer) *rawClient {
 	req := "GET / HTTP/1.1\r\nHost: " + c.RemoteAddr().String() + "\r\n" +
 		"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
+	if _, err := c.Write(append([]byte(req), early...)); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(c)
@@ -61,6 +68,14 @@ func (rc *rawClient) frame(t *testing.T, b0 byte, payload []byte, unmasked bool)
 	}
 	out = append(out, payload...)
 	if _, err := rc.c.Write(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// write sends raw bytes.
+func (rc *rawClient) write(t *testing.T, b []byte) {
+	t.Helper()
+	if _, err := rc.c.Write(b); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -95,16 +110,18 @@ func (rc *rawClient) closeCode(t *testing.T) int {
 	}
 }
 
-// TestProtocolErrors: a client that breaks the framing protocol gets 1002
-// (but for an unmasked frame, which coder/websocket drops without a close
-// frame), and the connection is reported finished with 1002 "protocol
-// error", not as a lost connection. It also pins down how the transport
-// recognises coder/websocket's untyped protocol errors.
+// TestProtocolErrors: a client that breaks the framing protocol gets 1002,
+// and the connection is reported finished with 1002 "protocol error", not as
+// a lost connection. Every violation is found by the inbound check before
+// coder/websocket parses it (an unmasked frame used to be dropped without a
+// close frame, a negative 64-bit length reported as a lost connection).
 func TestProtocolErrors(t *testing.T) {
 	const (
 		fin    = 0x80
+		rsv1   = 0x40
 		rsv2   = 0x20
 		opText = 0x1
+		opBin  = 0x2
 		opCont = 0x0
 		opPing = 0x9
 		opBad  = 0x3 // reserved non-control opcode
@@ -114,14 +131,20 @@ func TestProtocolErrors(t *testing.T) {
 		b0       byte
 		payload  []byte
 		unmasked bool
-		wantSent int
+		raw      []byte // sent instead of b0/payload when set
 	}{
-		{"reserved bit", fin | rsv2 | opText, []byte("x"), false, 1002},
-		{"unknown opcode", fin | opBad, nil, false, 1002},
-		{"continuation first", fin | opCont, []byte("x"), false, 1002},
-		{"fragmented ping", opPing, nil, false, 1002},
-		{"close with a one-byte payload", fin | 0x8, []byte{3}, false, 1002},
-		{"unmasked frame", fin | opText, []byte("x"), true, -1},
+		{name: "reserved bit", b0: fin | rsv2 | opText, payload: []byte("x")},
+		{name: "RSV1 without compression", b0: fin | rsv1 | opBin, payload: []byte("x")},
+		{name: "unknown opcode", b0: fin | opBad},
+		{name: "continuation first", b0: fin | opCont, payload: []byte("x")},
+		{name: "fragmented ping", b0: opPing},
+		{name: "close with a one-byte payload", b0: fin | 0x8, payload: []byte{3}},
+		{name: "close code 1005", b0: fin | 0x8, payload: []byte{0x03, 0xed}},
+		{name: "close code 2999", b0: fin | 0x8, payload: []byte{0x0b, 0xb7}},
+		{name: "unmasked frame", b0: fin | opText, payload: []byte("x"), unmasked: true},
+		{name: "ping longer than 125 bytes", raw: append([]byte{fin | opPing, 0x80 | 126, 0, 126, 0, 0, 0, 0}, make([]byte, 126)...)},
+		{name: "negative 64-bit length", raw: []byte{fin | opBin, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0}},
+		{name: "new message inside a fragmented one", raw: []byte{opText, 0x81, 0, 0, 0, 0, 'a', fin | opText, 0x81, 0, 0, 0, 0, 'b'}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,9 +155,13 @@ func TestProtocolErrors(t *testing.T) {
 			if f := sc.frame(t); string(f.Data) != "fine" {
 				t.Fatalf("first frame = %q", f.Data)
 			}
-			rc.frame(t, tc.b0, tc.payload, tc.unmasked)
-			if got := rc.closeCode(t); got != tc.wantSent {
-				t.Errorf("the client got close code %d, want %d", got, tc.wantSent)
+			if tc.raw != nil {
+				rc.write(t, tc.raw)
+			} else {
+				rc.frame(t, tc.b0, tc.payload, tc.unmasked)
+			}
+			if got := rc.closeCode(t); got != 1002 {
+				t.Errorf("the client got close code %d, want 1002", got)
 			}
 			wantInfo(t, sc.fin(t), transport.StatusProtocolError, transport.ReasonProtocol, true)
 		})
