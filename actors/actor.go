@@ -138,12 +138,32 @@ func (a *connActor) onFrame(f transport.Frame) {
 	if c.closeRequested.Load() {
 		return // the handler asked to close: later frames are not its business
 	}
+	m := Message{Type: f.Type, Data: f.Data}
+	if f.Limited {
+		a.rateLimited(m)
+		return
+	}
 	if c.interceptRefresh(f) {
 		return
 	}
 	var err error
-	a.guard("OnMessage", func() { err = a.handler.OnMessage(c, Message(f)) })
+	a.guard("OnMessage", func() { err = a.handler.OnMessage(c, m) })
 	a.failed(err)
+}
+
+// rateLimitedEnvelope is the default answer to a message refused by the
+// rate limit. Shared by every connection: the transport never modifies it.
+var rateLimitedEnvelope = []byte(`{"type":"error","code":"rate_limited","error":"rate limit exceeded"}`)
+
+// rateLimited answers a message beyond the route's rate limit, which the
+// handler's OnMessage never sees.
+func (a *connActor) rateLimited(m Message) {
+	if h, ok := a.handler.(RateLimitedHandler); ok {
+		a.guard("OnRateLimited", func() { h.OnRateLimited(a.conn, m) })
+		return
+	}
+	// A failed send means the connection is closing: nothing left to tell.
+	_ = a.conn.Send(Message{Type: MessageText, Data: rateLimitedEnvelope})
 }
 
 func (a *connActor) onOutbound(m *outbound) {

@@ -16,8 +16,9 @@ type StatusCode = transport.StatusCode
 // (see CloseWith) closes it with that code; any other error is logged and
 // closes it with 1011 "internal error".
 //
-// A Handler may also implement Connector, OpenHandler, CloseHandler and
-// Receiver; the runtime discovers them by type assertion.
+// A Handler may also implement Connector, OpenHandler, CloseHandler,
+// Receiver and RateLimitedHandler; the runtime discovers them by type
+// assertion.
 type Handler interface {
 	OnMessage(c *Conn, m Message) error
 }
@@ -62,6 +63,18 @@ type CloseHandler interface {
 // Server.Tell. c.Sender and c.Respond work for requests.
 type Receiver interface {
 	Receive(c *Conn, msg any)
+}
+
+// RateLimitedHandler is implemented by a Handler that answers the messages
+// refused by the route's rate limit (transport.RateLimit, policy
+// RateLimitReject) itself. Such a message never reaches OnMessage; without
+// this method the client gets
+//
+//	{"type":"error","code":"rate_limited","error":"rate limit exceeded"}
+//
+// A routing.Router implements it to echo the message's "req" and "type".
+type RateLimitedHandler interface {
+	OnRateLimited(c *Conn, m Message)
 }
 
 // CloseError is an error that closes the connection with a chosen code.

@@ -31,7 +31,8 @@ const (
 	// StatusInvalidFramePayloadData: a text message, or the reason of the
 	// client's close frame, was not valid UTF-8.
 	StatusInvalidFramePayloadData StatusCode = websocket.StatusInvalidFramePayloadData // 1007
-	// StatusPolicyViolation: a policy check failed (credentials, permissions).
+	// StatusPolicyViolation: a policy check failed (credentials, permissions,
+	// the rate limit under RateLimitClose).
 	StatusPolicyViolation StatusCode = websocket.StatusPolicyViolation // 1008
 	// StatusMessageTooBig: an inbound message exceeded Options.MaxMessageSize.
 	StatusMessageTooBig StatusCode = websocket.StatusMessageTooBig // 1009
@@ -58,6 +59,7 @@ const (
 	ReasonWriteFailed  = "write failed"
 	ReasonConnLost     = "connection lost"
 	ReasonProtocol     = "protocol error"
+	ReasonRateLimited  = "rate limit exceeded"
 
 	ReasonInvalidCloseReason = "invalid UTF-8 in close reason"
 )

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 )
 
 // MessageType is the kind of a data message: MessageText or MessageBinary.
@@ -28,6 +29,10 @@ const (
 type Frame struct {
 	Type MessageType
 	Data []byte
+	// Limited is set when the message exceeded the connection's rate limit
+	// under RateLimitReject: the consumer must not handle it as usual, but
+	// tell the client it was refused. It still has to be released.
+	Limited bool
 }
 
 // Errors returned by Write.
@@ -44,6 +49,10 @@ type Conn struct {
 	netConn net.Conn     // the hijacked socket, to enforce deadlines coder/websocket does not offer
 	in      *inboundConn // what coder/websocket reads: netConn with the inbound check
 	opts    *Options
+
+	// The rate limits' buckets; nil when that limit is off. Touched by the
+	// reader goroutine only.
+	msgLimit, byteLimit *rate.Limiter
 
 	deliver  func(Frame)
 	finished func(CloseInfo)
@@ -94,6 +103,12 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error
 		inflight: make(chan struct{}, opts.MaxInflight),
 		ending:   make(chan struct{}),
 	}
+	if rl := opts.RateLimit; rl.MessagesPerSecond > 0 {
+		c.msgLimit = rate.NewLimiter(rate.Limit(rl.MessagesPerSecond), rl.MessageBurst)
+	}
+	if rl := opts.RateLimit; rl.BytesPerSecond > 0 {
+		c.byteLimit = rate.NewLimiter(rate.Limit(rl.BytesPerSecond), rl.ByteBurst)
+	}
 	c.sendQueue.conn = c
 	return c, nil
 }
@@ -139,7 +154,8 @@ func (c *Conn) readLoop() {
 			}
 			break
 		}
-		c.lastRead.Store(time.Now().UnixNano())
+		now := time.Now()
+		c.lastRead.Store(now.UnixNano())
 		if typ == MessageText && c.checkUTF8() && !utf8.Valid(data) {
 			c.failInbound(StatusInvalidFramePayloadData, ReasonInvalidUTF8)
 			break
@@ -150,6 +166,14 @@ func (c *Conn) readLoop() {
 		case <-c.ending:
 			continue
 		default:
+		}
+		limited := c.rateLimited(now, len(data))
+		if limited {
+			c.opts.Counters.RateLimited.Add(1)
+			if c.opts.RateLimit.Policy == RateLimitClose {
+				c.CloseSoon(StatusPolicyViolation, ReasonRateLimited)
+				continue // the next Read reports the close
+			}
 		}
 		select {
 		case c.inflight <- struct{}{}:
@@ -163,7 +187,7 @@ func (c *Conn) readLoop() {
 				continue
 			}
 		}
-		c.deliver(Frame{Type: typ, Data: data})
+		c.deliver(Frame{Type: typ, Data: data, Limited: limited})
 	}
 	c.end()
 	c.sendQueue.refuse()
@@ -185,6 +209,21 @@ func (c *Conn) readLoop() {
 // itself: the inbound check skips compressed ones (it sees them deflated),
 // and is absent only if Accept could not wrap the socket.
 func (c *Conn) checkUTF8() bool { return c.in == nil || c.in.fc.deflate }
+
+// rateLimited takes a message of n bytes from the rate limits' buckets and
+// reports whether it did not fit.
+func (c *Conn) rateLimited(now time.Time, n int) bool {
+	if c.msgLimit == nil && c.byteLimit == nil {
+		return false
+	}
+	if c.opts.now != nil {
+		now = c.opts.now()
+	}
+	if c.msgLimit != nil && !c.msgLimit.AllowN(now, 1) {
+		return true
+	}
+	return c.byteLimit != nil && !c.byteLimit.AllowN(now, n)
+}
 
 // failInbound ends a connection whose client broke the protocol or sent
 // invalid UTF-8, on the reader goroutine, which reads no further. It waits

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"math"
 	"time"
 
 	"github.com/coder/websocket"
@@ -16,8 +17,85 @@ const (
 	DefaultSendQueueMessages = 256
 	DefaultSendQueueBytes    = 1 << 20 // 1 MiB
 	DefaultMaxInflight       = 64
+	// DefaultMessagesPerSecond and DefaultBytesPerSecond are the inbound rate
+	// limits; each burst defaults to two seconds' worth (400 messages, 2 MiB).
+	DefaultMessagesPerSecond = 200
+	DefaultBytesPerSecond    = 1 << 20 // 1 MiB/s
 	closeGrace               = time.Second
 )
+
+// RateLimitPolicy says what happens to an inbound message beyond the
+// connection's rate limit.
+type RateLimitPolicy int
+
+const (
+	// RateLimitReject refuses the message and keeps the connection open: the
+	// Frame is delivered with Limited set, and the connection actor answers
+	// it with an error envelope instead of calling OnMessage. The default.
+	RateLimitReject RateLimitPolicy = iota
+	// RateLimitClose closes the connection at once with 1008
+	// ReasonRateLimited, dropping what is queued for it.
+	RateLimitClose
+)
+
+// String returns the policy's name.
+func (p RateLimitPolicy) String() string {
+	switch p {
+	case RateLimitReject:
+		return "reject"
+	case RateLimitClose:
+		return "close"
+	}
+	return "unknown"
+}
+
+// RateLimit bounds what one client may send: a token bucket for messages and
+// one for bytes (golang.org/x/time/rate), checked for every inbound data
+// message before it reaches the handler. A message must fit both. Zero
+// fields take the defaults; a negative rate turns that bucket off.
+type RateLimit struct {
+	// MessagesPerSecond is the sustained message rate. Default 200.
+	MessagesPerSecond float64
+	// MessageBurst is how many messages may arrive at once after a quiet
+	// spell. Default: two seconds' worth (400 at the default rate).
+	MessageBurst int
+	// BytesPerSecond is the sustained rate of message payload bytes (as the
+	// handler sees them, after decompression). Default 1 MiB.
+	BytesPerSecond float64
+	// ByteBurst is how many bytes may arrive at once. Default: two seconds'
+	// worth (2 MiB at the default rate); never less than MaxMessageSize, or
+	// a legal message could never pass.
+	ByteBurst int
+	// Policy is what happens to a message over the limit. Default
+	// RateLimitReject.
+	Policy RateLimitPolicy
+}
+
+// withDefaults fills the zero fields; maxMessage is the connection's
+// MaxMessageSize, which the byte burst must hold.
+func (r RateLimit) withDefaults(maxMessage int64) RateLimit {
+	if r.MessagesPerSecond == 0 {
+		r.MessagesPerSecond = DefaultMessagesPerSecond
+	}
+	if r.MessagesPerSecond > 0 && r.MessageBurst <= 0 {
+		r.MessageBurst = twoSeconds(r.MessagesPerSecond)
+	}
+	if r.BytesPerSecond == 0 {
+		r.BytesPerSecond = DefaultBytesPerSecond
+	}
+	if r.BytesPerSecond > 0 {
+		if r.ByteBurst <= 0 {
+			r.ByteBurst = twoSeconds(r.BytesPerSecond)
+		}
+		r.ByteBurst = int(max(int64(r.ByteBurst), min(maxMessage, math.MaxInt32)))
+	}
+	return r
+}
+
+// twoSeconds is the default burst for a rate: two seconds' worth, at least 1.
+func twoSeconds(perSecond float64) int {
+	return int(max(1, min(math.Ceil(2*perSecond), math.MaxInt32)))
+}
 
 // OverflowPolicy says what happens when a message is written to a connection
 // whose send queue is full.
@@ -91,9 +169,16 @@ type Options struct {
 	// takeover. Off by default: context takeover costs ~1.2 MB per connection,
 	// and even this mode costs CPU on every message.
 	CompressionNoContextTakeover bool
+	// RateLimit bounds the messages and bytes each client may send. Default
+	// 200 messages/s (burst 400) and 1 MiB/s (burst 2 MiB), rejecting the
+	// excess with an error envelope; see RateLimit.
+	RateLimit RateLimit
 
 	// Counters receives message and byte counts; nil counts nothing.
 	Counters *metrics.Counters
+
+	// now is the rate limiters' clock; nil is time.Now. Tests set it.
+	now func() time.Time
 }
 
 // WithDefaults returns o with every zero field set to its default.
@@ -119,6 +204,7 @@ func (o Options) WithDefaults() Options {
 	if o.MaxInflight <= 0 {
 		o.MaxInflight = DefaultMaxInflight
 	}
+	o.RateLimit = o.RateLimit.withDefaults(o.MaxMessageSize)
 	if o.Counters == nil {
 		o.Counters = new(metrics.Counters)
 	}

@@ -608,6 +608,8 @@ func TestOptionsWithDefaults(t *testing.T) {
 		MaxMessageSize: 7, WriteTimeout: time.Second, PingInterval: -1, PongTimeout: 2 * time.Second,
 		IdleTimeout: 3 * time.Second, SendQueueMessages: 5, SendQueueBytes: 6, MaxInflight: 4,
 		Overflow: transport.OverflowDropOldest,
+		RateLimit: transport.RateLimit{MessagesPerSecond: 8, MessageBurst: 9, BytesPerSecond: 10, ByteBurst: 11,
+			Policy: transport.RateLimitClose},
 	}
 	got := set.WithDefaults()
 	if got.Counters == nil {

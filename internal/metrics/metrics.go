@@ -20,4 +20,5 @@ type Counters struct {
 	Restarts           atomic.Int64 // handler restarts by the supervisor
 	SlowConsumerCloses atomic.Int64 // connections closed because their send queue overflowed
 	Dropped            atomic.Int64 // outbound messages dropped by a drop policy
+	RateLimited        atomic.Int64 // inbound messages beyond their connection's rate limit
 }
