@@ -119,6 +119,13 @@ func WithSubprotocols(protocols ...string) RouteOption {
 	return func(r *route) { r.transport.Subprotocols = protocols }
 }
 
+// WithRateLimit sets the route's inbound rate limit per connection, in place
+// of the server's Transport.RateLimit; zero fields take the defaults (see
+// RateLimit). WithTransport reaches the same setting.
+func WithRateLimit(limit RateLimit) RouteOption {
+	return func(r *route) { r.transport.RateLimit = limit }
+}
+
 // WithTransport adjusts the route's per-connection limits, starting from the
 // server's.
 func WithTransport(adjust func(*TransportOptions)) RouteOption {
@@ -143,4 +150,20 @@ const (
 	OverflowClose      = transport.OverflowClose
 	OverflowDropNewest = transport.OverflowDropNewest
 	OverflowDropOldest = transport.OverflowDropOldest
+)
+
+// RateLimit bounds the messages and bytes per second each client of a route
+// may send; see transport.RateLimit for each field and its default.
+type RateLimit = transport.RateLimit
+
+// RateLimitPolicy is what happens to a message beyond the rate limit.
+type RateLimitPolicy = transport.RateLimitPolicy
+
+// The rate-limit policies.
+const (
+	// RateLimitReject answers the message with an error envelope
+	// ("rate_limited") instead of handling it; the connection stays open.
+	RateLimitReject = transport.RateLimitReject
+	// RateLimitClose closes the connection with 1008 "rate limit exceeded".
+	RateLimitClose = transport.RateLimitClose
 )

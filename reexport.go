@@ -21,6 +21,9 @@ type (
 	CloseHandler = actors.CloseHandler
 	// Receiver receives actor messages and timer ticks.
 	Receiver = actors.Receiver
+	// RateLimitedHandler answers messages refused by the rate limit; see
+	// actors.RateLimitedHandler.
+	RateLimitedHandler = actors.RateLimitedHandler
 	// Conn is one live connection, as its handler sees it.
 	Conn = actors.Conn
 	// Handshake is what Connect sees of the upgrade request.

@@ -349,6 +349,7 @@ type Stats struct {
 	Restarts            int64 // handler restarts after a panic
 	SlowConsumerCloses  int64 // connections closed because their send queue overflowed
 	Dropped             int64 // outbound messages dropped by a drop overflow policy
+	RateLimited         int64 // inbound messages beyond their connection's rate limit (answered or closed)
 }
 
 // Stats returns a snapshot of the counters.
@@ -366,6 +367,7 @@ func (s *Server) Stats() Stats {
 		Restarts:            c.Restarts.Load(),
 		SlowConsumerCloses:  c.SlowConsumerCloses.Load(),
 		Dropped:             c.Dropped.Load(),
+		RateLimited:         c.RateLimited.Load(),
 	}
 }
 

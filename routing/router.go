@@ -103,6 +103,24 @@ func (r *Router) add(typ string, h route) {
 	r.handlers[typ] = h
 }
 
+// CodeRateLimited is the code of the envelope answering a message refused by
+// the route's rate limit (see transport.RateLimit). It is part of the
+// protocol like the Code constants, but no handler returns it.
+const CodeRateLimited = "rate_limited"
+
+// OnRateLimited answers a message refused by the route's rate limit with an
+// error envelope carrying CodeRateLimited and, when the message was a
+// routable one, its "req" and its type as "ref", so that a client awaiting
+// the request learns at once that it was refused. It makes a Router an
+// actors.RateLimitedHandler.
+func (r *Router) OnRateLimited(c *actors.Conn, m actors.Message) {
+	var env Envelope
+	if m.Type == actors.MessageText {
+		env, _ = DecodeEnvelope(m.Data) // what could be read of it, even from a bad message
+	}
+	r.reply(c, env, &Error{Code: CodeRateLimited, Message: "rate limit exceeded"})
+}
+
 // OnMessage makes a Router an actors.Handler.
 func (r *Router) OnMessage(c *actors.Conn, m actors.Message) error { return r.Dispatch(c, m) }
 
