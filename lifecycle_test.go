@@ -255,7 +255,9 @@ func (h *counter) Receive(c *wsactor.Conn, msg any) {
 func TestMailboxSerializesEverything(t *testing.T) {
 	rec := newRecorder()
 	var opened = make(chan wsactor.ID, 1)
-	ts := newTestServer(t, wsactor.Options{}, func(s *wsactor.Server) {
+	// 500 frames in a burst: beyond the default rate limit's burst of 400.
+	noLimit := wsactor.TransportOptions{RateLimit: wsactor.RateLimit{MessagesPerSecond: -1}}
+	ts := newTestServer(t, wsactor.Options{Transport: noLimit}, func(s *wsactor.Server) {
 		s.Handle("/ws", func() wsactor.Handler { return &openNotifier{counter: &counter{}, opened: opened} })
 	})
 	_ = rec

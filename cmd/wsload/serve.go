@@ -358,7 +358,12 @@ func newActorServer(cfg serveConfig, logger *slog.Logger) *actorServer {
 		// Everything else is the default: compression off, 10 s write
 		// timeout, 256-message / 1 MiB send queue closing on overflow,
 		// pings every 30 s (a timer, not a goroutine) unless -ping-interval.
-		Transport: wsactor.TransportOptions{MaxMessageSize: readLimit, PingInterval: cfg.pingInterval},
+		// The inbound rate limiter stays on (its cost is measured) with
+		// rates no load reaches: a closed loop on few connections would
+		// exceed the default 200 messages/s per connection, and the bare
+		// server has no limit.
+		Transport: wsactor.TransportOptions{MaxMessageSize: readLimit, PingInterval: cfg.pingInterval,
+			RateLimit: wsactor.RateLimit{MessagesPerSecond: 1e9, BytesPerSecond: 1e12}},
 	})
 	h := &actorHandler{cfg: cfg}
 	s.Handle(wsPath, func() wsactor.Handler { return h })

@@ -208,7 +208,7 @@ func (h *groupMember) OnClose(*wsactor.Conn, wsactor.StatusCode, string) { h.joi
 
 func startActorGroup() *actorGroupServer {
 	a := &actorGroupServer{}
-	a.actorHTTP = startActorHTTP(&groupMember{joined: &a.joined})
+	a.actorHTTP = startActorHTTP(&groupMember{joined: &a.joined}, unboundLimit)
 	return a
 }
 

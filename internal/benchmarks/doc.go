@@ -1,7 +1,7 @@
 // Package benchmarks compares wsactor with bare coder/websocket servers:
 // echo round trip, server→client push throughput, server-side memory per
 // idle connection and group broadcast, and measures cross-node sends and
-// broadcasts and group joins. Everything lives in _test.go files; BENCHMARKS.md
+// broadcasts, group joins and the inbound rate limiter's cost per echo. Everything lives in _test.go files; BENCHMARKS.md
 // at the repository root explains each benchmark, how to run it and what it
 // measured.
 //

@@ -219,11 +219,20 @@ func (h *echoHandler) OnClose(c *wsactor.Conn, _ wsactor.StatusCode, _ string) {
 	}
 }
 
-func startActor() *actorServer {
+func startActor() *actorServer { return startActorLimited(unboundLimit) }
+
+// startActorLimited is startActor with the given inbound rate limit.
+func startActorLimited(limit wsactor.RateLimit) *actorServer {
 	a := &actorServer{}
-	a.actorHTTP = startActorHTTP(&echoHandler{reg: &a.reg})
+	a.actorHTTP = startActorHTTP(&echoHandler{reg: &a.reg}, limit)
 	return a
 }
+
+// unboundLimit keeps wsactor's inbound rate limiter on, so that its cost is
+// measured, with rates no benchmark reaches (the default, 200 messages/s per
+// connection, would refuse most of a benchmark's messages). The bare
+// servers have no limiter.
+var unboundLimit = wsactor.RateLimit{MessagesPerSecond: 1e9, BytesPerSecond: 1e12}
 
 // actorHTTP is what the single-node wsactor servers (actorServer,
 // actorGroupServer) have in common: the options, configured like the bare
@@ -235,15 +244,16 @@ type actorHTTP struct {
 }
 
 // startActorHTTP starts a wsactor server whose every connection is handled
-// by h (shared: the factory allocates nothing).
-func startActorHTTP(h wsactor.Handler) actorHTTP {
+// by h (shared: the factory allocates nothing) and has the inbound rate
+// limit.
+func startActorHTTP(h wsactor.Handler, limit wsactor.RateLimit) actorHTTP {
 	s := wsactor.New(wsactor.Options{
 		Logger: slog.New(slog.DiscardHandler),
 		// Everything else is the default: compression off, 10 s write
 		// timeout, 256-message / 1 MiB send queue closing on overflow,
 		// pings every 30 s (a timer, not a goroutine), in-memory group
 		// directory, no presence events.
-		Transport: wsactor.TransportOptions{MaxMessageSize: readLimit},
+		Transport: wsactor.TransportOptions{MaxMessageSize: readLimit, RateLimit: limit},
 	})
 	s.Handle("/", func() wsactor.Handler { return h })
 	return actorHTTP{s: s, http: httptest.NewServer(s)}
