@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,13 +15,19 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor"
 )
 
 const testTimeout = 10 * time.Second
 
-func startEcho(t *testing.T) *httptest.Server {
+func startEcho(t *testing.T, args ...string) *httptest.Server {
 	t.Helper()
-	mux, s := newMux(slog.New(slog.DiscardHandler))
+	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
+	limits := limitFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	mux, s := newMux(slog.New(slog.DiscardHandler), *limits)
 	ts := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -103,6 +111,48 @@ func TestEcho(t *testing.T) {
 	}
 }
 
+func dialEcho(t *testing.T, ts *httptest.Server) (context.Context, *websocket.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	c, _, err := websocket.Dial(ctx, ts.URL+"/ws/echo", nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	c.SetReadLimit(4 << 20)
+	return ctx, c
+}
+
+// TestLimitFlags: -max-message admits larger messages; -rate-messages sets
+// the rate (0.001/s: a burst of one, then refusals); negative rates lift
+// the limits, as the Autobahn run needs.
+func TestLimitFlags(t *testing.T) {
+	ctx, c := dialEcho(t, startEcho(t, "-max-message", "1048576", "-rate-messages", "0.001"))
+	big := strings.Repeat("x", 1<<20)
+	for _, want := range []string{big, `{"type":"error","code":"rate_limited","error":"rate limit exceeded"}`} {
+		if err := c.Write(ctx, websocket.MessageText, []byte(big)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := c.Read(ctx); err != nil || string(got) != want {
+			t.Fatalf("got %.80q (%d bytes), %v; want %.80q", got, len(got), err, want)
+		}
+	}
+
+	ctx, c = dialEcho(t, startEcho(t, "-rate-messages", "-1", "-rate-bytes", "-1"))
+	const burst = 1000 // beyond the default burst of 400
+	for i := range burst {
+		if err := c.Write(ctx, websocket.MessageText, fmt.Append(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range burst {
+		if _, got, err := c.Read(ctx); err != nil || string(got) != fmt.Sprint(i) {
+			t.Fatalf("message %d: got %q, %v", i, got, err)
+		}
+	}
+}
+
 func TestHTTPStatuses(t *testing.T) {
 	ts := startEcho(t)
 	for _, tc := range []struct {
@@ -137,7 +187,7 @@ func TestCrossOriginRefused(t *testing.T) {
 func TestRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler)) }()
+	go func() { done <- run(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler), wsactor.TransportOptions{}) }()
 	cancel()
 	select {
 	case err := <-done:
@@ -153,7 +203,7 @@ func TestRunReportsListenError(t *testing.T) {
 	l := httptest.NewServer(http.NotFoundHandler()) // holds a port
 	defer l.Close()
 	addr := strings.TrimPrefix(l.URL, "http://")
-	err := run(context.Background(), addr, slog.New(slog.DiscardHandler))
+	err := run(context.Background(), addr, slog.New(slog.DiscardHandler), wsactor.TransportOptions{})
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("run on a busy address: got %v", err)
 	}
