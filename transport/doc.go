@@ -12,6 +12,11 @@
 //   - Conn.Write queues a message without ever blocking the caller; Conn.Close
 //     flushes the queue and then performs the closing handshake.
 //
+// Every byte from the client passes an incremental check (inbound.go) before
+// coder/websocket parses it, so that a protocol violation or invalid UTF-8
+// is answered after the replies already queued, and every message passes
+// the connection's rate limit (RateLimit) before it is delivered.
+//
 // An idle connection holds one goroutine (the reader). The writer goroutine
 // exists only while the send queue is non-empty and the heartbeat is a timer,
 // not a goroutine, so memory per connection stays close to a bare
