@@ -52,6 +52,9 @@ type Directory interface {
 	LeaveAll(ctx context.Context, id actors.ID) (groups []string, err error)
 	// Members lists group.
 	Members(ctx context.Context, group string) ([]Member, error)
+	// Count returns how many members group has, without listing them: a
+	// Hub asks for every presence event it sends.
+	Count(ctx context.Context, group string) (int, error)
 	// Groups lists the groups id is in, sorted.
 	Groups(ctx context.Context, id actors.ID) ([]string, error)
 	// AddUserConn and RemoveUserConn maintain the user → connections index.
@@ -150,6 +153,13 @@ func (d *MemoryDirectory) Members(_ context.Context, group string) ([]Member, er
 	}
 	slices.SortFunc(out, func(a, b Member) int { return compareIDs(a.ID, b.ID) })
 	return out, nil
+}
+
+// Count implements Directory.
+func (d *MemoryDirectory) Count(_ context.Context, group string) (int, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.groups[group]), nil
 }
 
 // Groups implements Directory.

@@ -79,6 +79,29 @@ func RunDirectoryContract(t *testing.T, newDir func(t *testing.T) groups.Directo
 		}
 	})
 
+	t.Run("count", func(t *testing.T) {
+		d := newDir(t)
+		wantCount(t, d, "lobby", 0)
+		mustJoin(t, d, "lobby", groups.Member{ID: a}, true)
+		mustJoin(t, d, "lobby", groups.Member{ID: b, Meta: map[string]string{"name": "Bob"}}, true)
+		mustJoin(t, d, "lobby", groups.Member{ID: b, Meta: map[string]string{"name": "Bobby"}}, false)
+		mustJoin(t, d, "lobby", groups.Member{ID: c}, true)
+		mustJoin(t, d, "dev", groups.Member{ID: a}, true)
+		wantCount(t, d, "lobby", 3)
+		wantCount(t, d, "dev", 1)
+		if _, err := d.Leave(ctx, "lobby", b); err != nil {
+			t.Fatal(err)
+		}
+		wantCount(t, d, "lobby", 2)
+		if _, err := d.LeaveAll(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		wantCount(t, d, "lobby", 1)
+		wantCount(t, d, "dev", 0)
+		wantCount(t, d, "x*", 0) // a pattern character is no pattern
+		wantCount(t, d, string(make([]byte, groups.MaxGroupLen+1)), 0)
+	})
+
 	t.Run("unknown group and connection", func(t *testing.T) {
 		d := newDir(t)
 		wantMembers(t, d, "nobody-here", nil)
@@ -182,6 +205,17 @@ func wantMembers(t *testing.T, d groups.Directory, g string, want []groups.Membe
 		return x.ID == y.ID && x.User == y.User && maps.Equal(x.Meta, y.Meta)
 	}) {
 		t.Fatalf("Members(%q) = %+v, want %+v", g, got, want)
+	}
+}
+
+func wantCount(t *testing.T, d groups.Directory, g string, want int) {
+	t.Helper()
+	got, err := d.Count(context.Background(), g)
+	if err != nil || got != want {
+		t.Fatalf("Count(%.20q) = %d, %v; want %d", g, got, err, want)
+	}
+	if ms, err := d.Members(context.Background(), g); err != nil || len(ms) != got {
+		t.Fatalf("Count(%.20q) = %d but Members lists %d (%v)", g, got, len(ms), err)
 	}
 }
 

@@ -159,6 +159,18 @@ func (d *Directory) Members(ctx context.Context, group string) ([]groups.Member,
 	return out, nil
 }
 
+// Count implements groups.Directory: one HLEN.
+func (d *Directory) Count(ctx context.Context, group string) (int, error) {
+	if !groups.ValidGroup(group) {
+		return 0, nil
+	}
+	n, err := d.rdb.HLen(ctx, d.groupKey(group)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redisdir: count of %q: %w", group, err)
+	}
+	return int(n), nil
+}
+
 // Groups implements groups.Directory.
 func (d *Directory) Groups(ctx context.Context, id actors.ID) ([]string, error) {
 	encoded, err := d.rdb.SMembers(ctx, d.connGroupsKey(id)).Result()
