@@ -2,9 +2,7 @@ package wsactor_test
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -44,46 +42,17 @@ func TestNoGhostsAfterRedisLosesItsData(t *testing.T) {
 			ctx := context.Background()
 
 			a, aID := joined(t, ts, opened, "?user=ann", "lobby", "Ann")
-			var mu sync.Mutex
-			heard := map[string]bool{} // "joined <id>", "left <id>"
-			go func() {
-				for {
-					_, b, err := a.Read(context.Background())
-					if err != nil {
-						return
-					}
-					var ev struct{ Type, ID string }
-					if json.Unmarshal(b, &ev) == nil {
-						mu.Lock()
-						heard[ev.Type+" "+ev.ID] = true
-						mu.Unlock()
-					}
-				}
-			}()
-			heardAll := func(typ string, ids []wsactor.ID) func() bool {
-				return func() bool {
-					mu.Lock()
-					defer mu.Unlock()
-					for _, id := range ids {
-						if !heard[typ+" "+string(id)] {
-							return false
-						}
-					}
-					return true
-				}
-			}
+			w := watch(a, true, true)
 			var doomed []*websocket.Conn
-			var doomedIDs []wsactor.ID
 			for range 4 {
-				c, id := joined(t, ts, opened, "?user=bob", "lobby", "Bob")
-				doomedIDs = append(doomedIDs, id)
+				c, _ := joined(t, ts, opened, "?user=bob", "lobby", "Bob")
 				write(t, c, websocket.MessageText, "join kitchen Bob")
 				if got := readText(t, c); got != "ok join" {
 					t.Fatalf("join: %q", got)
 				}
 				doomed = append(doomed, c)
 			}
-			waitFor(t, "Ann to hear the joins", heardAll("joined", doomedIDs))
+			waitFor(t, "Ann to hear the joins", func() bool { return len(w.viewIDs()) == 5 })
 
 			loss.lose(t, r, rdb)
 			doomed[0].Close(websocket.StatusNormalClosure, "")
@@ -106,7 +75,11 @@ func TestNoGhostsAfterRedisLosesItsData(t *testing.T) {
 			}
 
 			for group, want := range map[string][]wsactor.ID{"lobby": {aID}, "kitchen": nil} {
-				if got := memberIDs(t, ts, group); !slices.Equal(got, want) {
+				var got []wsactor.ID
+				for _, m := range members(t, ts.Groups(), group) {
+					got = append(got, m.ID)
+				}
+				if !slices.Equal(got, want) {
 					t.Fatalf("members of %s after the resync: %v, want %v", group, got, want)
 				}
 				// The local index: a broadcast is posted to live members only.
@@ -117,7 +90,7 @@ func TestNoGhostsAfterRedisLosesItsData(t *testing.T) {
 			if n, err := ts.Groups().SendToUser(ctx, "bob", wsactor.Text("x")); err != nil || n != 0 {
 				t.Fatalf("SendToUser(bob) reached %d connections (%v), want 0", n, err)
 			}
-			waitFor(t, "Ann to hear that they left", heardAll("left", doomedIDs))
+			waitFor(t, "Ann to hear that they left", func() bool { return slices.Equal(w.viewIDs(), []wsactor.ID{aID}) })
 		})
 	}
 }

@@ -2,9 +2,11 @@ package wsactor_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,8 +20,12 @@ import (
 )
 
 // member is driven by text commands: "join <group> <name>", "leave <group>",
-// "say <group> <text>" (to everyone), "others <group> <text>" (not to self).
-type member struct{ opened chan wsactor.ID }
+// "say <group> <text>" (to everyone), "others <group> <text>" (not to self),
+// "who <group>" (answered "members <JSON list>").
+type member struct {
+	opened chan wsactor.ID
+	srv    *wsactor.Server // for who
+}
 
 func (h *member) OnOpen(c *wsactor.Conn) error {
 	if h.opened != nil {
@@ -41,6 +47,12 @@ func (h *member) OnMessage(c *wsactor.Conn, m wsactor.Message) error {
 		err = c.Broadcast(group, wsactor.Text(arg))
 	case "others":
 		err = c.Broadcast(group, wsactor.Text(arg), c.ID())
+	case "who":
+		var ms []groups.Member
+		if ms, err = h.srv.Groups().Members(c.Context(), group); err == nil {
+			b, _ := json.Marshal(ms)
+			return c.SendText("members " + string(b))
+		}
 	}
 	if err != nil {
 		return c.SendText("error: " + err.Error())
@@ -53,8 +65,13 @@ func (h *member) OnMessage(c *wsactor.Conn, m wsactor.Message) error {
 
 func groupServer(t *testing.T, opts wsactor.Options) (*testServer, chan wsactor.ID) {
 	opened := make(chan wsactor.ID, 100)
+	return groupServerOpened(t, opts, opened)
+}
+
+// groupServerOpened is groupServer reporting opened connections on opened.
+func groupServerOpened(t *testing.T, opts wsactor.Options, opened chan wsactor.ID) (*testServer, chan wsactor.ID) {
 	ts := newTestServer(t, opts, func(s *wsactor.Server) {
-		s.Handle("/ws", func() wsactor.Handler { return &member{opened: opened} },
+		s.Handle("/ws", func() wsactor.Handler { return &member{opened: opened, srv: s} },
 			wsactor.WithAuthenticator(auth.AuthenticatorFunc(func(r *http.Request) (*auth.User, error) {
 				if u := r.URL.Query().Get("user"); u != "" {
 					return &auth.User{ID: u}, nil
@@ -228,27 +245,60 @@ func TestSendToUserReachesEveryTab(t *testing.T) {
 
 func TestPresenceEvents(t *testing.T) {
 	ts, opened := groupServer(t, wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
-	a, _ := joined(t, ts, opened, "?user=ann", "lobby", "Ann")
-	b, bID := joined(t, ts, opened, "?user=bob", "lobby", "Bob")
-	want := fmt.Sprintf(`{"group":"lobby","id":%q,"name":"Bob","type":"joined","user":"bob"}`, bID)
+	a, aID := joined(t, ts, opened, "?user=ann", "lobby", "Ann")
+	// A member hears its own join too.
+	want := fmt.Sprintf(`{"count":1,"group":"lobby","joins":[{"id":%q,"name":"Ann","user":"ann"}],"leaves":[],"type":"presence"}`, aID)
 	if got := canonicalJSON(t, readText(t, a)); got != want {
-		t.Fatalf("joined event:\n got %s\nwant %s", got, want)
+		t.Fatalf("Ann's own join:\n got %s\nwant %s", got, want)
+	}
+	b, bID := joined(t, ts, opened, "?user=bob", "lobby", "Bob")
+	want = fmt.Sprintf(`{"count":2,"group":"lobby","joins":[{"id":%q,"name":"Bob","user":"bob"}],"leaves":[],"type":"presence"}`, bID)
+	for _, c := range []*websocket.Conn{a, b} {
+		if got := canonicalJSON(t, readText(t, c)); got != want {
+			t.Fatalf("Bob's join:\n got %s\nwant %s", got, want)
+		}
 	}
 	if err := b.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatal(err)
 	}
-	want = fmt.Sprintf(`{"group":"lobby","id":%q,"name":"Bob","type":"left","user":"bob"}`, bID)
+	want = fmt.Sprintf(`{"count":1,"group":"lobby","joins":[],"leaves":[{"id":%q,"name":"Bob","user":"bob"}],"type":"presence"}`, bID)
 	if got := canonicalJSON(t, readText(t, a)); got != want {
-		t.Fatalf("left event:\n got %s\nwant %s", got, want)
+		t.Fatalf("Bob's leave:\n got %s\nwant %s", got, want)
 	}
-	// Meta cannot override the event's own keys.
-	c := dial(t, ts.url+"/ws")
-	cID := recv(t, opened, "open")
-	write(t, c, websocket.MessageText, "join lobby x")
-	readText(t, c)
-	if got := canonicalJSON(t, readText(t, a)); !strings.Contains(got, `"type":"joined"`) || !strings.Contains(got, string(cID)) || strings.Contains(got, `"user"`) {
-		t.Fatalf("anonymous joined event: %s", got)
+	// An anonymous member's entry has no "user".
+	_, cID := joined(t, ts, opened, "", "lobby", "x")
+	want = fmt.Sprintf(`{"count":2,"group":"lobby","joins":[{"id":%q,"name":"x"}],"leaves":[],"type":"presence"}`, cID)
+	if got := canonicalJSON(t, readText(t, a)); got != want {
+		t.Fatalf("anonymous join:\n got %s\nwant %s", got, want)
 	}
+}
+
+// nextPresence reads c's next message, which must be a presence event.
+func nextPresence(t *testing.T, c *websocket.Conn) groups.PresenceEvent {
+	t.Helper()
+	s := readText(t, c)
+	var ev groups.PresenceEvent
+	if err := json.Unmarshal([]byte(s), &ev); err != nil {
+		t.Fatalf("want a presence event, got %q: %v", s, err)
+	}
+	return ev
+}
+
+// wantPresence reads c's next presence event and checks the IDs it lists.
+func wantPresence(t *testing.T, c *websocket.Conn, joins, leaves []wsactor.ID) groups.PresenceEvent {
+	t.Helper()
+	ev := nextPresence(t, c)
+	ids := func(ms []groups.Member) []wsactor.ID {
+		var out []wsactor.ID
+		for _, m := range ms {
+			out = append(out, m.ID)
+		}
+		return out
+	}
+	if !ev.Lists || !slices.Equal(ids(ev.Joins), joins) || !slices.Equal(ids(ev.Leaves), leaves) {
+		t.Fatalf("presence event %+v, want joins %v and leaves %v", ev, joins, leaves)
+	}
+	return ev
 }
 
 // failingLeaves is a MemoryDirectory whose Leave fails while fail is set, as
@@ -273,18 +323,20 @@ func (d *failingLeaves) Leave(ctx context.Context, group string, id wsactor.ID) 
 func TestLeaveWhileDirectoryFailsStillTellsMembers(t *testing.T) {
 	dir := &failingLeaves{MemoryDirectory: groups.NewMemoryDirectory()}
 	ts, opened := groupServer(t, wsactor.Options{Groups: wsactor.GroupsOptions{Directory: dir, PresenceEvents: true}})
-	a, _ := joined(t, ts, opened, "?user=ann", "lobby", "Ann")
+	a, aID := joined(t, ts, opened, "?user=ann", "lobby", "Ann")
+	wantPresence(t, a, []wsactor.ID{aID}, nil)
 	b, bID := joined(t, ts, opened, "?user=bob", "lobby", "Bob")
-	readText(t, a) // Bob joined
+	wantPresence(t, a, []wsactor.ID{bID}, nil)
+	wantPresence(t, b, []wsactor.ID{bID}, nil)
 
 	dir.fail.Store(true)
 	write(t, b, websocket.MessageText, "leave lobby")
 	if got := readText(t, b); !strings.Contains(got, errDirectoryDown.Error()) {
 		t.Fatalf("leave with the directory down: %q, want the error", got)
 	}
-	want := fmt.Sprintf(`{"group":"lobby","id":%q,"name":"Bob","type":"left","user":"bob"}`, bID)
+	want := fmt.Sprintf(`{"count":2,"group":"lobby","joins":[],"leaves":[{"id":%q,"name":"Bob","user":"bob"}],"type":"presence"}`, bID)
 	if got := canonicalJSON(t, readText(t, a)); got != want {
-		t.Fatalf("left event:\n got %s\nwant %s", got, want)
+		t.Fatalf("leave event (the directory still counts Bob):\n got %s\nwant %s", got, want)
 	}
 	// Bob no longer gets the group's broadcasts; Ann does.
 	write(t, a, websocket.MessageText, "say lobby hello")
@@ -295,6 +347,7 @@ func TestLeaveWhileDirectoryFailsStillTellsMembers(t *testing.T) {
 	if got := readText(t, b); got != "ok join" {
 		t.Fatalf("Bob got %q before his own reply, want ok join (no lobby broadcast)", got)
 	}
+	wantPresence(t, b, []wsactor.ID{bID}, nil) // his own, in elsewhere
 	// Leaving again is no second event: the next thing Ann hears is hers.
 	write(t, b, websocket.MessageText, "leave lobby")
 	readText(t, b)
@@ -335,15 +388,17 @@ func TestStalledDirectoryCallBlocksOnlyItsConnection(t *testing.T) {
 	}
 	t.Cleanup(release)
 	ts, opened := groupServer(t, wsactor.Options{Groups: wsactor.GroupsOptions{Directory: dir, PresenceEvents: true}})
-	a, _ := joined(t, ts, opened, "", "lobby", "Ann")
+	a, aID := joined(t, ts, opened, "", "lobby", "Ann")
+	wantPresence(t, a, []wsactor.ID{aID}, nil)
 	stuck := dial(t, ts.url+"/ws")
 	recv(t, opened, "open")
 	write(t, stuck, websocket.MessageText, "join slow Stu")
 	recv(t, dir.entered, "the stalled join")
 
 	// While it hangs: another connection joins, hears, leaves and closes.
-	b, _ := joined(t, ts, opened, "", "lobby", "Bob")
-	readText(t, a) // Bob joined
+	b, bID := joined(t, ts, opened, "", "lobby", "Bob")
+	wantPresence(t, a, []wsactor.ID{bID}, nil)
+	wantPresence(t, b, []wsactor.ID{bID}, nil)
 	write(t, a, websocket.MessageText, "say lobby hello")
 	for _, c := range []*websocket.Conn{a, b} {
 		if got := readText(t, c); got != "hello" {
@@ -354,7 +409,7 @@ func TestStalledDirectoryCallBlocksOnlyItsConnection(t *testing.T) {
 	if got := readText(t, b); got != "ok leave" {
 		t.Fatalf("leave during a stalled join: %q", got)
 	}
-	readText(t, a) // Bob left
+	wantPresence(t, a, nil, []wsactor.ID{bID})
 	if err := b.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -100,7 +100,7 @@ func startNodes(t *testing.T, n int, opts wsactor.Options) []*remoteNode {
 		o.Cluster = view
 		opened := make(chan wsactor.ID, 100)
 		ts := newTestServer(t, o, func(s *wsactor.Server) {
-			s.Handle("/ws", func() wsactor.Handler { return &member{opened: opened} })
+			s.Handle("/ws", func() wsactor.Handler { return &member{opened: opened, srv: s} })
 		})
 		nodes[i] = &remoteNode{testServer: ts, addr: system.Address(), view: view, opened: opened}
 	}

@@ -43,9 +43,14 @@ func (h *Hub) startNodeActor() error {
 	return err
 }
 
-// Stop stops the hub's node actor, so that a new server may later take the
-// same name in the same actor system. The server calls it from Shutdown.
+// Stop sends the presence events still gathering (the server calls it from
+// Shutdown once its connections have closed, so that their members on other
+// nodes hear that they left) and stops the hub's node actor, so that a new
+// server may later take the same name in the same actor system.
 func (h *Hub) Stop() {
+	if h.pres != nil {
+		h.pres.stop()
+	}
 	h.stopped.Store(true)
 	if h.nodeActor != nil {
 		_ = h.rt.System().Root.StopFuture(h.nodeActor).Wait()
@@ -124,17 +129,16 @@ func (h *Hub) toPeers(msg any) int {
 // hub has no members left to serve.
 func (h *Hub) Stopped() bool { return h.stopped.Load() }
 
-// AnnounceDepartures sends the "left" presence event of every departure to
-// the group's remaining members on every node, as if each member had left by
-// itself. It does nothing unless Options.PresenceEvents is on. A directory
-// reports each departure to exactly one caller, so each event is sent once.
-func (h *Hub) AnnounceDepartures(ctx context.Context, d Departures) {
-	if !h.events {
+// AnnounceDepartures tells the remaining members of each group, on every
+// node, that the departed members left, as if each had left by itself: the
+// leaves join this node's next presence event for the group. It does nothing
+// unless Options.PresenceEvents is on. A directory reports each departure to
+// exactly one caller, so each is announced once.
+func (h *Hub) AnnounceDepartures(_ context.Context, d Departures) {
+	if h.pres == nil {
 		return
 	}
 	for group, members := range d.Groups {
-		for _, m := range members {
-			h.presence(ctx, EventLeft, group, m)
-		}
+		h.pres.recordAll(group, members, false)
 	}
 }

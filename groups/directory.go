@@ -7,7 +7,8 @@
 // RunDirectoryContract holds every implementation to the same behaviour.
 // The Hub puts a Directory to work for one server: joins and leaves, automatic
 // leave when a connection closes, broadcasts serialized once and fanned out
-// through each member's mailbox, presence events.
+// through each member's mailbox, presence events batched per group and
+// interval (PresenceEvent).
 package groups
 
 import (

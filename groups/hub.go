@@ -2,7 +2,6 @@ package groups
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -11,32 +10,37 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/wsactor/wsactor/actors"
 	"github.com/wsactor/wsactor/internal/wire"
 )
 
-// Presence event types, sent to a group's other members when Options.PresenceEvents is on.
-const (
-	EventJoined = "joined"
-	EventLeft   = "left"
-)
-
 // Options configure a Hub. The zero value is the single-node default.
 type Options struct {
 	// Directory stores membership and the user index. Default: a new MemoryDirectory.
 	Directory Directory
-	// PresenceEvents sends a group's other members a JSON event when a
-	// connection joins or leaves it (including by closing, and when its node
-	// leaves the cluster: see AnnounceDepartures):
-	//
-	//	{"type":"joined","group":"lobby","id":"<connection ID>","user":"<user ID>", ...meta}
-	//	{"type":"left","group":"lobby","id":"<connection ID>","user":"<user ID>", ...meta}
-	//
-	// The member's Meta fields are spread into the event beside these keys
-	// (which they cannot override); "user" is left out for anonymous members.
+	// PresenceEvents tells a group's members who joined and left it
+	// (including by closing, and when its node leaves the cluster: see
+	// AnnounceDepartures), in PresenceEvent messages: each node sends at
+	// most one per group per PresenceInterval, with its joins and leaves of
+	// that interval, or only the member count in large groups. See
+	// PresenceEvent for the format and how to keep a list from it.
 	PresenceEvents bool
+	// PresenceInterval is how long a node gathers a group's changes into one
+	// presence event. The first change in a quiet group goes out at once;
+	// the next ones wait until the interval has passed since the last event.
+	// Above PresenceLargeGroup members it stretches in proportion (1 s for
+	// 10,000 members by default), so that a group's events cost a node at
+	// most about PresenceLargeGroup / PresenceInterval deliveries a second,
+	// whatever its size. Default DefaultPresenceInterval (100 ms).
+	PresenceInterval time.Duration
+	// PresenceLargeGroup is the largest group whose presence events list the
+	// members that joined and left; a larger group's events carry its count
+	// only, and so do those of an interval with more changes than this.
+	// Default DefaultPresenceLargeGroup (1,000).
+	PresenceLargeGroup int
 	// Logger reports directory failures. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -48,7 +52,7 @@ type Options struct {
 type Hub struct {
 	rt     *actors.Runtime
 	dir    Directory
-	events bool
+	pres   *presence // nil without Options.PresenceEvents
 	logger *slog.Logger
 
 	nodeActor *actor.PID // receives broadcasts and joins from peers
@@ -117,9 +121,18 @@ func NewHub(rt *actors.Runtime, opts Options) *Hub {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.PresenceInterval <= 0 {
+		opts.PresenceInterval = DefaultPresenceInterval
+	}
+	if opts.PresenceLargeGroup <= 0 {
+		opts.PresenceLargeGroup = DefaultPresenceLargeGroup
+	}
 	h := &Hub{
-		rt: rt, dir: opts.Directory, events: opts.PresenceEvents, logger: opts.Logger, seed: maphash.MakeSeed(),
+		rt: rt, dir: opts.Directory, logger: opts.Logger, seed: maphash.MakeSeed(),
 		local: make(map[string]*localGroup), byConn: make(map[*actors.Conn]map[string]struct{}),
+	}
+	if opts.PresenceEvents {
+		h.pres = newPresence(h, opts.PresenceInterval, opts.PresenceLargeGroup)
 	}
 	if err := h.startNodeActor(); err != nil {
 		panic(fmt.Sprintf("wsactor/groups: %v", err)) // the server name is unique in its actor system
@@ -164,6 +177,11 @@ func (h *Hub) Leave(ctx context.Context, group string, id actors.ID) error {
 // Members lists group's members with their user and meta.
 func (h *Hub) Members(ctx context.Context, group string) ([]Member, error) {
 	return h.dir.Members(ctx, group)
+}
+
+// Count returns how many members group has, on every node.
+func (h *Hub) Count(ctx context.Context, group string) (int, error) {
+	return h.dir.Count(ctx, group)
 }
 
 // GroupsOf lists the groups a connection is in.
@@ -282,8 +300,7 @@ func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[s
 		unlock()
 		return errors.Join(actors.ErrConnectionNotFound, errClosed)
 	}
-	joined, err := h.dir.Join(ctx, group, m)
-	if err != nil {
+	if _, err := h.dir.Join(ctx, group, m); err != nil {
 		unlock()
 		h.failed("join", err)
 		return err
@@ -294,6 +311,7 @@ func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[s
 		lg = &localGroup{members: make(map[*actors.Conn]map[string]string)}
 		h.local[group] = lg
 	}
+	_, had := lg.members[c]
 	lg.members[c] = m.Meta
 	lg.snap.Store(nil)
 	gs := h.byConn[c]
@@ -303,29 +321,32 @@ func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[s
 	}
 	gs[group] = struct{}{}
 	h.localMu.Unlock()
-	unlock()
-	if joined && h.events {
-		h.presence(ctx, EventJoined, group, m)
+	// Whether it is news is this node's to say, not the directory's: the
+	// local index is the truth about local connections (a directory that
+	// lost its data would call every join new).
+	if !had && h.pres != nil {
+		h.pres.record(group, m, true)
 	}
+	unlock()
 	return nil
 }
 
 func (h *Hub) leave(ctx context.Context, c *actors.Conn, group string) error {
 	unlock := h.lockConn(c)
-	left, err := h.dir.Leave(ctx, group, c.ID())
+	_, err := h.dir.Leave(ctx, group, c.ID())
 	h.localMu.Lock()
 	m, found := h.dropLocalLocked(group, c)
 	h.localMu.Unlock()
+	// Even when the directory failed: the connection has left as far as
+	// deliveries go (this node no longer posts the group's broadcasts to
+	// it), so its members hear it, as on close; the directory catches up
+	// when the node resyncs.
+	if found && h.pres != nil {
+		h.pres.record(group, m, false)
+	}
 	unlock()
 	if err != nil {
 		h.failed("leave", err)
-		// The connection has left as far as deliveries go (this node no
-		// longer posts the group's broadcasts to it), so its members hear
-		// it, as on close; the directory catches up when the node resyncs.
-		left = found
-	}
-	if left && h.events {
-		h.presence(ctx, EventLeft, group, m)
 	}
 	return err
 }
@@ -358,25 +379,6 @@ func (h *Hub) dropLocalLocked(group string, c *actors.Conn) (m Member, found boo
 		}
 	}
 	return m, true
-}
-
-// presence tells group's members that m joined or left.
-func (h *Hub) presence(ctx context.Context, event, group string, m Member) {
-	// Every node's members of the group hear it: Broadcast crosses nodes.
-	ev := make(map[string]any, len(m.Meta)+4)
-	for k, v := range m.Meta {
-		ev[k] = v
-	}
-	ev["type"], ev["group"], ev["id"] = event, group, m.ID
-	delete(ev, "user")
-	if m.User != "" {
-		ev["user"] = m.User
-	}
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return
-	}
-	_, _ = h.Broadcast(ctx, group, actors.Message{Type: actors.MessageText, Data: b}, m.ID)
 }
 
 func (h *Hub) failed(op string, err error) {
@@ -432,9 +434,9 @@ func (s service) Closed(c *actors.Conn) {
 		gone = append(gone, m)
 	}
 	h.localMu.Unlock()
-	if h.events {
+	if h.pres != nil {
 		for i, g := range groups {
-			h.presence(ctx, EventLeft, g, gone[i])
+			h.pres.record(g, gone[i], false)
 		}
 	}
 	if u := c.User(); u != nil {
