@@ -1,14 +1,18 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/wsactor/wsactor/examples/chat/chatserver"
 )
@@ -193,4 +197,84 @@ func TestChatJWTInBrowser(t *testing.T) {
 	}
 	say(p, "only for the dev room")
 	waitMessage(p, "said", "only for the dev room")
+}
+
+// bot is a chat member driven from Go: it reads (and drops) what it gets.
+type bot struct {
+	c  *websocket.Conn
+	id string
+}
+
+// joinBot connects to room as name and waits for its welcome.
+func joinBot(t *testing.T, base, room, name string) *bot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws/chat/"+room+"?name="+name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	_, data, err := c.Read(ctx)
+	var w struct{ Type, ID string }
+	if err != nil || json.Unmarshal(data, &w) != nil || w.Type != "welcome" {
+		t.Fatalf("bot %s: %s, %v", name, data, err)
+	}
+	go func() {
+		for {
+			if _, _, err := c.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	return &bot{c: c, id: w.ID}
+}
+
+// waitMembers waits until the member list shows exactly these IDs.
+func waitMembers(p *page, ids ...string) {
+	p.t.Helper()
+	want, _ := json.Marshal(slices.Sorted(slices.Values(ids)))
+	p.waitFor(fmt.Sprintf("the list to show exactly %d members", len(ids)), fmt.Sprintf(
+		`JSON.stringify([...document.querySelectorAll("#members li[data-id]")].map((li) => li.dataset.id).sort()) === %s &&
+		 document.getElementById("count").textContent === %q`, jsString(string(want)), fmt.Sprint(len(ids))))
+}
+
+// TestChatPresenceInBrowser keeps the page's member list through batched
+// presence events: members that come and go at once (within one batch) leave
+// no trace, a room over the large-room limit shows its count only, and the
+// list comes back when it shrinks.
+func TestChatPresenceInBrowser(t *testing.T) {
+	browser := newBrowser(t)
+	l := listen(t, "127.0.0.1:0")
+	mux, s := chatserver.New(chatserver.Config{LargeRoom: 3, Logger: slog.New(slog.DiscardHandler)})
+	serve(t, s, mux, l)
+	base := "http://" + l.Addr().String()
+
+	p := newPage(t, browser, "alice")
+	joinChat(p, base, "pres", "Alice")
+	alice := waitOpen(p, "")
+	one := joinBot(t, base, "pres", "Bot1")
+	waitMember(p, one.id, "Bot1")
+	waitMessage(p, "system", "Bot1 joined")
+
+	// Five members come and go at once; the page's "who" races them.
+	for i := range 5 {
+		b := joinBot(t, base, "pres", fmt.Sprintf("Flash%d", i))
+		b.c.CloseNow()
+	}
+	p.do(chromedp.Reload()) // asks who again while some may still be listed
+	alice = waitOpen(p, alice)
+	waitMembers(p, alice, one.id)
+
+	// Over the limit: the count only.
+	two := joinBot(t, base, "pres", "Bot2")
+	three := joinBot(t, base, "pres", "Bot3")
+	p.waitFor("the room to show its count only", `document.getElementById("count").textContent === "4" &&
+		document.querySelector("#members li.large") !== null`)
+	t.Logf("screenshot of a large room: %s", p.screenshot(t.TempDir(), "chat-large-room.png"))
+	two.c.Close(websocket.StatusNormalClosure, "")
+	three.c.Close(websocket.StatusNormalClosure, "")
+	waitMembers(p, alice, one.id) // lists are back: the page asked who again
+	say(p, "still here")
+	waitMessage(p, "said", "still here")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/wsactor/wsactor/auth"
 	"github.com/wsactor/wsactor/client/web"
 	"github.com/wsactor/wsactor/cluster"
+	"github.com/wsactor/wsactor/groups"
 )
 
 // Config configures the chat server. The zero value is the open chat:
@@ -36,6 +37,10 @@ type Config struct {
 	// Transport adjusts the connections' limits (tests shorten timeouts);
 	// the zero value keeps wsactor's defaults (64 KiB messages...).
 	Transport wsactor.TransportOptions
+	// LargeRoom is the largest room whose members are listed: presence
+	// events and the answer to who give a larger room's count only. Default
+	// groups.DefaultPresenceLargeGroup (1,000).
+	LargeRoom int
 	// Node, if set, runs the chat as one node of a cluster: rooms, presence,
 	// DMs and the admin API then span every node (see cluster.Start).
 	Node *cluster.Node
@@ -52,13 +57,17 @@ func New(cfg Config) (*http.ServeMux, *wsactor.Server) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.LargeRoom <= 0 {
+		cfg.LargeRoom = groups.DefaultPresenceLargeGroup
+	}
 	opts := wsactor.Options{
 		Logger:    cfg.Logger,
 		Transport: cfg.Transport,
-		// The runtime tells a room's other members who joined and left:
-		// {"type":"joined","group":room,"id":..,"name":..} with the meta
-		// each connection joined with.
-		Groups: wsactor.GroupsOptions{PresenceEvents: true},
+		// The runtime tells a room's members who joined and left, in
+		// batches: {"type":"presence","group":room,"count":N,"joins":[..],
+		// "leaves":[..]}, each entry with the meta its connection joined
+		// with (groups.PresenceEvent).
+		Groups: wsactor.GroupsOptions{PresenceEvents: true, PresenceLargeGroup: cfg.LargeRoom},
 	}
 	if cfg.Node != nil {
 		opts = cfg.Node.ServerOptions(opts)
@@ -67,7 +76,7 @@ func New(cfg Config) (*http.ServeMux, *wsactor.Server) {
 	if cfg.Node != nil {
 		cfg.Node.Attach(s)
 	}
-	a := &app{srv: s}
+	a := &app{srv: s, largeRoom: cfg.LargeRoom}
 	router := a.router()
 	routeOpts := []wsactor.RouteOption{wsactor.WithPermissions(privateRooms)}
 	if len(cfg.JWTSecret) > 0 {

@@ -130,7 +130,14 @@ type (
 	membersMsg struct {
 		Type    string       `json:"type"` // "members"
 		Room    string       `json:"room"`
+		Count   int          `json:"count"`
 		Members []memberInfo `json:"members"`
+	}
+	// largeRoomMsg answers who in a room too large to list.
+	largeRoomMsg struct {
+		Type  string `json:"type"` // "members"
+		Room  string `json:"room"`
+		Count int    `json:"count"`
 	}
 	noticeMsg struct {
 		Type string `json:"type"` // "notice"
@@ -150,7 +157,8 @@ type nameKey struct{}
 // app is what the message handlers share: the server, for its groups and
 // for sending to other connections by ID.
 type app struct {
-	srv *wsactor.Server
+	srv       *wsactor.Server
+	largeRoom int // Config.LargeRoom
 }
 
 // router registers the chat's messages. One Router serves every connection:
@@ -191,8 +199,8 @@ func (*conn) Connect(hs *wsactor.Handshake) wsactor.Decision {
 }
 
 // OnOpen joins the connection to its room, then welcomes it. The runtime
-// tells the other members ("joined") and takes the connection out of the
-// room when it closes ("left").
+// tells the members (a "presence" event with the join) and takes the
+// connection out of the room when it closes (one with the leave).
 //
 // Joining first means that a client holding its welcome is a member. The
 // welcome is still the first message the client gets: broadcasts to the
@@ -253,11 +261,20 @@ func (a *app) dm(c *wsactor.Conn, m dmMsg) error {
 
 func (a *app) who(c *wsactor.Conn, _ whoMsg) error {
 	room := c.PathValue("room")
+	n, err := a.srv.Groups().Count(c.Context(), room)
+	if err != nil {
+		return err
+	}
+	// In a large room, the count only, as the presence events: every member
+	// of a room of N asking for the list on joining would cost O(N²).
+	if n > a.largeRoom {
+		return c.SendJSON(largeRoomMsg{Type: "members", Room: room, Count: n})
+	}
 	members, err := a.members(c.Context(), room)
 	if err != nil {
 		return err
 	}
-	return c.SendJSON(membersMsg{Type: "members", Room: room, Members: members})
+	return c.SendJSON(membersMsg{Type: "members", Room: room, Count: len(members), Members: members})
 }
 
 // members lists a room as clients see it: never nil, so it encodes as [].

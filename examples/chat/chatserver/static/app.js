@@ -10,7 +10,15 @@ let me = null;              // {id, name} from the latest welcome
 let dmTarget = null;        // {id, name} while a DM is being written
 let countdown = 0;          // interval refreshing "reconnecting in Ns"
 let lastState = "";
+// The member list: the answer to "who", then every "presence" event in order.
+// Events that come before the answer are set aside and applied after it.
 const members = new Map();  // id → {id, name, user}
+let listed = false;         // members holds an answer to "who"
+let early = [];             // presence events waiting for that answer
+let large = false;          // the room is too large for lists: only its count is known
+let roomCount = 0;          // the room's size, from the latest presence event
+let relistAt = 0;           // when "who" was last asked because lists came back
+let relistTimer = 0;
 
 // Prefill the form from ?room=&name=&token= and join at once if a room is given:
 // a reload or a shared link lands in the room.
@@ -40,6 +48,7 @@ function join(room, name, token) {
   me = null;
   setTarget(null);
   members.clear();
+  large = false;
   renderMembers();
   $("messages").replaceChildren();
   $("room-label").textContent = "#" + room;
@@ -57,7 +66,12 @@ function join(room, name, token) {
     protocols: token ? ["bearer", token] : [],
     // After every (re)connection. The room is in the URL, so reconnecting
     // re-joins it; ask who is there now.
-    onOpen: (c) => c.send("who"),
+    onOpen: (c) => {
+      clearTimeout(relistTimer);
+      listed = false;
+      early = [];
+      c.send("who");
+    },
     onStateChange: (state, info, c) => renderState(c, state, info),
   });
   client.on("welcome", (m) => {
@@ -72,26 +86,64 @@ function join(room, name, token) {
   });
   client.on("members", (m) => {
     members.clear();
-    for (const x of m.members) members.set(x.id, x);
+    roomCount = m.count;
+    large = !m.members; // too many to list: the count only
+    for (const x of m.members || []) members.set(x.id, x);
+    listed = true;
+    const waiting = early;
+    early = [];
+    for (const ev of waiting) presence(ev, false);
     // After a reconnection every ID is new: a DM target from before is gone.
     if (dmTarget && !members.has(dmTarget.id)) setTarget(null);
     renderMembers();
   });
-  client.on("joined", (m) => {
-    members.set(m.id, { id: m.id, name: m.name, user: m.user });
+  client.on("presence", (m) => {
+    if (!listed) {
+      early.push(m);
+      return;
+    }
+    presence(m, true);
     renderMembers();
-    system(`${m.name} joined`);
-  });
-  client.on("left", (m) => {
-    members.delete(m.id);
-    if (dmTarget && dmTarget.id === m.id) setTarget(null);
-    renderMembers();
-    system(`${m.name} left`);
   });
   client.on("said", (m) => line(m.id === me?.id ? "said mine" : "said", m.name, m.text));
   client.on("dm", (m) => line("dm", `${m.name} → you`, m.text));
   client.on("notice", (m) => line("notice", "notice", m.text));
   client.on("error", (m) => line("error", `error ${m.code}`, m.error));
+}
+
+// presence applies a presence event to the list: leaves first, then joins.
+// In a large room the events carry only the count; when lists come back, the
+// list held is out of date, so ask "who" again (at most every 5 s, in case the
+// room hovers around the limit), setting events aside until the answer.
+function presence(m, announce) {
+  if (typeof m.count === "number") roomCount = m.count;
+  if (!m.joins) {
+    if (!large) members.clear();
+    large = true;
+    return;
+  }
+  if (large) {
+    listed = false;
+    early = [m];
+    clearTimeout(relistTimer);
+    relistTimer = setTimeout(() => {
+      relistAt = Date.now();
+      client.send("who");
+    }, Math.max(0, relistAt + 5000 - Date.now()));
+    return;
+  }
+  for (const x of m.leaves) {
+    const had = members.get(x.id);
+    if (!had) continue; // came and went between two events, or before our "who"
+    members.delete(x.id);
+    if (dmTarget && dmTarget.id === x.id) setTarget(null);
+    if (announce) system(`${had.name} left`);
+  }
+  for (const x of m.joins) {
+    const known = members.has(x.id);
+    members.set(x.id, { id: x.id, name: x.name, user: x.user });
+    if (announce && !known && x.id !== me?.id) system(`${x.name} joined`);
+  }
 }
 
 function sendText() {
@@ -131,6 +183,14 @@ function renderState(c, state, info) {
 }
 
 function renderMembers() {
+  if (large) {
+    $("count").textContent = String(roomCount);
+    const li = document.createElement("li");
+    li.className = "large";
+    li.textContent = "too many to list";
+    $("members").replaceChildren(li);
+    return;
+  }
   const list = [...members.values()].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
   $("count").textContent = String(list.length);
   $("members").replaceChildren(...list.map((m) => {
