@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -525,4 +526,68 @@ func TestPresenceAcrossNodesWithRedis(t *testing.T) {
 			t.Fatalf("lister %d: departures event %+v, want the 20 leaves at once", i, ev)
 		}
 	}
+}
+
+// envPresenceFill turns on TestPresenceFillCost with a room size.
+const envPresenceFill = "WSACTOR_PRESENCE_FILL"
+
+// TestPresenceFillCost measures what filling a room costs its members with
+// the default presence options, for the README: members join as fast as 16
+// goroutines can dial, and each counts the messages and bytes it receives.
+// It runs only with WSACTOR_PRESENCE_FILL=<members> (at most ~9,000 within
+// the process's file descriptors), outside -race:
+//
+//	WSACTOR_PRESENCE_FILL=5000 go test -run TestPresenceFillCost -v .
+func TestPresenceFillCost(t *testing.T) {
+	fill, err := strconv.Atoi(os.Getenv(envPresenceFill))
+	if err != nil || fill < 2 {
+		t.Skip("set " + envPresenceFill + "=<members> to measure")
+	}
+	opened := make(chan wsactor.ID, fill)
+	ts, _ := groupServerOpened(t, wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}}, opened)
+	type tally struct{ msgs, bytes, last atomic.Int64 }
+	tallies := make([]tally, fill)
+	start := time.Now()
+	parallel(t, fill, func(i int) error {
+		c, err := dialErr(t, ts.url+"/ws", nil)
+		if err != nil {
+			return err
+		}
+		go func() {
+			for {
+				_, b, err := c.Read(context.Background())
+				if err != nil {
+					return
+				}
+				if bytes.HasPrefix(b, []byte(`{"type":"presence"`)) {
+					tallies[i].msgs.Add(1)
+					tallies[i].bytes.Add(int64(len(b)))
+					tallies[i].last.Store(int64(countOf(b)))
+				}
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		return c.Write(ctx, websocket.MessageText, []byte("join fill m"+strconv.Itoa(i)))
+	})
+	waitFor(t, "every member to hear the final count", func() bool {
+		for i := range tallies {
+			if tallies[i].last.Load() != int64(fill) {
+				return false
+			}
+		}
+		return true
+	})
+	elapsed := time.Since(start)
+	var msgs, size, most int64
+	for i := range tallies {
+		msgs += tallies[i].msgs.Load()
+		size += tallies[i].bytes.Load()
+		most = max(most, tallies[i].msgs.Load())
+	}
+	for _, i := range []int{0, fill / 2, fill - 1} {
+		t.Logf("member %d: %d presence events, %d bytes", i, tallies[i].msgs.Load(), tallies[i].bytes.Load())
+	}
+	t.Logf("%d members joined in %v: %d presence events (%d bytes) in all, at most %d per member; %+v",
+		fill, elapsed.Round(time.Millisecond), msgs, size, most, ts.Stats())
 }
