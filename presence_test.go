@@ -528,6 +528,39 @@ func TestPresenceAcrossNodesWithRedis(t *testing.T) {
 	}
 }
 
+// AnnounceMembers re-announces the node's members, for a node that the
+// others were told had left: its groups' members hear them join again.
+func TestPresenceAnnounceMembers(t *testing.T) {
+	ts, opened := groupServer(t, wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	a, aID := joined(t, ts, opened, "?user=ann", "lobby", "Ann")
+	wantPresence(t, a, []wsactor.ID{aID}, nil)
+	b, bID := joined(t, ts, opened, "", "lobby", "Bob")
+	wantPresence(t, a, []wsactor.ID{bID}, nil)
+	wantPresence(t, b, []wsactor.ID{bID}, nil)
+	write(t, b, websocket.MessageText, "join kitchen Bob")
+	if got := readText(t, b); got != "ok join" {
+		t.Fatalf("join: %q", got)
+	}
+	wantPresence(t, b, []wsactor.ID{bID}, nil)
+
+	ts.Groups().AnnounceMembers()
+	both := slices.Sorted(slices.Values([]wsactor.ID{aID, bID}))
+	ev := wantPresence(t, a, both, nil)
+	for _, m := range ev.Joins {
+		if m.ID == aID && (m.User != "ann" || m.Meta["name"] != "Ann") {
+			t.Fatalf("Ann re-announced as %+v", m)
+		}
+	}
+	got := map[string]bool{}
+	for range 2 { // lobby and kitchen, in either order
+		ev := nextPresence(t, b)
+		got[ev.Group] = true
+	}
+	if !got["lobby"] || !got["kitchen"] {
+		t.Fatalf("Bob heard re-announcements of %v, want lobby and kitchen", got)
+	}
+}
+
 // envPresenceFill turns on TestPresenceFillCost with a room size.
 const envPresenceFill = "WSACTOR_PRESENCE_FILL"
 

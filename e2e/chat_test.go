@@ -92,7 +92,7 @@ func TestChatInBrowser(t *testing.T) {
 	aliceID := waitOpen(alice, "")
 	joinChat(bob, base, "e2e", "Bob")
 	bobID := waitOpen(bob, "")
-	waitMember(alice, bobID, "Bob") // a "joined" event
+	waitMember(alice, bobID, "Bob") // a presence event
 	waitMember(bob, aliceID, "Alice")
 	waitMember(bob, bobID, "Bob") // the "members" answer to who
 

@@ -142,3 +142,31 @@ func (h *Hub) AnnounceDepartures(_ context.Context, d Departures) {
 		h.pres.recordAll(group, members, false)
 	}
 }
+
+// AnnounceMembers tells every group's members, on every node, that this
+// node's members of it joined, as if each had just joined: the joins go into
+// the node's next presence event for each group. It is for a node whose
+// connections the other nodes were told had left (it was dropped from the
+// cluster, and came back with them). It does nothing unless
+// Options.PresenceEvents is on.
+func (h *Hub) AnnounceMembers() {
+	if h.pres == nil {
+		return
+	}
+	// Recorded under localMu: a leave drops the member from the index
+	// before it records itself, so it is either not seen here or recorded
+	// after this join. Never a join announced after the member's leave.
+	h.localMu.Lock()
+	defer h.localMu.Unlock()
+	for g, lg := range h.local {
+		ms := make([]Member, 0, len(lg.members))
+		for c, meta := range lg.members {
+			m := Member{ID: c.ID(), Meta: meta}
+			if u := c.User(); u != nil {
+				m.User = u.ID
+			}
+			ms = append(ms, m)
+		}
+		h.pres.recordAll(g, ms, true)
+	}
+}

@@ -35,11 +35,11 @@ const batchArgs = 4096
 
 // RemoveNode removes every connection of the node at address from every
 // group and user, and returns what it removed: how many connections, and the
-// group memberships they had (for "left" presence events). It is for a node
-// that membership has declared dead: its connections would otherwise stay
-// listed forever. It is idempotent, and several survivors may run it at
-// once: each connection and each membership is removed atomically and
-// reported by the one call that removed it. A node that comes back
+// group memberships they had (to announce as leaves: Hub.AnnounceDepartures).
+// It is for a node that membership has declared dead: its connections would
+// otherwise stay listed forever. It is idempotent, and several survivors may
+// run it at once: each connection and each membership is removed atomically
+// and reported by the one call that removed it. A node that comes back
 // afterwards must call ReplaceNode.
 //
 // owner is the dead process's member ID (see NodeState.Owner), or "". When
@@ -135,7 +135,7 @@ func (d *Directory) sync(ctx context.Context, keys []string, args []any, out *gr
 //
 // It returns what it removed: connections, and group memberships that
 // ended (even when the call fails part way). Whether to announce them as
-// "left" events is the caller's choice: the Hub announced those of its own
+// leaves is the caller's choice: the Hub announced those of its own
 // closes and leaves already, even while Redis was down, but not those of an
 // earlier process on the same address, which a node clears when it starts.
 func (d *Directory) ReplaceNode(ctx context.Context, address string, state NodeState) (groups.Departures, error) {

@@ -250,7 +250,7 @@ func TestRemoveNode(t *testing.T) {
 		t.Fatalf("RemoveNode removed %d connections in all, want 3", all.Conns)
 	}
 	// Each membership is reported once, by the call that ended it, with
-	// the user it joined with: what "left" presence events are made of.
+	// the user it joined with: what the leaves of presence events are made of.
 	var anns []groups.Member
 	for _, id := range sortedIDs(aIDs...) {
 		anns = append(anns, groups.Member{ID: id, User: "ann"})
