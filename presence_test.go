@@ -237,7 +237,7 @@ func TestPresenceFillingARoomSendsFewEventsPerMember(t *testing.T) {
 		return c.Write(ctx, websocket.MessageText, []byte("join fill m"+strconv.Itoa(i)))
 	})
 	all = append(all, fillers...)
-	waitFor(t, "every member to hear the final count", func() bool {
+	waitWithin(t, fillTimeout, "every member to hear the final count", func() bool {
 		for _, w := range all {
 			if _, last, _, _ := w.state(); last != total {
 				return false
@@ -275,7 +275,7 @@ func TestPresenceFillingARoomSendsFewEventsPerMember(t *testing.T) {
 
 	// Everyone but the listers goes, without a word.
 	parallel(t, fill, func(i int) error { return conns[i].CloseNow() })
-	waitFor(t, "the listers to hear that the room emptied", func() bool {
+	waitWithin(t, fillTimeout, "the listers to hear that the room emptied", func() bool {
 		for _, w := range lists {
 			if _, last, _, _ := w.state(); last != listers {
 				return false
@@ -295,6 +295,22 @@ func TestPresenceFillingARoomSendsFewEventsPerMember(t *testing.T) {
 		}
 	}
 	t.Logf("filled and emptied in %v: at most %d presence events per lister (%d fit)", elapsed, most, bound)
+}
+
+// fillTimeout bounds the waits of the tests that fill a room: thousands of
+// connections under -race on a shared machine take longer than testTimeout.
+const fillTimeout = time.Minute
+
+// waitWithin is waitFor with its own deadline.
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // parallel runs f(0..n-1) from 16 goroutines and fails the test if any fails.
@@ -603,7 +619,7 @@ func TestPresenceFillCost(t *testing.T) {
 		defer cancel()
 		return c.Write(ctx, websocket.MessageText, []byte("join fill m"+strconv.Itoa(i)))
 	})
-	waitFor(t, "every member to hear the final count", func() bool {
+	waitWithin(t, fillTimeout, "every member to hear the final count", func() bool {
 		for i := range tallies {
 			if tallies[i].last.Load() != int64(fill) {
 				return false
