@@ -262,7 +262,7 @@ func (p *presence) spacing(count int) time.Duration {
 }
 
 // tick flushes group's changes, or forgets the group when it had none for
-// an interval.
+// a spacing.
 func (p *presence) tick(group string, pg *pendingGroup) {
 	p.mu.Lock()
 	if p.groups[group] != pg {
@@ -286,7 +286,7 @@ func (p *presence) tick(group string, pg *pendingGroup) {
 	defer p.mu.Unlock()
 	p.doneLocked(pg, count)
 	if !p.stopped {
-		// Flush what came meanwhile an interval from now, or forget the
+		// Flush what came meanwhile a spacing from now, or forget the
 		// group then if nothing did: a change in between must wait too.
 		p.scheduleLocked(group, pg)
 	}
