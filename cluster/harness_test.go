@@ -19,6 +19,7 @@ import (
 
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/auth"
+	"github.com/wsactor/wsactor/groups"
 )
 
 // ringLog keeps a node's last log lines, shown when a test fails.
@@ -150,11 +151,15 @@ func (*member) OnOpen(c *wsactor.Conn) error {
 
 func (*member) OnMessage(c *wsactor.Conn, m wsactor.Message) error { return c.Send(m) }
 
-// client is one WebSocket client of a test.
+// client is one WebSocket client of a test. Presence events arrive between
+// the other messages at moments the tests do not control: read sets them
+// aside for wantEvent.
 type client struct {
-	t  *testing.T
-	c  *websocket.Conn
-	id wsactor.ID
+	t        *testing.T
+	c        *websocket.Conn
+	id       wsactor.ID
+	held     []string               // read by wantEvent while looking for an event
+	presence []groups.PresenceEvent // not looked at yet
 }
 
 // connect opens a connection to the server's /ws with the query (user=,
@@ -183,7 +188,42 @@ func dialClient(t *testing.T, url string) *client {
 	return cl
 }
 
+// read returns the next message that is not a presence event.
 func (cl *client) read() string {
+	cl.t.Helper()
+	for {
+		var s string
+		if len(cl.held) > 0 {
+			s, cl.held = cl.held[0], cl.held[1:]
+		} else {
+			s = cl.readSocket()
+		}
+		var ev groups.PresenceEvent
+		if json.Unmarshal([]byte(s), &ev) != nil {
+			return s
+		}
+		cl.presence = append(cl.presence, ev)
+	}
+}
+
+// nextPresence returns the next presence event.
+func (cl *client) nextPresence() groups.PresenceEvent {
+	cl.t.Helper()
+	for len(cl.presence) == 0 {
+		s := cl.readSocket()
+		var ev groups.PresenceEvent
+		if json.Unmarshal([]byte(s), &ev) != nil {
+			cl.held = append(cl.held, s)
+			continue
+		}
+		cl.presence = append(cl.presence, ev)
+	}
+	ev := cl.presence[0]
+	cl.presence = cl.presence[1:]
+	return ev
+}
+
+func (cl *client) readSocket() string {
 	cl.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -202,33 +242,6 @@ func (cl *client) expect(want string) {
 	if got := cl.read(); got != want {
 		cl.t.Fatalf("client %s: got %q, want %q", cl.id, got, want)
 	}
-}
-
-// expectAfterJoins is expect, skipping presence events telling that one of
-// earlier joined: they may reach a member that joined just after them.
-func (cl *client) expectAfterJoins(want string, earlier ...wsactor.ID) {
-	cl.t.Helper()
-	for {
-		got := cl.read()
-		var ev struct{ Type, ID string }
-		if json.Unmarshal([]byte(got), &ev) == nil && ev.Type == "joined" && slices.Contains(earlier, wsactor.ID(ev.ID)) {
-			continue
-		}
-		if got != want {
-			cl.t.Fatalf("client %s: got %q, want %q", cl.id, got, want)
-		}
-		return
-	}
-}
-
-func (cl *client) readJSON() map[string]any {
-	cl.t.Helper()
-	s := cl.read()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		cl.t.Fatalf("client %s: %q is not a JSON object: %v", cl.id, s, err)
-	}
-	return m
 }
 
 func (cl *client) write(s string) {

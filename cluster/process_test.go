@@ -26,7 +26,6 @@ import (
 
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/cluster"
-	"github.com/wsactor/wsactor/groups"
 	"github.com/wsactor/wsactor/internal/redistest"
 )
 
@@ -159,7 +158,7 @@ func TestSIGKILLedNode(t *testing.T) {
 	if addr, _ := doomed.id.Address(); addr != deadAddr {
 		t.Fatalf("the helper's connection has address %q, want %q", addr, deadAddr)
 	}
-	wantEvent(t, local, groups.EventJoined, group, doomed.id, "doomed", user)
+	wantEvent(t, local, joined, group, doomed.id, "doomed", user)
 	ctx := testCtx(t)
 	for _, s := range survivors {
 		waitMembers(t, s.Server, group, local.id, doomed.id)
@@ -167,7 +166,7 @@ func TestSIGKILLedNode(t *testing.T) {
 	if err := survivors[1].Send(ctx, doomed.id, wsactor.Text("from another process")); err != nil {
 		t.Fatalf("Send to the helper's connection: %v", err)
 	}
-	doomed.expectAfterJoins("from another process", local.id)
+	doomed.expect("from another process")
 	if n, err := survivors[0].Groups().SendToUser(ctx, user, wsactor.Text("to the user")); err != nil || n != 1 {
 		t.Fatalf("SendToUser to the helper's connection: %d, %v", n, err)
 	}
@@ -192,7 +191,7 @@ func TestSIGKILLedNode(t *testing.T) {
 	// The remaining member hears that the dead node's connection left, as
 	// if it had closed: once, though both survivors clean up (the check of
 	// "once" is the "still here" below, which must be the next message).
-	wantEvent(t, local, groups.EventLeft, group, doomed.id, "doomed", user)
+	wantEvent(t, local, left, group, doomed.id, "doomed", user)
 	// Every node of the pool's cluster drops it before the test ends: a
 	// later helper node connecting to one still blocking this one would race
 	// in protoactor (see connectAll).
@@ -230,6 +229,7 @@ func TestSIGKILLedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	local.expect("still here")
+	wantNoEvent(t, local, left, doomed.id)
 }
 
 // TestStoppedNodeLeaves stops a node of another process cleanly (Server
@@ -255,7 +255,7 @@ func TestStoppedNodeLeaves(t *testing.T) {
 	}
 	local := survivors[1].connect(t, "group="+group+"&name=local")
 	leaving := dialClient(t, url+"?group="+group+"&name=leaving")
-	wantEvent(t, local, groups.EventJoined, group, leaving.id, "leaving", "")
+	wantEvent(t, local, joined, group, leaving.id, "leaving", "")
 	waitMembers(t, survivors[0].Server, group, local.id, leaving.id)
 
 	closed := leaving.closed()
@@ -264,7 +264,7 @@ func TestStoppedNodeLeaves(t *testing.T) {
 	}
 	asked := time.Now()
 	wantCloseCode(t, closed, wsactor.StatusGoingAway, "going away")
-	wantEvent(t, local, groups.EventLeft, group, leaving.id, "leaving", "")
+	wantEvent(t, local, left, group, leaving.id, "leaving", "")
 	if res := h.value(t, helperStopped, &output); res != "<nil>" {
 		t.Fatalf("the helper node's Shutdown and Stop: %s", res)
 	}
@@ -325,7 +325,7 @@ func TestNodeRestartedOnSameAddress(t *testing.T) {
 	}
 	local := survivors[0].connect(t, "group="+group+"&name=local")
 	doomed := dialClient(t, url+"?group="+group+"&name=doomed&user="+user)
-	wantEvent(t, local, groups.EventJoined, group, doomed.id, "doomed", user)
+	wantEvent(t, local, joined, group, doomed.id, "doomed", user)
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -340,9 +340,9 @@ func TestNodeRestartedOnSameAddress(t *testing.T) {
 	if newMember := second.value(t, helperMemberID, &output); newMember == oldMember {
 		t.Fatalf("the restarted node has the old member ID %s", newMember)
 	}
-	wantEvent(t, local, groups.EventLeft, group, doomed.id, "doomed", user)
+	wantEvent(t, local, left, group, doomed.id, "doomed", user)
 	fresh := dialClient(t, url+"?group="+group+"&name=fresh")
-	wantEvent(t, local, groups.EventJoined, group, fresh.id, "fresh", "")
+	wantEvent(t, local, joined, group, fresh.id, "fresh", "")
 	ctx := testCtx(t)
 	waitMembers(t, survivors[1].Server, group, local.id, fresh.id)
 	if ids, err := survivors[1].Groups().Directory().UserConns(ctx, user); err != nil || len(ids) != 0 {
