@@ -96,7 +96,8 @@ func TestSlowConsumerDoesNotSlowOthers(t *testing.T) {
 	rec := newRecorder()
 	// The queue holds 1024 small messages but only 1 MiB: four of the stuck
 	// client's 256 KiB messages fill it, none of the others' 500 small ones.
-	ts := newTestServer(t, wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024, Overflow: wsactor.OverflowDropNewest}},
+	// The write timeout is long enough not to close the stuck client meanwhile.
+	ts := newTestServer(t, wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024, Overflow: wsactor.OverflowDropNewest, WriteTimeout: time.Minute}},
 		func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
 	dial(t, ts.url+"/ws") // a client that never reads
 	stuck := recv(t, rec.opened, "open")
@@ -284,4 +285,56 @@ func TestPlainHTTPAndUnknownPaths(t *testing.T) {
 	}
 	_, err := dialErr(t, ts.url+"/nope", nil)
 	wantStatus(t, err, http.StatusNotFound)
+}
+
+// The flood, seen from the members: a burst of 3,000 broadcasts to a
+// room arrives in every member's send queue at once, more than ten times the
+// old count bound of 256. Members that read promptly get all of it, in order,
+// and stay open: the default queue is judged by bytes and by lag.
+func TestBurstDoesNotCloseMembersThatRead(t *testing.T) {
+	ts, opened := groupServer(t, wsactor.Options{})
+	const members, burst = 5, 3000
+	var clients []*websocket.Conn
+	for i := range members {
+		c, _ := joined(t, ts, opened, "", "room", fmt.Sprint("m", i))
+		clients = append(clients, c)
+	}
+	errs := make(chan error, members)
+	for i, c := range clients {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			next := 0
+			for next < burst {
+				_, b, err := c.Read(ctx)
+				if err != nil {
+					errs <- fmt.Errorf("member %d after %d messages: %w", i, next, err)
+					return
+				}
+				s, ok := strings.CutPrefix(string(b), "b ")
+				if !ok {
+					continue // a presence event
+				}
+				if s != fmt.Sprint(next) {
+					errs <- fmt.Errorf("member %d got %q, want %d: lost or reordered", i, b, next)
+					return
+				}
+				next++
+			}
+			errs <- nil
+		}()
+	}
+	for i := range burst {
+		if n, err := ts.Groups().Broadcast(context.Background(), "room", wsactor.Text(fmt.Sprint("b ", i))); err != nil || n != members {
+			t.Fatalf("broadcast %d: posted to %d members, %v", i, n, err)
+		}
+	}
+	for range members {
+		if err := recv(t, errs, "a member's reads"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := ts.Stats(); st.SlowConsumerCloses != 0 || st.ConnectionsOpen != members {
+		t.Fatalf("members that read were closed: %+v", st)
+	}
 }

@@ -347,7 +347,7 @@ type Stats struct {
 	BytesOut            int64
 	Panics              int64 // handler panics recovered
 	Restarts            int64 // handler restarts after a panic
-	SlowConsumerCloses  int64 // connections closed because their send queue overflowed
+	SlowConsumerCloses  int64 // connections closed as slow consumers (1013): queue overflow or stopped reading
 	Dropped             int64 // outbound messages dropped by a drop overflow policy
 	RateLimited         int64 // inbound messages beyond their connection's rate limit (answered or closed)
 }

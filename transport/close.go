@@ -42,8 +42,9 @@ const (
 	// peers dropped it) and the client may have missed messages: reconnect,
 	// to this node or another.
 	StatusServiceRestart StatusCode = websocket.StatusServiceRestart // 1012
-	// StatusTryAgainLater: the send queue overflowed (a slow consumer). Unlike
-	// 1008 it invites the client to reconnect: it lost messages, not its rights.
+	// StatusTryAgainLater: a slow consumer: its send queue overflowed, or it
+	// stopped reading (no write progress for WriteTimeout). Unlike 1008 it
+	// invites the client to reconnect: it lost messages, not its rights.
 	StatusTryAgainLater StatusCode = websocket.StatusTryAgainLater // 1013
 )
 
@@ -54,6 +55,7 @@ const (
 	ReasonIdleTimeout  = "idle timeout"
 	ReasonPingTimeout  = "ping timeout"
 	ReasonSlowConsumer = "slow consumer: send queue full"
+	ReasonStalled      = "slow consumer: stopped reading"
 	ReasonInvalidUTF8  = "invalid UTF-8 in text message"
 	ReasonTooBig       = "message too big"
 	ReasonWriteFailed  = "write failed"

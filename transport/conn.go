@@ -46,7 +46,7 @@ var (
 // Conn is one accepted WebSocket. All methods are safe for concurrent use.
 type Conn struct {
 	ws      *websocket.Conn
-	netConn net.Conn     // the hijacked socket, to enforce deadlines coder/websocket does not offer
+	netConn *watchedConn // the hijacked socket, to watch writes and close it under coder/websocket
 	in      *inboundConn // what coder/websocket reads: netConn with the inbound check
 	opts    *Options
 
@@ -73,10 +73,10 @@ type Conn struct {
 	parked   atomic.Bool  // the reader waits for an inflight token
 	lastRead atomic.Int64 // unix nanoseconds of the last inbound message
 
-	writeTimer    *time.Timer  // touched only by the (single) writer goroutine
-	writeDeadline atomic.Int64 // unix nanoseconds; 0 while not writing
-	heartbeat     *time.Timer
-	nextPing      time.Time // touched only by the heartbeat callback
+	stallTimer atomic.Pointer[time.Timer] // the stall watch (write.go); made by the first writer
+	watching   atomic.Bool                // a writer goroutine is running
+	heartbeat  *time.Timer
+	nextPing   time.Time // touched only by the heartbeat callback
 
 	sendQueue // guarded by its own mutex; see write.go
 }
@@ -313,11 +313,12 @@ func (c *Conn) CloseNow(code StatusCode, reason string) {
 	go func() { _ = c.ws.CloseNow() }()
 }
 
-// hijackRecorder keeps the net.Conn that coder/websocket hijacks, and hands
-// coder/websocket the same socket behind the inbound check instead.
+// hijackRecorder keeps the net.Conn that coder/websocket hijacks, wrapped
+// so that the stall watch sees the writes (write.go), and hands
+// coder/websocket the same socket behind the inbound check (inbound.go).
 type hijackRecorder struct {
 	http.ResponseWriter
-	conn net.Conn
+	conn *watchedConn
 	in   *inboundConn
 }
 
@@ -330,10 +331,13 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return conn, brw, err
 	}
-	h.conn = conn
+	if h.conn, err = watch(conn, brw); err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
 	// coder/websocket has set the response headers before hijacking.
 	deflate := strings.Contains(h.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate")
-	h.in = newInboundConn(conn, brw, deflate)
+	h.in = newInboundConn(h.conn, brw, deflate)
 	return h.in, brw, nil
 }
 

@@ -10,13 +10,12 @@ import (
 
 // Defaults applied to zero fields of Options.
 const (
-	DefaultMaxMessageSize    = 64 << 10 // 64 KiB
-	DefaultWriteTimeout      = 10 * time.Second
-	DefaultPingInterval      = 30 * time.Second
-	DefaultPongTimeout       = 15 * time.Second
-	DefaultSendQueueMessages = 256
-	DefaultSendQueueBytes    = 1 << 20 // 1 MiB
-	DefaultMaxInflight       = 64
+	DefaultMaxMessageSize = 64 << 10 // 64 KiB
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultPingInterval   = 30 * time.Second
+	DefaultPongTimeout    = 15 * time.Second
+	DefaultSendQueueBytes = 1 << 20 // 1 MiB
+	DefaultMaxInflight    = 64
 	// DefaultMessagesPerSecond and DefaultBytesPerSecond are the inbound rate
 	// limits; each burst defaults to two seconds' worth (400 messages, 2 MiB).
 	DefaultMessagesPerSecond = 200
@@ -98,7 +97,8 @@ func twoSeconds(perSecond float64) int {
 }
 
 // OverflowPolicy says what happens when a message is written to a connection
-// whose send queue is full.
+// whose send queue is full. A client that stops reading altogether is closed
+// by WriteTimeout whatever the policy.
 type OverflowPolicy int
 
 const (
@@ -132,8 +132,12 @@ type Options struct {
 	// MaxMessageSize is the largest inbound message in bytes; a larger one
 	// closes the connection with 1009. Default 64 KiB.
 	MaxMessageSize int64
-	// WriteTimeout bounds each write to the socket; a write that does not
-	// finish in time closes the connection. Default 10 s.
+	// WriteTimeout is how long the socket may take no bytes while messages
+	// wait for it. A client that lets it pass has stopped reading: the
+	// connection is closed with 1013 and ReasonStalled, whatever the
+	// Overflow policy, and counted as a slow consumer. A client that reads,
+	// however slowly a large message trickles out, is not judged by it.
+	// Default 10 s.
 	WriteTimeout time.Duration
 	// PingInterval is how often the server pings. Default 30 s; negative disables pings.
 	PingInterval time.Duration
@@ -144,14 +148,19 @@ type Options struct {
 	// message arrives from the client for this long. Pongs do not count.
 	// Default 0: no idle timeout.
 	IdleTimeout time.Duration
-	// SendQueueMessages bounds how many outbound messages may wait for the
-	// socket. Default 256.
-	SendQueueMessages int
-	// SendQueueBytes bounds the bytes of outbound messages waiting for the
-	// socket. A single message larger than this is still accepted when the
-	// queue is empty. Default 1 MiB.
+	// SendQueueBytes bounds the memory of the messages waiting for the
+	// socket, the one being written included: each counts its bytes plus
+	// QueueOverhead (64). A single message larger than this is still accepted
+	// when the queue is empty. It is the queue's only bound by default, and a
+	// burst that fits is absorbed however many messages it holds: 1 MiB is
+	// 6,000 chat-sized (100-byte) messages, while a connection whose queue
+	// fills costs at most 1 MiB. Default 1 MiB.
 	SendQueueBytes int
-	// Overflow is what happens when either bound is hit. Default OverflowClose.
+	// SendQueueMessages, if positive, also bounds how many messages may wait
+	// for the socket, for streams whose drop policies think in messages
+	// ("keep the last 10 positions"). Default 0: no count bound.
+	SendQueueMessages int
+	// Overflow is what happens when a bound is hit. Default OverflowClose.
 	Overflow OverflowPolicy
 	// MaxInflight bounds inbound messages read from the socket but not yet
 	// handled; the reader stops reading (TCP back-pressure) until the handler
@@ -195,8 +204,8 @@ func (o Options) WithDefaults() Options {
 	if o.PongTimeout <= 0 {
 		o.PongTimeout = DefaultPongTimeout
 	}
-	if o.SendQueueMessages <= 0 {
-		o.SendQueueMessages = DefaultSendQueueMessages
+	if o.SendQueueMessages < 0 {
+		o.SendQueueMessages = 0
 	}
 	if o.SendQueueBytes <= 0 {
 		o.SendQueueBytes = DefaultSendQueueBytes

@@ -199,11 +199,12 @@ func equalInts(a, b []int) bool {
 	return true
 }
 
-// Bytes are bounded too, not only messages.
+// With a count bound set, bytes are bounded too, not only messages.
 func TestOverflowOnBytes(t *testing.T) {
+	const each = bigMsg + transport.QueueOverhead
 	ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{
 		SendQueueMessages: 1000,
-		SendQueueBytes:    3 * bigMsg,
+		SendQueueBytes:    3*each + transport.QueueOverhead,
 		Overflow:          transport.OverflowDropNewest,
 	}})
 	_, sc := ts.dial(t, nil) // never reads
@@ -212,7 +213,7 @@ func TestOverflowOnBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the writer took the first message", func() bool { m, _ := sc.c.Queued(); return m == 0 })
-	// The in-flight message counts: two more fit in 3*bigMsg, a third does not.
+	// The in-flight message counts: two more fit, a third does not.
 	for i := 1; i <= 2; i++ {
 		if err := sc.c.Write(websocket.MessageBinary, numbered(i)); err != nil {
 			t.Fatalf("Write %d = %v, want nil (within SendQueueBytes)", i, err)
@@ -221,11 +222,15 @@ func TestOverflowOnBytes(t *testing.T) {
 	if err := sc.c.Write(websocket.MessageBinary, numbered(3)); !errors.Is(err, transport.ErrQueueFull) {
 		t.Fatalf("Write beyond SendQueueBytes = %v, want ErrQueueFull", err)
 	}
+	// An empty message fits in the last QueueOverhead bytes; a second one does not.
 	if err := sc.c.Write(websocket.MessageBinary, nil); err != nil {
 		t.Errorf("an empty message still fits: Write = %v", err)
 	}
-	if _, b := sc.c.Queued(); b > 3*bigMsg {
-		t.Errorf("Queued() bytes = %d > SendQueueBytes %d", b, 3*bigMsg)
+	if err := sc.c.Write(websocket.MessageBinary, nil); !errors.Is(err, transport.ErrQueueFull) {
+		t.Errorf("a second empty message = %v, want ErrQueueFull: each message counts QueueOverhead", err)
+	}
+	if _, b := sc.c.Queued(); b != 3*each+transport.QueueOverhead {
+		t.Errorf("Queued() bytes = %d, want exactly SendQueueBytes %d", b, 3*each+transport.QueueOverhead)
 	}
 }
 
@@ -262,8 +267,9 @@ func TestCloseSoonAbandonsStuckWrite(t *testing.T) {
 	wantInfo(t, sc.fin(t), transport.StatusPolicyViolation, "enough", true)
 }
 
-// A write that cannot finish within WriteTimeout ends the connection, even
-// when no overflow policy closes it: the client is gone or stuck.
+// A client that stops reading is closed by WriteTimeout whatever the
+// overflow policy, even one that never closes for a full queue: it is a
+// stalled reader (1013), not a failed write.
 func TestWriteTimeoutEndsStuckConnection(t *testing.T) {
 	ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{
 		SendQueueMessages: 1000,
@@ -277,9 +283,12 @@ func TestWriteTimeoutEndsStuckConnection(t *testing.T) {
 			break // the timeout may already have closed it
 		}
 	}
-	wantInfo(t, sc.fin(t), transport.StatusAbnormalClosure, transport.ReasonWriteFailed, true)
+	wantInfo(t, sc.fin(t), transport.StatusTryAgainLater, transport.ReasonStalled, true)
 	if err := sc.c.Write(websocket.MessageBinary, []byte("after")); !errors.Is(err, transport.ErrClosed) {
 		t.Errorf("Write after the timeout = %v, want ErrClosed", err)
+	}
+	if got := ts.opts.Counters.SlowConsumerCloses.Load(); got != 1 {
+		t.Errorf("SlowConsumerCloses = %d, want 1", got)
 	}
 	eventually(t, "Queued() is (0, 0)", func() bool { m, b := sc.c.Queued(); return m == 0 && b == 0 })
 }

@@ -356,7 +356,7 @@ func TestCloseSoonDropsQueuedMessages(t *testing.T) {
 		}
 	}
 	sc.c.CloseSoon(4003, "soon")
-	if m, b := sc.c.Queued(); m != 0 || b > len(big) {
+	if m, b := sc.c.Queued(); m != 0 || b > len(big)+transport.QueueOverhead {
 		t.Errorf("Queued() = (%d, %d) after CloseSoon, want no message queued", m, b)
 	}
 	if err := sc.c.Write(websocket.MessageText, []byte("late")); !errors.Is(err, transport.ErrClosed) {
@@ -574,16 +574,18 @@ func TestQueued(t *testing.T) {
 	// The writer takes the message off the queue but cannot finish writing
 	// it to a client that does not read: its bytes still count.
 	eventually(t, "the writer took the first message", func() bool { m, _ := sc.c.Queued(); return m == 0 })
-	if _, b := sc.c.Queued(); b != len(big) {
-		t.Fatalf("Queued() bytes = %d while a %d-byte write is in flight, want %d", b, len(big), len(big))
+	if _, b := sc.c.Queued(); b != len(big)+transport.QueueOverhead {
+		t.Fatalf("Queued() bytes = %d while a %d-byte write is in flight, want %d", b, len(big), len(big)+transport.QueueOverhead)
 	}
 	for _, size := range []int{100, 200, 300} {
 		if err := sc.c.Write(websocket.MessageBinary, make([]byte, size)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if m, b := sc.c.Queued(); m != 3 || b != len(big)+600 {
-		t.Fatalf("Queued() = (%d, %d), want (3, %d)", m, b, len(big)+600)
+	// Each message counts QueueOverhead besides its bytes.
+	want := len(big) + 600 + 4*transport.QueueOverhead
+	if m, b := sc.c.Queued(); m != 3 || b != want {
+		t.Fatalf("Queued() = (%d, %d), want (3, %d)", m, b, want)
 	}
 
 	// Once the client reads, the queue drains completely.
@@ -599,7 +601,7 @@ func TestOptionsWithDefaults(t *testing.T) {
 	o := transport.Options{}.WithDefaults()
 	if o.MaxMessageSize != transport.DefaultMaxMessageSize || o.WriteTimeout != transport.DefaultWriteTimeout ||
 		o.PingInterval != transport.DefaultPingInterval || o.PongTimeout != transport.DefaultPongTimeout ||
-		o.SendQueueMessages != transport.DefaultSendQueueMessages || o.SendQueueBytes != transport.DefaultSendQueueBytes ||
+		o.SendQueueMessages != 0 || o.SendQueueBytes != transport.DefaultSendQueueBytes ||
 		o.MaxInflight != transport.DefaultMaxInflight || o.Counters == nil || o.Overflow != transport.OverflowClose ||
 		o.IdleTimeout != 0 {
 		t.Errorf("Options{}.WithDefaults() = %+v", o)

@@ -1,10 +1,19 @@
 package transport
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// QueueOverhead is what each queued message counts against SendQueueBytes
+// besides its own bytes: its slot in the queue (32 bytes), the slack of the
+// queue's growing array and the frame header. Without it a flood of tiny or
+// empty messages would hold memory that the byte bound does not see.
+const QueueOverhead = 64
 
 type outbound struct {
 	typ  MessageType
@@ -20,7 +29,7 @@ type sendQueue struct {
 	mu          sync.Mutex
 	items       []outbound // items[head:] are queued; the array is reused
 	head        int
-	bytes       int  // bytes queued, including the message being written
+	bytes       int  // bytes queued (plus QueueOverhead each), including the message being written
 	writing     bool // a writer goroutine is running
 	refusing    bool // no more messages are accepted
 	closeQueued bool // the writer performs the closing handshake once drained
@@ -28,19 +37,21 @@ type sendQueue struct {
 }
 
 // Write queues a message for the socket and returns at once. It never blocks
-// on the network. When the queue is full the connection's overflow policy
-// runs: the error is ErrQueueFull (the connection may be closing because of
-// it). data must not be modified afterwards; it may be shared by many
-// connections (a prepared broadcast).
+// on the network. When the queue is full (SendQueueBytes, or
+// SendQueueMessages if set) the connection's overflow policy runs: the error
+// is ErrQueueFull (the connection may be closing because of it). data must
+// not be modified afterwards; it may be shared by many connections (a
+// prepared broadcast).
 func (c *Conn) Write(typ MessageType, data []byte) error {
 	q := &c.sendQueue
 	o := c.opts
+	size := len(data) + QueueOverhead
 	q.mu.Lock()
 	if q.refusing || q.overflowed {
 		q.mu.Unlock()
 		return ErrClosed
 	}
-	for q.len() > 0 && (q.len() >= o.SendQueueMessages || q.bytes+len(data) > o.SendQueueBytes) {
+	for q.len() > 0 && (q.bytes+size > o.SendQueueBytes || (o.SendQueueMessages > 0 && q.len() >= o.SendQueueMessages)) {
 		switch o.Overflow {
 		case OverflowDropNewest:
 			q.mu.Unlock()
@@ -62,14 +73,15 @@ func (c *Conn) Write(typ MessageType, data []byte) error {
 		}
 	}
 	q.items = append(q.items, outbound{typ: typ, data: data})
-	q.bytes += len(data)
+	q.bytes += size
 	q.startWriterLocked()
 	q.mu.Unlock()
 	return nil
 }
 
-// Queued reports the messages waiting for the socket and their bytes; the
-// bytes also include the message being written, which still holds memory.
+// Queued reports the messages waiting for the socket and the bytes they count
+// against SendQueueBytes (QueueOverhead each besides their own); the bytes
+// also include the message being written, which still holds memory.
 func (c *Conn) Queued() (messages, bytes int) {
 	c.sendQueue.mu.Lock()
 	defer c.sendQueue.mu.Unlock()
@@ -83,7 +95,7 @@ func (q *sendQueue) pop() outbound {
 	m := q.items[q.head]
 	q.items[q.head] = outbound{}
 	q.head++
-	q.bytes -= len(m.data)
+	q.bytes -= len(m.data) + QueueOverhead
 	if q.head == len(q.items) {
 		q.reset()
 	}
@@ -94,7 +106,7 @@ func (q *sendQueue) pop() outbound {
 // letting a burst's large one go.
 func (q *sendQueue) reset() {
 	for i := q.head; i < len(q.items); i++ {
-		q.bytes -= len(q.items[i].data)
+		q.bytes -= len(q.items[i].data) + QueueOverhead
 		q.items[i] = outbound{}
 	}
 	q.head = 0
@@ -114,9 +126,13 @@ func (q *sendQueue) startWriterLocked() {
 
 func (q *sendQueue) writeLoop() {
 	c := q.conn
+	c.watchWrites()
 	for {
 		q.mu.Lock()
 		if q.len() == 0 {
+			// Unwatched before writing is cleared, so that a writer started
+			// by the next Write arms the watch after this one disarmed it.
+			c.unwatchWrites()
 			q.writing = false
 			closing := q.closeQueued
 			q.closeQueued = false
@@ -129,16 +145,18 @@ func (q *sendQueue) writeLoop() {
 			return
 		}
 		m := q.pop()
-		q.bytes += len(m.data) // still held until written
+		size := len(m.data) + QueueOverhead
+		q.bytes += size // still held until written
 		q.mu.Unlock()
 
-		err := c.writeWithDeadline(m)
+		err := c.ws.Write(context.Background(), m.typ, m.data)
 
 		q.mu.Lock()
-		q.bytes -= len(m.data)
+		q.bytes -= size
 		q.mu.Unlock()
 		if err != nil {
-			// coder/websocket has closed the socket; the reader reports it.
+			// coder/websocket has closed the socket, or the stall watch has;
+			// the reader reports it. A stall was decided first.
 			c.decide(StatusAbnormalClosure, ReasonWriteFailed)
 			q.refuse()
 			continue
@@ -183,33 +201,100 @@ func (q *sendQueue) closeDropping() {
 	q.startWriterLocked()
 }
 
-// writeWithDeadline writes one message, bounded by WriteTimeout. One timer
-// per connection, re-armed for each write, replaces a context (and
-// coder/websocket's AfterFunc on it) per message: a write that overruns has
-// the socket closed under it, as an expired write context would.
-func (c *Conn) writeWithDeadline(m outbound) error {
-	if c.writeTimer == nil {
-		c.writeTimer = time.AfterFunc(time.Hour, c.writeTimedOut)
-	}
-	c.writeDeadline.Store(time.Now().Add(c.opts.WriteTimeout).UnixNano())
-	c.writeTimer.Reset(c.opts.WriteTimeout)
-	err := c.ws.Write(context.Background(), m.typ, m.data)
-	c.writeDeadline.Store(0)
-	c.writeTimer.Stop()
-	return err
-}
+// The stall watch. A client is judged by whether it takes bytes, not by how
+// long a message takes: while the writer goroutine runs, a timer checks that
+// some write to the socket has made progress within the last WriteTimeout.
+// One timer per connection, armed when the writer starts and stopped when it
+// runs out of work, costs nothing per message; the socket records its
+// progress (watchedConn).
 
-// writeTimedOut runs when a write's deadline may have passed. A late tick
-// for an earlier write finds a later deadline (or none) and does nothing.
-func (c *Conn) writeTimedOut() {
-	d := c.writeDeadline.Load()
-	if d == 0 || time.Now().UnixNano() < d {
+// watchWrites starts the stall watch; only the writer goroutine calls it.
+func (c *Conn) watchWrites() {
+	if c.netConn == nil {
 		return
 	}
-	c.decide(StatusAbnormalClosure, ReasonWriteFailed)
-	if c.netConn != nil {
-		_ = c.netConn.Close()
-	} else {
-		go func() { _ = c.ws.CloseNow() }()
+	c.netConn.progress.Store(monotonic())
+	c.watching.Store(true)
+	if t := c.stallTimer.Load(); t != nil {
+		t.Reset(c.opts.WriteTimeout)
+		return
 	}
+	c.stallTimer.Store(time.AfterFunc(c.opts.WriteTimeout, c.checkStall))
+}
+
+// unwatchWrites stops the stall watch; the writer calls it under q.mu.
+func (c *Conn) unwatchWrites() {
+	c.watching.Store(false)
+	if t := c.stallTimer.Load(); t != nil {
+		t.Stop()
+	}
+}
+
+// checkStall runs when the writer may have gone WriteTimeout without
+// progress. A tick that finds progress re-arms the timer for the rest of the
+// period; a late tick after the writer stopped does nothing.
+func (c *Conn) checkStall() {
+	if !c.watching.Load() {
+		return
+	}
+	idle := time.Duration(monotonic() - c.netConn.progress.Load())
+	if idle < c.opts.WriteTimeout {
+		c.stallTimer.Load().Reset(c.opts.WriteTimeout - idle)
+		return
+	}
+	// A stalled reader. No close frame can reach it: the socket is full,
+	// mid-frame. Its queue is dropped and the socket closed, which fails
+	// the write in progress; the handler is told 1013.
+	if c.decide(StatusTryAgainLater, ReasonStalled) {
+		c.opts.Counters.SlowConsumerCloses.Add(1)
+	}
+	c.end()
+	c.sendQueue.refuse()
+	_ = c.netConn.Close()
+}
+
+// epoch anchors monotonic: time.Since reads the monotonic clock, which wall
+// clock changes do not move.
+var epoch = time.Now()
+
+func monotonic() int64 { return int64(time.Since(epoch)) }
+
+// writeChunk bounds each write to the socket, so that progress through a
+// large message is seen every writeChunk bytes rather than only at its end.
+const writeChunk = 32 << 10
+
+// watchedConn is the hijacked socket. It records the time of every write
+// that completes, for the stall watch; coder/websocket writes to it through
+// the bufio.Writer that net/http hands over with the connection.
+type watchedConn struct {
+	net.Conn
+	progress atomic.Int64 // monotonic() of the last completed write
+}
+
+// watch wraps a just-hijacked socket and points brw's writer at the wrapper.
+func watch(conn net.Conn, brw *bufio.ReadWriter) (*watchedConn, error) {
+	wc := &watchedConn{Conn: conn}
+	if brw != nil {
+		// net/http has flushed the response head; flush anyway so that
+		// the reset cannot drop a byte.
+		if err := brw.Writer.Flush(); err != nil {
+			return nil, err
+		}
+		brw.Writer.Reset(wc)
+	}
+	return wc, nil
+}
+
+func (w *watchedConn) Write(p []byte) (n int, err error) {
+	for len(p) > 0 {
+		chunk := p[:min(len(p), writeChunk)]
+		m, err := w.Conn.Write(chunk)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		w.progress.Store(monotonic())
+		p = p[m:]
+	}
+	return n, nil
 }

@@ -34,9 +34,9 @@ const (
 	writeTimeout = transport.DefaultWriteTimeout
 	wsPath       = "/ws"
 	statsPath    = "/stats"
-	// maxPush bounds "push N": wsactor's default send queue holds 256
-	// messages and closes the connection when it overflows.
-	maxPush = transport.DefaultSendQueueMessages
+	// maxPush bounds "push N", a burst queued at once: 256 messages fit
+	// wsactor's default send queue (1 MiB) up to a push size of 4 KiB.
+	maxPush = 256
 	// Message tags: the first byte of every binary message the tool sends.
 	tagEcho = 'E' // client → server → client; then the client's monotonic send time
 	tagPush = 'P' // server → client; then the server's wall-clock send time

@@ -11,7 +11,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/wsactor/wsactor"
-	"github.com/wsactor/wsactor/transport"
 )
 
 // broadcastKind names a server of BenchmarkBroadcast.
@@ -97,8 +96,9 @@ func (g *bareGroup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer g.open.Add(-1)
 	m := &bareMember{ws: ws}
 	if g.pump {
-		// The same bound as wsactor's default send queue.
-		m.send = make(chan []byte, transport.DefaultSendQueueMessages)
+		// The count bound wsactor's send queue had by default (it is
+		// bounded in bytes now).
+		m.send = make(chan []byte, 256)
 		m.done = make(chan struct{})
 		stopped := make(chan struct{})
 		go func() {
