@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"unicode/utf8"
 )
 
 // Envelope is the routing head of a JSON message: its "type" and, for a
@@ -14,8 +16,9 @@ import (
 //	{"type": "chat.say", "req": 7, "text": "hi"}
 type Envelope struct {
 	Type string
-	// Req is the raw JSON of "req" (a string or a number), echoed verbatim
-	// in the reply; nil when the message is not a request.
+	// Req is the raw JSON of "req" (a string of at most MaxReqLen bytes or
+	// a safe integer), echoed verbatim in the reply; nil when the message
+	// is not a request.
 	Req json.RawMessage
 }
 
@@ -26,13 +29,24 @@ const (
 	CodeMissingType = "missing_type" // no "type", or it is not a non-empty string
 	CodeUnknownType = "unknown_type" // no handler for this type
 	CodeBadPayload  = "bad_payload"  // the payload does not decode into the handler's type
-	CodeBadReq      = "bad_req"      // "req" is not a string or a number
+	CodeBadReq      = "bad_req"      // "req" is not a string of at most MaxReqLen bytes nor a safe integer
 	CodeUnsupported = "unsupported"  // a binary message on a route that takes none
 	CodeInternal    = "internal"     // the handler failed; details are logged, not sent
 )
 
 // MaxTypeLen bounds "type" so an error envelope never echoes an unbounded string.
 const MaxTypeLen = 128
+
+// The bounds of a request ID ("req"), which every reply echoes verbatim. A
+// string is bounded so that a client cannot make the server repeat an
+// unbounded one. A number must be an integer literal (no fraction, no
+// exponent) within ±MaxReqInt, the integers a JavaScript number holds
+// exactly: 1e400 would read back as Infinity, and a 5,000-digit one as a
+// different number, so the client could not match the reply to its request.
+const (
+	MaxReqLen = 64        // bytes of a string "req", once decoded
+	MaxReqInt = 1<<53 - 1 // 9007199254740991, Number.MAX_SAFE_INTEGER
+)
 
 // DecodeEnvelope reads the routing head of a message. The error is an
 // *Error with one of the Code constants.
@@ -50,12 +64,11 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 	}
 	env := Envelope{}
 	if head.Req != nil && !bytes.Equal(head.Req, []byte("null")) {
-		switch head.Req[0] {
-		case '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-			env.Req = head.Req
-		default:
-			return Envelope{}, &Error{Code: CodeBadReq, Message: `"req" must be a string or a number`}
+		if !validReq(head.Req) {
+			// Not echoed: that is the point of the bound.
+			return Envelope{}, &Error{Code: CodeBadReq, Message: badReqMessage}
 		}
+		env.Req = head.Req
 	}
 	if head.Type == nil {
 		return env, &Error{Code: CodeMissingType, Message: `message has no "type"`}
@@ -68,6 +81,30 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 		return Envelope{Req: env.Req}, &Error{Code: CodeMissingType, Message: fmt.Sprintf(`"type" is longer than %d bytes`, MaxTypeLen)}
 	}
 	return env, nil
+}
+
+var badReqMessage = fmt.Sprintf(`"req" must be a string of at most %d bytes or an integer between -%d and %d`, MaxReqLen, MaxReqInt, MaxReqInt)
+
+// validReq reports whether raw, a JSON value the decoder has already checked,
+// is a request ID within the bounds of MaxReqLen and MaxReqInt.
+func validReq(raw json.RawMessage) bool {
+	switch raw[0] {
+	case '"':
+		if len(raw)-2 <= MaxReqLen && utf8.Valid(raw) {
+			// Escapes only shrink a string (only invalid UTF-8, which
+			// decodes to U+FFFD, grows).
+			return true
+		}
+		var s string
+		return json.Unmarshal(raw, &s) == nil && len(s) <= MaxReqLen
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		if bytes.ContainsAny(raw, ".eE") || len(raw) > len("-9007199254740991") {
+			return false
+		}
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		return err == nil && -MaxReqInt <= n && n <= MaxReqInt
+	}
+	return false
 }
 
 // jsonErrorText keeps the decoder's explanation but not Go type names.
