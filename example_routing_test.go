@@ -119,7 +119,7 @@ func ExampleOnRequest() {
 		return
 	}
 	defer c.CloseNow()
-	// "req" (a string or a number) is echoed verbatim so the client can
+	// "req" (a short string or a safe integer) is echoed verbatim so the client can
 	// match answers to requests.
 	exRoutingExchange(ctx, c,
 		`{"type":"add","req":7,"a":2,"b":40}`,
