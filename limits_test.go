@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -336,5 +337,49 @@ func TestBurstDoesNotCloseMembersThatRead(t *testing.T) {
 	}
 	if st := ts.Stats(); st.SlowConsumerCloses != 0 || st.ConnectionsOpen != members {
 		t.Fatalf("members that read were closed: %+v", st)
+	}
+}
+
+// Over TLS, a page served over plain HTTP on the same host is another origin:
+// it gets 403 before the upgrade, as does one that a proxy reports as TLS.
+func TestOriginSchemeOverTLS(t *testing.T) {
+	s := wsactor.New(wsactor.Options{Logger: discardLogger()})
+	s.Handle("/ws", func() wsactor.Handler { return echo{} })
+	hs := httptest.NewTLSServer(s)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		hs.Close()
+	})
+	host := strings.TrimPrefix(hs.URL, "https://")
+	dialTLS := func(origin string) error {
+		_, err := dialErr(t, "wss://"+host+"/ws", &websocket.DialOptions{
+			HTTPClient: hs.Client(),
+			HTTPHeader: http.Header{"Origin": {origin}},
+		})
+		return err
+	}
+	wantStatus(t, dialTLS("http://"+host), http.StatusForbidden)
+	if err := dialTLS("https://" + host); err != nil {
+		t.Fatalf("the https page of the same host was refused: %v", err)
+	}
+
+	// Plain HTTP behind a proxy that terminated TLS and says so.
+	ts := newTestServer(t, wsactor.Options{}, func(s *wsactor.Server) { s.Handle("/ws", func() wsactor.Handler { return echo{} }) })
+	plainHost := strings.TrimPrefix(ts.http.URL, "http://")
+	viaProxy := func(origin string) error {
+		_, err := dialErr(t, ts.url+"/ws", &websocket.DialOptions{HTTPHeader: http.Header{
+			"Origin": {origin}, "X-Forwarded-Proto": {"https"},
+		}})
+		return err
+	}
+	wantStatus(t, viaProxy("http://"+plainHost), http.StatusForbidden)
+	if err := viaProxy("https://" + plainHost); err != nil {
+		t.Fatalf("an https origin behind a TLS proxy was refused: %v", err)
+	}
+	// Without the proxy's word, either scheme is accepted.
+	if _, err := dialErr(t, ts.url+"/ws", &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://" + plainHost}}}); err != nil {
+		t.Fatalf("an https origin over plain HTTP was refused: %v", err)
 	}
 }
