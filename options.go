@@ -2,6 +2,7 @@ package wsactor
 
 import (
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -14,6 +15,16 @@ import (
 // DefaultHandshakeTimeout bounds authentication and Connect, and, with
 // ListenAndServe, reading the upgrade request's headers.
 const DefaultHandshakeTimeout = 10 * time.Second
+
+// Defaults of HTTPOptions, for the ordinary requests that ListenAndServe,
+// Serve and ListenAndServeHandler serve besides upgrades (an application's
+// other routes, and upgrade requests until they are upgraded).
+const (
+	DefaultHTTPReadTimeout    = 30 * time.Second
+	DefaultHTTPIdleTimeout    = 30 * time.Second
+	DefaultHTTPMaxHeaderBytes = 64 << 10 // 64 KiB
+	DefaultHTTPMaxBodyBytes   = 1 << 20  // 1 MiB
+)
 
 // Options configure a Server. The zero value is safe: every zero field takes
 // the default documented on it.
@@ -32,11 +43,25 @@ type Options struct {
 	// owned (and shut down) by the server. Pass one to share it with other
 	// actors; for a cluster, remote must be started on it before New.
 	ActorSystem *actor.ActorSystem
-	// MaxConnections caps concurrent connections (including handshakes in
-	// progress); beyond it upgrades get 503. Default 0: no cap.
+	// MaxConnections caps the connections the server holds, so that it
+	// cannot run out of file descriptors. With ListenAndServe, Serve or
+	// ListenAndServeHandler it counts every TCP connection the listener
+	// accepted until it closes: idle keep-alive ones, requests and
+	// handshakes being read, WebSockets. At the cap a new TCP connection is
+	// answered "503 Service Unavailable" ("too many connections") and
+	// closed before its request is read. Upgrades served through ServeHTTP
+	// by an http.Server of your own are counted from the handshake to the
+	// WebSocket's end, and get 503 at the cap.
+	//
+	// Default 0: DefaultMaxConnections(), derived from the process's limit on
+	// open files (RLIMIT_NOFILE) minus a reserve for everything else;
+	// negative: no cap.
 	MaxConnections int
 	// HandshakeTimeout: see DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// HTTP limits the ordinary requests of ListenAndServe, Serve and
+	// ListenAndServeHandler. See HTTPOptions.
+	HTTP HTTPOptions
 	// Transport holds the per-connection limits: message size, queues,
 	// timeouts, heartbeat, origins. See TransportOptions.
 	Transport TransportOptions
@@ -63,6 +88,65 @@ func (o Options) withDefaults() Options {
 	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = DefaultMaxConnections()
+	}
+	o.HTTP = o.HTTP.withDefaults(o.HandshakeTimeout)
+	return o
+}
+
+// HTTPOptions limit what a client can hold with plain HTTP, without
+// upgrading or authenticating, on the servers that ListenAndServe, Serve and
+// ListenAndServeHandler run. (With an http.Server of your own, set its
+// ReadTimeout, IdleTimeout and MaxHeaderBytes, and wrap its handler in
+// http.MaxBytesHandler, yourself.) A WebSocket is not bound by them: net/http
+// clears a connection's deadlines when it hands the socket over, and the
+// transport's own timeouts take over. Zero fields take the defaults
+// documented on them.
+type HTTPOptions struct {
+	// ReadTimeout bounds reading a whole request, body included, so that a
+	// client sending a body slowly is cut off. Like http.Server's, it also
+	// ends the request's context once it passes, so it is never less than
+	// HandshakeTimeout (an upgrade's handshake runs within it). Default
+	// 30 s; negative: none.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that has waited this long
+	// for its next request. Default 30 s; negative: none (idle connections
+	// still count against MaxConnections).
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header; a larger one is answered
+	// 431. Default 64 KiB, room for large cookies and tokens.
+	MaxHeaderBytes int
+	// MaxBodyBytes bounds a request's body: reading beyond it fails with an
+	// *http.MaxBytesError (answer it with 413), and the connection is closed
+	// after the response. Default 1 MiB; negative: no limit.
+	MaxBodyBytes int64
+}
+
+func (o HTTPOptions) withDefaults(handshake time.Duration) HTTPOptions {
+	switch {
+	case o.ReadTimeout == 0:
+		o.ReadTimeout = DefaultHTTPReadTimeout
+	case o.ReadTimeout < 0:
+		o.ReadTimeout = 0 // http.Server's "none"
+	}
+	if o.ReadTimeout > 0 && o.ReadTimeout < handshake {
+		o.ReadTimeout = handshake
+	}
+	switch {
+	case o.IdleTimeout == 0:
+		o.IdleTimeout = DefaultHTTPIdleTimeout
+	case o.IdleTimeout < 0:
+		// http.Server reads 0 as "use ReadTimeout", so "none" is a
+		// deadline that never comes.
+		o.IdleTimeout = math.MaxInt64
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = DefaultHTTPMaxHeaderBytes
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = DefaultHTTPMaxBodyBytes
 	}
 	return o
 }

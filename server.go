@@ -35,7 +35,8 @@ type Server struct {
 	mux        routing.Mux
 	counters   metrics.Counters
 
-	admitted     atomic.Int64 // handshakes in progress + open connections
+	admitted     atomic.Int64 // what counts against MaxConnections: see listen.go
+	capWarned    atomic.Int64 // unix nanoseconds of the last "MaxConnections reached" record
 	suspended    atomic.Pointer[suspension]
 	shuttingDown atomic.Bool
 	drainedOnce  sync.Once
@@ -141,21 +142,26 @@ func (s *Server) reject(w http.ResponseWriter, status int, reason string) {
 }
 
 func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
-	if sus := s.suspended.Load(); sus != nil {
+	// A request on a connection that our listener counts already holds a
+	// slot; any other (ServeHTTP from an http.Server of the application's)
+	// takes one for its handshake, handed over to the WebSocket.
+	held := s.heldByListener(r)
+	sus := s.suspended.Load()
+	switch {
+	case s.shuttingDown.Load():
+		s.reject(w, http.StatusServiceUnavailable, "server shutting down")
+		return
+	case sus != nil:
 		s.reject(w, http.StatusServiceUnavailable, sus.reason)
 		return
-	}
-	if !s.admit() {
-		if s.shuttingDown.Load() {
-			s.reject(w, http.StatusServiceUnavailable, "server shutting down")
-		} else {
-			s.reject(w, http.StatusServiceUnavailable, "too many connections")
-		}
+	case !held && !s.admit():
+		s.warnAtCap()
+		s.reject(w, http.StatusServiceUnavailable, "too many connections")
 		return
 	}
 	handedOver := false
 	defer func() {
-		if !handedOver {
+		if !handedOver && !held {
 			s.release()
 		}
 	}()
@@ -208,7 +214,7 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		handedOver = s.refuse(rt, w, r, decision.Status, decision.Reason)
 		return
 	}
-	tc, err := transport.Accept(w, r, &rt.transport)
+	tc, err := s.upgrade(w, r, &rt.transport, held)
 	if err != nil {
 		// coder/websocket has answered (403 for a foreign origin, 400 for a bad handshake).
 		s.counters.Rejected.Add(1)
@@ -254,13 +260,29 @@ func (s *Server) refuse(rt *route, w http.ResponseWriter, r *http.Request, statu
 	if reason == "" {
 		reason = http.StatusText(status)
 	}
-	tc, err := transport.Accept(w, r, &rt.transport)
+	tc, err := s.upgrade(w, r, &rt.transport, s.heldByListener(r))
 	if err != nil {
 		s.counters.Rejected.Add(1)
 		return false
 	}
 	s.closeAtOnce(tc, StatusCode(4000+status), reason)
 	return true
+}
+
+// upgrade accepts the WebSocket. The connection it returns holds a slot
+// against MaxConnections, released when it is gone. On a connection that
+// our listener counts (held), that is a new slot, taken before net/http
+// hands the socket over and releases the listener's: for that instant the
+// connection counts twice, never zero times.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, opts *transport.Options, held bool) (*transport.Conn, error) {
+	if held {
+		s.admitted.Add(1)
+	}
+	tc, err := transport.Accept(w, r, opts)
+	if err != nil && held {
+		s.release()
+	}
+	return tc, err
 }
 
 // closeAtOnce closes a just-upgraded connection that never becomes an actor;
@@ -286,6 +308,7 @@ func (s *Server) connect(h Handler, hs *Handshake) (d Decision, ok bool) {
 	return c.Connect(hs), true
 }
 
+// admit takes a slot against MaxConnections, if there is one.
 func (s *Server) admit() bool {
 	if s.shuttingDown.Load() {
 		return false
@@ -350,6 +373,11 @@ type Stats struct {
 	SlowConsumerCloses  int64 // connections closed as slow consumers (1013): queue overflow or stopped reading
 	Dropped             int64 // outbound messages dropped by a drop overflow policy
 	RateLimited         int64 // inbound messages beyond their connection's rate limit (answered or closed)
+	// ConnectionsHeld is what counts against MaxConnections: the TCP
+	// connections the server's listeners hold (idle keep-alive, requests
+	// and handshakes being read, WebSockets) and the handshakes and
+	// WebSockets of upgrades served through ServeHTTP.
+	ConnectionsHeld int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -368,21 +396,26 @@ func (s *Server) Stats() Stats {
 		SlowConsumerCloses:  c.SlowConsumerCloses.Load(),
 		Dropped:             c.Dropped.Load(),
 		RateLimited:         c.RateLimited.Load(),
+		ConnectionsHeld:     s.admitted.Load(),
 	}
 }
 
 // ActorSystem returns the actor system hosting the connection actors.
 func (s *Server) ActorSystem() *actor.ActorSystem { return s.system }
 
-// ListenAndServe serves s on addr with an http.Server whose header timeout
-// is the handshake timeout. It returns http.ErrServerClosed after Shutdown.
+// ListenAndServe serves s on addr. The http.Server it runs reads request
+// headers within HandshakeTimeout, limits ordinary requests as Options.HTTP
+// says, and counts every TCP connection against MaxConnections (a connection
+// beyond it is answered 503 and closed). It returns http.ErrServerClosed
+// after Shutdown.
 func (s *Server) ListenAndServe(addr string) error { return s.ListenAndServeHandler(addr, s) }
 
 // Serve serves s on l; see ListenAndServe.
 func (s *Server) Serve(l net.Listener) error { return s.ServeHandler(l, s) }
 
 // ListenAndServeHandler is ListenAndServe for an application handler, such
-// as a mux holding s and other routes: s's Shutdown also stops that listener.
+// as a mux holding s and other routes: those routes get the same limits, and
+// s's Shutdown also stops that listener.
 func (s *Server) ListenAndServeHandler(addr string, h http.Handler) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -393,13 +426,10 @@ func (s *Server) ListenAndServeHandler(addr string, h http.Handler) error {
 
 // ServeHandler serves h on l, which the caller may have bound beforehand (to
 // report a bind error, or to use port 0); see ListenAndServeHandler. It may
-// be called for several listeners; Shutdown stops them all.
+// be called for several listeners; they share MaxConnections, and Shutdown
+// stops them all.
 func (s *Server) ServeHandler(l net.Listener, h http.Handler) error {
-	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: s.opts.HandshakeTimeout,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
-	}
+	hs := s.httpServer(h)
 	s.mu.Lock()
 	if s.shuttingDown.Load() {
 		s.mu.Unlock()
@@ -408,7 +438,7 @@ func (s *Server) ServeHandler(l net.Listener, h http.Handler) error {
 	}
 	s.httpSrvs = append(s.httpSrvs, hs)
 	s.mu.Unlock()
-	return hs.Serve(l)
+	return hs.Serve(s.limitListener(l))
 }
 
 // Shutdown stops accepting upgrades (503), closes every connection with 1001
@@ -446,6 +476,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	for _, hs := range servers {
 		if err := hs.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("wsactor: http server: %w", err))
+			_ = hs.Close() // requests still running when ctx ended: their connections go now
 		}
 	}
 	if s.admitted.Load() == 0 {
