@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -381,5 +382,55 @@ func TestOriginSchemeOverTLS(t *testing.T) {
 	// Without the proxy's word, either scheme is accepted.
 	if _, err := dialErr(t, ts.url+"/ws", &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://" + plainHost}}}); err != nil {
 		t.Fatalf("an https origin over plain HTTP was refused: %v", err)
+	}
+}
+
+// A client that stops reading is closed 1013 "slow consumer: stopped
+// reading" once the socket has taken no bytes for WriteTimeout, counted and
+// logged at Warn, while the other connections carry on.
+func TestStalledReaderIsClosed1013(t *testing.T) {
+	rec := newRecorder()
+	ts := newTestServer(t, wsactor.Options{Transport: wsactor.TransportOptions{WriteTimeout: 300 * time.Millisecond, PingInterval: -1}},
+		func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
+	// A client with small kernel buffers that never reads.
+	small := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(32 << 10)
+		}
+		return c, err
+	}}}
+	if _, err := dialErr(t, ts.url+"/ws", &websocket.DialOptions{HTTPClient: small}); err != nil {
+		t.Fatal(err)
+	}
+	stalled := recv(t, rec.opened, "open")
+	other := dial(t, ts.url+"/ws")
+	otherID := recv(t, rec.opened, "open")
+	readText(t, other)
+
+	// More than any kernel buffers on the way: the writer stalls on it.
+	if err := ts.Send(context.Background(), stalled, wsactor.Binary(make([]byte, 16<<20))); err != nil {
+		t.Fatal(err)
+	}
+	ev := recv(t, rec.closed, "OnClose of the stalled reader")
+	if ev.id != stalled || ev.code != websocket.StatusTryAgainLater || ev.reason != "slow consumer: stopped reading" {
+		t.Fatalf("OnClose: %+v", ev)
+	}
+	if st := ts.Stats(); st.SlowConsumerCloses != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+	warned := false
+	for line := range strings.Lines(ts.logs.String()) {
+		warned = warned || strings.Contains(line, "level=WARN") && strings.Contains(line, "stopped reading")
+	}
+	if !warned {
+		t.Fatalf("the stalled reader's close should be logged at Warn:\n%s", ts.logs.String())
+	}
+	if err := ts.Send(context.Background(), otherID, wsactor.Text("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, other); got != "still here" {
+		t.Fatalf("the other client got %q", got)
 	}
 }
