@@ -202,14 +202,11 @@ func TestMaxConnectionsCountsIdleSockets(t *testing.T) {
 	}
 	refused := rawDial(t, ls.addr)
 	if status, body := refused.do(t, getPing); status != http.StatusServiceUnavailable || body != "too many connections\n" {
-		t.Fatalf("a request at the cap: %d %q, want 503", status, body)
+		t.Fatalf("a request at the cap: %d %q, want 503 (%v after the idle sockets opened)", status, body, time.Since(opened))
 	}
 	refused.waitClosed(t, "a refused connection")
 	if st := ls.Stats(); st.ConnectionsHeld != max || st.ConnectionsRejected != 2 {
 		t.Fatalf("after two refusals: held %d, rejected %d; want %d and 2", st.ConnectionsHeld, st.ConnectionsRejected, max)
-	}
-	if time.Since(opened) >= idle {
-		t.Fatalf("the checks took %v, longer than IdleTimeout: this machine is too slow for this test", time.Since(opened))
 	}
 
 	waitFor(t, "the idle sockets to time out", held(ls.Server))
