@@ -119,7 +119,7 @@ func TestStalledReaderIsClosed1013(t *testing.T) {
 // single message takes several WriteTimeouts to reach it: the judgement is
 // on progress, not on the duration of a write.
 func TestSteadyReaderOfLargeMessageIsNotClosed(t *testing.T) {
-	const writeTimeout = 300 * time.Millisecond
+	const writeTimeout = time.Second // a gap of a second between reads would be a stall
 	ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{
 		WriteTimeout:   writeTimeout,
 		PingInterval:   -1,
@@ -137,7 +137,7 @@ func TestSteadyReaderOfLargeMessageIsNotClosed(t *testing.T) {
 	}
 
 	// 4 KiB every 2 ms is about 2 MB/s: the 4 MiB message takes 2 s or more,
-	// several times WriteTimeout, while each 4 KiB takes a few milliseconds.
+	// twice WriteTimeout or more, while each 4 KiB takes a few milliseconds.
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	_, r, err := client.Reader(ctx)
