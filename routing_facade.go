@@ -46,4 +46,5 @@ const (
 	CodeBadReq      = routing.CodeBadReq
 	CodeUnsupported = routing.CodeUnsupported
 	CodeInternal    = routing.CodeInternal
+	CodeRateLimited = routing.CodeRateLimited
 )
