@@ -112,6 +112,26 @@ func TestStalledNodeRejoins(t *testing.T) {
 	fresh.expect("all")
 	fresh.write("echo")
 	fresh.expect("echo")
+	stopHelper(t, p, h, addr)
+}
+
+// stopHelper stops a helper node cleanly and waits until the pool has
+// dropped it: a node killed instead would leave the pool's endpoint writers
+// redialling it for a TTL, goroutines that later tests count as leaks.
+func stopHelper(t *testing.T, p *pool, h *helper, addr string) {
+	t.Helper()
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var output []string
+	if res := h.value(t, helperStopped, &output); res != "<nil>" {
+		t.Fatalf("the helper node's Shutdown and Stop: %s", res)
+	}
+	for _, n := range p.a {
+		waitUntil(t, testTimeout, "every pool node drops the stopped helper", func() bool {
+			return !slices.Contains(n.Peers(), addr)
+		})
+	}
 }
 
 // TestStalledNodeStaysOut: with when_dropped stay-out the node does not
@@ -150,4 +170,5 @@ func TestStalledNodeStaysOut(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	stopHelper(t, p, h, addr)
 }
