@@ -97,9 +97,21 @@ func (a *connActor) Receive(ctx actor.Context) {
 		c.actorDone.Store(true)
 		c.rt.forget(c) // before done: once Close returns, the ID is unknown
 		close(c.done)
+	case *actor.Terminated:
+		// An actor this connection watches has stopped: a room it plays in
+		// (package rooms' hook), or one the handler watches itself.
+		// A handler without Receive has nothing to learn from it (its own
+		// children stop with it): no warning.
+		if _, ok := a.handler.(Receiver); ok && !c.rt.hooked(c, m) {
+			a.receive(m)
+		} else if !ok {
+			c.rt.hooked(c, m)
+		}
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
-		a.receive(m)
+		if !c.rt.hooked(c, m) {
+			a.receive(m)
+		}
 	}
 }
 

@@ -64,6 +64,7 @@ type Runtime struct {
 	requestTimeout time.Duration
 	onGone         func()
 	groups         GroupService
+	hooks          []MailboxHook
 	cluster        Cluster
 	ctx            context.Context // for log calls
 

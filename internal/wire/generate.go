@@ -5,4 +5,4 @@
 // protoc-gen-go: go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12).
 package wire
 
-//go:generate protoc --go_out=. --go_opt=paths=source_relative wire.proto
+//go:generate protoc --go_out=. --go_opt=paths=source_relative wire.proto rooms.proto
