@@ -189,7 +189,7 @@ func (c *Conn) Tell(pid *actor.PID, msg any) { c.actx.Request(pid, msg) }
 // Request sends msg to another actor and returns a future for its answer.
 // Inside a handler, prefer Tell and receive the answer in Receive: waiting on
 // a future blocks the connection's mailbox.
-func (c *Conn) Request(pid *actor.PID, msg any) *actor.Future {
+func (c *Conn) Request(pid *actor.PID, msg any) actor.Future {
 	return c.actx.RequestFuture(pid, msg, c.rt.requestTimeout)
 }
 

@@ -120,25 +120,30 @@ func MessageFromWire(typ int32, data []byte) Message {
 // WireType returns m's type as sent on the wire.
 func WireType(m Message) int32 { return int32(m.Type) }
 
-// waitStopped waits until the actor pid has stopped, wherever it runs.
-func (rt *Runtime) waitStopped(ctx context.Context, pid *actor.PID) error {
+// watchStopped watches the actor pid on another node and returns a channel
+// closed once it has stopped (or its node is gone), and a function that ends
+// the watch. Call it before asking pid to stop: protoactor-go drops a Watch
+// that reaches a node after the actor has gone (remote/endpoint_reader.go,
+// lines 170-177 of v0.0.0-20260118094027-288962e52f3f; older versions
+// answered it with Terminated), so a watch sent after the stop request could
+// wait forever. The Watch sent here travels on the same stream as the
+// request that follows and is queued to pid first; the context's own Watch,
+// which goes through the endpoint watcher, also reports the loss of the node.
+func (rt *Runtime) watchStopped(pid *actor.PID) (<-chan struct{}, func()) {
 	done := make(chan struct{})
+	stopped := false
 	watcher := rt.system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
 		switch m := c.Message().(type) {
 		case *actor.Started:
 			c.Watch(pid)
 		case *actor.Terminated:
-			if m.Who.Equal(pid) {
+			if m.Who.Equal(pid) && !stopped { // both watches may report
+				stopped = true
 				close(done)
 				c.Stop(c.Self())
 			}
 		}
 	}))
-	defer rt.system.Root.Stop(watcher)
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	rt.system.Root.Send(pid, &actor.Watch{Watcher: watcher})
+	return done, func() { rt.system.Root.Stop(watcher) }
 }

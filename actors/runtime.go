@@ -303,10 +303,17 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 	case err != nil:
 		return err
 	case pid != nil:
+		stopped, unwatch := rt.watchStopped(pid)
+		defer unwatch()
 		if err := rt.request(ctx, pid, &wire.Close{Code: int32(code), Reason: reason}); err != nil {
 			return err
 		}
-		return rt.waitStopped(ctx, pid)
+		select {
+		case <-stopped:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	rt.system.Root.Send(c.pid, &closeRequest{code: code, reason: reason})
 	return c.WaitClosed(ctx)

@@ -30,7 +30,7 @@ import (
 // around its data races:
 //
 //   - remote.(*Remote).Start writes gRPC's process-wide logger
-//     (protoactor-go remote/server.go:61) while gRPC goroutines of the
+//     (protoactor-go remote/server.go:74) while gRPC goroutines of the
 //     endpoints already running read it. Every in-process node is started
 //     once, in one batch, before any cross-node traffic, through a
 //     remotestart.Gate: a later start would race with the gRPC client
@@ -42,7 +42,7 @@ import (
 //   - BlockList.IsBlocked reads the block list unlocked (remote/blocklist.go:44)
 //     on every new inbound connection: see connectAll.
 //   - Remote.Shutdown races with endpoint writers to peers that are going
-//     away (remote/endpoint_manager.go:115 against :248): the nodes are never
+//     away (remote/endpoint_manager.go:120 against :292): the nodes are never
 //     stopped; the process ends with them. Node.Stop runs in process_test.go.
 //   - MemberList.Members() reads the member set without the lock its writer
 //     holds: tests read membership with Node.Peers, which follows topology

@@ -97,7 +97,7 @@ func (n *node) shutdownAbrupt() {
 // stop deregisters and stops the node without protoactor's 2 s graceful
 // wait, then waits for the provider's goroutines. It does not call
 // Cluster.Shutdown on clients: that panics on the gossiper that StartClient
-// never started (protoactor-go cluster/gossiper.go:106).
+// never started (protoactor-go cluster/gossiper.go:108).
 func (n *node) stop() {
 	n.once.Do(func() {
 		_ = n.p.Shutdown(true)

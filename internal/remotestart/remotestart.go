@@ -2,7 +2,7 @@
 // process runs several of them (tests with several in-process nodes).
 //
 // remote.(*Remote).Start writes gRPC's process-wide logger
-// (protoactor-go remote/server.go:61, grpclog.SetLoggerV2) while the gRPC
+// (protoactor-go remote/server.go:74, grpclog.SetLoggerV2) while the gRPC
 // servers of endpoints already started read it from their own goroutines: a
 // data race, harmless with one endpoint per process but reported by -race
 // with two. Start serializes starts and, after each, exchanges HTTP/2
