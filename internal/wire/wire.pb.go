@@ -488,6 +488,63 @@ func (x *Leave) GetId() string {
 	return ""
 }
 
+// Value carries a Go value of a type the application registered
+// (actors.RegisterMessage): its registered name and its encoding/json
+// encoding. Application types cross nodes in this one envelope, so that a
+// node that does not know a name drops the message instead of panicking as
+// protoactor does for an unknown protobuf type.
+type Value struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Json          []byte                 `protobuf:"bytes,2,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Value) Reset() {
+	*x = Value{}
+	mi := &file_wire_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Value) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Value) ProtoMessage() {}
+
+func (x *Value) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Value.ProtoReflect.Descriptor instead.
+func (*Value) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Value) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Value) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
 var File_wire_proto protoreflect.FileDescriptor
 
 const file_wire_proto_rawDesc = "" +
@@ -521,7 +578,10 @@ const file_wire_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"-\n" +
 	"\x05Leave\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id*H\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"/\n" +
+	"\x05Value\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04json\x18\x02 \x01(\fR\x04json*H\n" +
 	"\x06Status\x12\x06\n" +
 	"\x02OK\x10\x00\x12\r\n" +
 	"\tNOT_FOUND\x10\x01\x12\x0e\n" +
@@ -544,7 +604,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_wire_proto_goTypes = []any{
 	(Status)(0),       // 0: wsactor.wire.v1.Status
 	(*Deliver)(nil),   // 1: wsactor.wire.v1.Deliver
@@ -554,11 +614,12 @@ var file_wire_proto_goTypes = []any{
 	(*PostMany)(nil),  // 5: wsactor.wire.v1.PostMany
 	(*Join)(nil),      // 6: wsactor.wire.v1.Join
 	(*Leave)(nil),     // 7: wsactor.wire.v1.Leave
-	nil,               // 8: wsactor.wire.v1.Join.MetaEntry
+	(*Value)(nil),     // 8: wsactor.wire.v1.Value
+	nil,               // 9: wsactor.wire.v1.Join.MetaEntry
 }
 var file_wire_proto_depIdxs = []int32{
 	0, // 0: wsactor.wire.v1.Result.status:type_name -> wsactor.wire.v1.Status
-	8, // 1: wsactor.wire.v1.Join.meta:type_name -> wsactor.wire.v1.Join.MetaEntry
+	9, // 1: wsactor.wire.v1.Join.meta:type_name -> wsactor.wire.v1.Join.MetaEntry
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
@@ -577,7 +638,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
