@@ -4,6 +4,7 @@ import (
 	"github.com/wsactor/wsactor/actors"
 	"github.com/wsactor/wsactor/auth"
 	"github.com/wsactor/wsactor/transport"
+	"google.golang.org/protobuf/proto"
 )
 
 // The connection API, defined in package actors and re-exported here so that
@@ -86,9 +87,27 @@ var (
 	ErrConnectionNotFound = actors.ErrConnectionNotFound
 	ErrSendQueueFull      = actors.ErrSendQueueFull
 	ErrInvalidCloseCode   = actors.ErrInvalidCloseCode
-	// ErrNotProtobuf: Tell to a connection on another node needs a protobuf message.
-	ErrNotProtobuf = actors.ErrNotProtobuf
+	// ErrNotRegistered: a message for another node is neither a protobuf
+	// message nor of a type registered with RegisterMessage.
+	ErrNotRegistered = actors.ErrNotRegistered
+	// ErrUnknownMessage: DecodeValue got a registered name this node does
+	// not know.
+	ErrUnknownMessage = actors.ErrUnknownMessage
 )
+
+// RegisterMessage registers T under a stable name, so that its values can be
+// sent with Tell to connections and actors on other nodes; call it at init
+// on every node. See actors.RegisterMessage for how values arrive and when
+// it panics.
+func RegisterMessage[T any](name string) { actors.RegisterMessage[T](name) }
+
+// EncodeValue returns v as it crosses nodes (a protobuf message as it is, a
+// registered type in its envelope), for sends through protoactor directly.
+func EncodeValue(v any) (proto.Message, error) { return actors.EncodeValue(v) }
+
+// DecodeValue turns what an actor received from another node back into the
+// registered type's value; any other message is returned as it is.
+func DecodeValue(m any) (any, error) { return actors.DecodeValue(m) }
 
 // Text returns a text message.
 func Text(s string) Message { return actors.Text(s) }

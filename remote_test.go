@@ -90,6 +90,15 @@ func pooledSystems(t *testing.T, n int) []*actor.ActorSystem {
 // tests do not see each other's connections.
 func startNodes(t *testing.T, n int, opts wsactor.Options) []*remoteNode {
 	t.Helper()
+	return startNodesWith(t, n, opts, func(s *wsactor.Server, opened chan wsactor.ID) wsactor.Handler {
+		return &member{opened: opened, srv: s}
+	})
+}
+
+// startNodesWith is startNodes with the route's handler made by newHandler,
+// which must send each connection's ID to opened in OnOpen.
+func startNodesWith(t *testing.T, n int, opts wsactor.Options, newHandler func(s *wsactor.Server, opened chan wsactor.ID) wsactor.Handler) []*remoteNode {
+	t.Helper()
 	name := fmt.Sprintf("n%d", serverSeq.Add(1))
 	nodes := make([]*remoteNode, n)
 	for i, system := range pooledSystems(t, n) {
@@ -100,7 +109,7 @@ func startNodes(t *testing.T, n int, opts wsactor.Options) []*remoteNode {
 		o.Cluster = view
 		opened := make(chan wsactor.ID, 100)
 		ts := newTestServer(t, o, func(s *wsactor.Server) {
-			s.Handle("/ws", func() wsactor.Handler { return &member{opened: opened, srv: s} })
+			s.Handle("/ws", func() wsactor.Handler { return newHandler(s, opened) })
 		})
 		nodes[i] = &remoteNode{testServer: ts, addr: system.Address(), view: view, opened: opened}
 	}
@@ -156,8 +165,8 @@ func TestCrossNodeSendCloseAndOrder(t *testing.T) {
 	}
 	wg.Wait()
 
-	if err := one.Tell(id, "a Go string"); !errors.Is(err, wsactor.ErrNotProtobuf) {
-		t.Fatalf("Tell of a non-protobuf message across nodes: want ErrNotProtobuf, got %v", err)
+	if err := one.Tell(id, "a Go string"); !errors.Is(err, wsactor.ErrNotRegistered) || !strings.Contains(err.Error(), "string") {
+		t.Fatalf("Tell of an unregistered type across nodes: want ErrNotRegistered naming string, got %v", err)
 	}
 	go func() { // answer the closing handshake
 		for {

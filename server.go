@@ -348,7 +348,9 @@ func (s *Server) Send(ctx context.Context, id ID, m Message) error {
 func (s *Server) Post(id ID, m Message) error { return s.rt.Post(id, m) }
 
 // Tell delivers an arbitrary message to the connection's Receiver, through
-// its mailbox.
+// its mailbox. To a connection on another node, msg must be a protobuf
+// message or of a type registered with RegisterMessage (it arrives decoded):
+// anything else is refused with an error wrapping ErrNotRegistered.
 func (s *Server) Tell(id ID, msg any) error { return s.rt.Tell(id, msg) }
 
 // Close asks the connection with this ID to close with code and reason after
@@ -373,6 +375,11 @@ type Stats struct {
 	SlowConsumerCloses  int64 // connections closed as slow consumers (1013): queue overflow or stopped reading
 	Dropped             int64 // outbound messages dropped by a drop overflow policy
 	RateLimited         int64 // inbound messages beyond their connection's rate limit (answered or closed)
+	// MessagesUndecodable counts messages from other nodes that a connection
+	// dropped because this node could not decode them: a name registered
+	// with RegisterMessage on the sender only, or JSON that does not fit the
+	// type. Each name is also logged at Warn, at most once a minute.
+	MessagesUndecodable int64
 	// ConnectionsHeld is what counts against MaxConnections: the TCP
 	// connections the server's listeners hold (idle keep-alive, requests
 	// and handshakes being read, WebSockets) and the handshakes and
@@ -396,6 +403,7 @@ func (s *Server) Stats() Stats {
 		SlowConsumerCloses:  c.SlowConsumerCloses.Load(),
 		Dropped:             c.Dropped.Load(),
 		RateLimited:         c.RateLimited.Load(),
+		MessagesUndecodable: c.Undecodable.Load(),
 		ConnectionsHeld:     s.admitted.Load(),
 	}
 }

@@ -61,6 +61,8 @@ func (a *connActor) Receive(ctx actor.Context) {
 		if ctx.Sender() != nil {
 			ctx.Respond(ResultOf(err))
 		}
+	case *wire.Value:
+		a.receiveValue(m)
 	case *wire.Close:
 		err := c.Close(StatusCode(m.GetCode()), m.GetReason())
 		if ctx.Sender() != nil {
@@ -193,6 +195,19 @@ func (a *connActor) receive(msg any) {
 		return
 	}
 	a.guard("Receive", func() { r.Receive(a.conn, msg) })
+}
+
+// receiveValue delivers a registered Go type sent from another node, decoded,
+// or drops what this node cannot decode: counted, and logged at most once a
+// minute per name, so that a node running behind its peers keeps serving.
+func (a *connActor) receiveValue(m *wire.Value) {
+	v, err := DecodeValue(m)
+	if err != nil {
+		a.conn.rt.counters.Undecodable.Add(1)
+		WarnUndecodable(a.conn.Logger(), m, err)
+		return
+	}
+	a.receive(v)
 }
 
 // failed closes the connection for an error a handler method returned.

@@ -180,17 +180,52 @@ func (c *Conn) Actor() actor.Context { return c.actx }
 // Sender returns the PID that sent the message being handled, if any.
 func (c *Conn) Sender() *actor.PID { return c.actx.Sender() }
 
-// Respond answers the message being handled (a request).
-func (c *Conn) Respond(msg any) { c.actx.Respond(msg) }
+// Respond answers the message being handled (a request). A requester on
+// another node gets a registered type in its envelope (its future's result
+// goes through DecodeValue); an answer that cannot cross is logged at Error
+// and the requester times out.
+func (c *Conn) Respond(msg any) {
+	if m, err := c.forPID(c.actx.Sender(), msg); err != nil {
+		c.Logger().Error("wsactor: Respond to another node", slog.Any("err", err))
+	} else {
+		c.actx.Respond(m)
+	}
+}
 
-// Tell sends msg to another actor, with this connection as the sender.
-func (c *Conn) Tell(pid *actor.PID, msg any) { c.actx.Request(pid, msg) }
+// Tell sends msg to another actor, with this connection as the sender. To an
+// actor on another node, msg must be a protobuf message or of a type
+// registered with RegisterMessage: anything else is refused with an error
+// wrapping ErrNotRegistered. A connection actor there receives the value
+// decoded; another actor passes it through DecodeValue.
+func (c *Conn) Tell(pid *actor.PID, msg any) error {
+	m, err := c.forPID(pid, msg)
+	if err != nil {
+		return err
+	}
+	c.actx.Request(pid, m)
+	return nil
+}
 
 // Request sends msg to another actor and returns a future for its answer.
 // Inside a handler, prefer Tell and receive the answer in Receive: waiting on
-// a future blocks the connection's mailbox.
+// a future blocks the connection's mailbox. msg crosses nodes as Tell says;
+// one that cannot is logged at Error and the future times out.
 func (c *Conn) Request(pid *actor.PID, msg any) actor.Future {
-	return c.actx.RequestFuture(pid, msg, c.rt.requestTimeout)
+	m, err := c.forPID(pid, msg)
+	if err != nil {
+		c.Logger().Error("wsactor: Request to another node", slog.Any("err", err))
+		return actor.NewFuture(c.rt.system, c.rt.requestTimeout)
+	}
+	return c.actx.RequestFuture(pid, m, c.rt.requestTimeout)
+}
+
+// forPID returns msg as it is sent to pid: as it is to an actor of this
+// node, and as EncodeValue makes it to an actor on another node.
+func (c *Conn) forPID(pid *actor.PID, msg any) (any, error) {
+	if pid == nil || pid.Address == c.rt.system.Address() {
+		return msg, nil
+	}
+	return EncodeValue(msg)
 }
 
 // Spawn starts a child actor of the connection; it is stopped when the

@@ -22,10 +22,6 @@ type Cluster interface {
 	Peers() []string
 }
 
-// ErrNotProtobuf is returned when a message for a connection on another
-// node is not a protobuf message: only those cross nodes.
-var ErrNotProtobuf = errors.New("wsactor: only protobuf messages can be sent to a connection on another node")
-
 // SetCluster installs the cluster view. Call it before serving.
 func (rt *Runtime) SetCluster(c Cluster) { rt.cluster = c }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/wsactor/wsactor/internal/metrics"
 	"github.com/wsactor/wsactor/internal/wire"
 	"github.com/wsactor/wsactor/transport"
-	"google.golang.org/protobuf/proto"
 )
 
 // PanicPolicy is what the supervisor does when a handler method panics.
@@ -319,19 +318,22 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 	return c.WaitClosed(ctx)
 }
 
-// Tell delivers an arbitrary message to the connection's Receiver. To a
-// connection on another node, msg must be a protobuf message whose type every
-// node links.
+// Tell delivers an arbitrary message to the connection's Receiver. A
+// connection on another node receives a protobuf message as it is and a
+// value of a type registered with RegisterMessage decoded into that type;
+// any other value is refused with an error wrapping ErrNotRegistered, and
+// one that encoding/json cannot encode with its error.
 func (rt *Runtime) Tell(id ID, msg any) error {
 	c, pid, err := rt.resolve(id)
 	switch {
 	case err != nil:
 		return err
 	case pid != nil:
-		if _, ok := msg.(proto.Message); !ok {
-			return ErrNotProtobuf
+		m, err := EncodeValue(msg)
+		if err != nil {
+			return err
 		}
-		rt.system.Root.Send(pid, msg)
+		rt.system.Root.Send(pid, m)
 		return nil
 	}
 	rt.system.Root.Send(c.pid, msg)

@@ -21,4 +21,5 @@ type Counters struct {
 	SlowConsumerCloses atomic.Int64 // connections closed because their send queue overflowed
 	Dropped            atomic.Int64 // outbound messages dropped by a drop policy
 	RateLimited        atomic.Int64 // inbound messages beyond their connection's rate limit
+	Undecodable        atomic.Int64 // messages from other nodes dropped because they could not be decoded
 }
