@@ -32,8 +32,8 @@ var (
 // Conn is one live connection, as seen by its handler. It lives as long as
 // the connection, across handler restarts.
 //
-// Send, SendText, SendBinary, SendJSON, Close, ID and the request accessors
-// are safe from any goroutine. The actor methods (Actor, Sender, Respond,
+// Send, SendText, SendBinary, SendJSON, Close, ID, Value, SetValue and the
+// request accessors are safe from any goroutine. The actor methods (Actor, Sender, Respond,
 // Tell, Request, Spawn) are valid only inside a handler method.
 type Conn struct {
 	id   ID
@@ -48,9 +48,9 @@ type Conn struct {
 	remoteAddr string
 	user       atomic.Pointer[auth.User] // replaced when credentials are refreshed
 	expiry     Expiry
-	expiryT    *time.Timer // guarded by mu
-	refreshDue time.Time   // when a requested refresh must have arrived; actor goroutine only
-	values     map[any]any
+	expiryT    *time.Timer                 // guarded by mu
+	refreshDue time.Time                   // when a requested refresh must have arrived; actor goroutine only
+	values     atomic.Pointer[map[any]any] // replaced whole by SetValue (under mu): reads take no lock
 
 	newHandler func() Handler
 	first      Handler // the value that ran Connect; serves until the first restart
@@ -146,8 +146,41 @@ func (c *Conn) Subprotocol() string { return c.tc.Subprotocol() }
 // User returns the authenticated user, or nil for an anonymous connection.
 func (c *Conn) User() *auth.User { return c.user.Load() }
 
-// Value returns what Handshake.SetValue attached under key, or nil.
-func (c *Conn) Value(key any) any { return c.values[key] }
+// Value returns what Handshake.SetValue or SetValue attached under key, or
+// nil. It is safe from any goroutine, concurrently with SetValue.
+func (c *Conn) Value(key any) any {
+	if m := c.values.Load(); m != nil {
+		return (*m)[key]
+	}
+	return nil
+}
+
+// SetValue attaches value to the connection under key (a nil value removes
+// it), for its whole life: unlike the Handler's fields, values survive
+// handler restarts. It is for data the connection acquires after the upgrade
+// (a seat token, a room reference); values set at the handshake stay unless
+// replaced. Safe from any goroutine. key must be comparable, as a map key.
+//
+// Each call copies the connection's few values, so that Value never takes a
+// lock: set values when they change, not per message.
+func (c *Conn) SetValue(key, value any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var old map[any]any
+	if p := c.values.Load(); p != nil {
+		old = *p
+	}
+	next := make(map[any]any, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	if value == nil {
+		delete(next, key)
+	} else {
+		next[key] = value
+	}
+	c.values.Store(&next)
+}
 
 // Context returns a context cancelled when the connection ends, for work the
 // handler starts on its behalf.

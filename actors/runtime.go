@@ -161,7 +161,6 @@ func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, p OpenParams) (*Conn,
 		url:        hs.Request.URL,
 		header:     hs.Request.Header,
 		remoteAddr: hs.Request.RemoteAddr,
-		values:     hs.values,
 		newHandler: p.NewHandler,
 		first:      p.First,
 		done:       make(chan struct{}),
@@ -169,6 +168,9 @@ func (rt *Runtime) Open(tc *transport.Conn, hs *Handshake, p OpenParams) (*Conn,
 		expiry:     p.Expiry,
 	}
 	c.user.Store(hs.User)
+	if values := hs.values; values != nil {
+		c.values.Store(&values) // never written again: SetValue copies
+	}
 	c.pending.Store(2)
 	rt.conns.Store(name, c)
 	rt.system.Root.Send(rt.supervisor, &spawnConn{conn: c})
