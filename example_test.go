@@ -190,13 +190,84 @@ func ExampleServer_Tell() {
 	defer c.CloseNow()
 	id := <-ids
 
-	// Tell delivers any value to the handler's Receive, through the mailbox.
+	// Tell delivers any value to the handler's Receive, through the
+	// mailbox. To a connection on another node, register the value's type
+	// first (see RegisterMessage).
 	if err := s.Tell(id, exNotice("maintenance at noon")); err != nil {
 		fmt.Println(err)
 	}
 	_, data, _ := c.Read(ctx)
 	fmt.Println(string(data))
 	// Output: notice: maintenance at noon
+}
+
+// exMove is an application message that crosses nodes once registered.
+type exMove struct{ X, Y int }
+
+// exPosition is the Conn.SetValue key of a player's last position.
+type exPosition struct{}
+
+// exPlayer keeps its last move with Conn.SetValue, which survives handler
+// restarts (its fields would not).
+type exPlayer struct{ ids chan<- wsactor.ID }
+
+func (h exPlayer) OnOpen(c *wsactor.Conn) error {
+	h.ids <- c.ID()
+	return nil
+}
+
+func (h exPlayer) OnMessage(*wsactor.Conn, wsactor.Message) error { return nil }
+
+func (h exPlayer) Receive(c *wsactor.Conn, msg any) {
+	if m, ok := msg.(exMove); ok {
+		c.SetValue(exPosition{}, m)
+		_ = c.SendText(fmt.Sprintf("moved to %d,%d", m.X, m.Y))
+	}
+}
+
+func ExampleRegisterMessage() {
+	// At init, on every node, before any node sends one: the name, not the
+	// Go type's path, is what crosses the network.
+	wsactor.RegisterMessage[exMove]("example.move")
+
+	ids := make(chan wsactor.ID, 1)
+	s := wsactor.New(wsactor.Options{})
+	s.Handle("/ws", func() wsactor.Handler { return exPlayer{ids: ids} })
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	defer s.Shutdown(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, ts.URL+"/ws", nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.CloseNow()
+	id := <-ids
+
+	// The same call whether the connection lives on this node or another
+	// one of the cluster: there, Receive gets an exMove too.
+	if err := s.Tell(id, exMove{X: 1, Y: 2}); err != nil {
+		fmt.Println(err)
+	}
+	_, data, _ := c.Read(ctx)
+	fmt.Println(string(data))
+
+	// What crosses the network, and what the receiving node makes of it.
+	m, _ := wsactor.EncodeValue(exMove{X: 3, Y: 4})
+	v, _ := wsactor.DecodeValue(m)
+	fmt.Printf("%T %+v\n", v, v)
+
+	// A type never registered cannot reach another node: Tell to a
+	// connection there refuses it, naming the type.
+	_, err = wsactor.EncodeValue(exNotice("hello"))
+	fmt.Println(errors.Is(err, wsactor.ErrNotRegistered))
+	// Output:
+	// moved to 1,2
+	// wsactor_test.exMove {X:3 Y:4}
+	// true
 }
 
 func ExampleServer_Close() {
