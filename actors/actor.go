@@ -104,15 +104,14 @@ func (a *connActor) Receive(ctx actor.Context) {
 		// (package rooms' hook), or one the handler watches itself.
 		// A handler without Receive has nothing to learn from it (its own
 		// children stop with it): no warning.
-		if _, ok := a.handler.(Receiver); ok && !c.rt.hooked(c, m) {
-			a.receive(m)
-		} else if !ok {
-			c.rt.hooked(c, m)
+		msg, deliver := c.rt.hooked(c, m)
+		if _, ok := a.handler.(Receiver); deliver && (ok || msg != any(m)) {
+			a.receive(msg)
 		}
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
-		if !c.rt.hooked(c, m) {
-			a.receive(m)
+		if msg, deliver := c.rt.hooked(c, m); deliver {
+			a.receive(msg)
 		}
 	}
 }
@@ -277,6 +276,9 @@ func (a *connActor) finish(info transport.CloseInfo) {
 	}
 	if c.rt.groups != nil {
 		c.rt.groups.Closed(c)
+	}
+	for _, h := range c.rt.closeHooks {
+		h(c)
 	}
 }
 

@@ -64,6 +64,7 @@ type Runtime struct {
 	onGone         func()
 	groups         GroupService
 	hooks          []MailboxHook
+	closeHooks     []CloseHook
 	cluster        Cluster
 	ctx            context.Context // for log calls
 
