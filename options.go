@@ -9,6 +9,7 @@ import (
 	"github.com/wsactor/wsactor/actors"
 	"github.com/wsactor/wsactor/auth"
 	"github.com/wsactor/wsactor/groups"
+	"github.com/wsactor/wsactor/rooms"
 	"github.com/wsactor/wsactor/transport"
 )
 
@@ -71,9 +72,12 @@ type Options struct {
 	// reaching connections on other nodes (and failing fast for dead ones).
 	// Default nil: a single node. Package cluster provides it.
 	Cluster ClusterView
-	// Groups configures rooms and the user index: the directory (default in
-	// memory, for a single node) and presence events. See Server.Groups.
+	// Groups configures groups and the user index: the directory (default
+	// in memory, for a single node) and presence events. See Server.Groups.
 	Groups GroupsOptions
+	// Rooms configures stateful rooms: their store (default in memory, for a
+	// single node) and placement. See Server.Rooms.
+	Rooms RoomsOptions
 }
 
 func (o Options) withDefaults() Options {
@@ -221,6 +225,9 @@ type ClusterView = actors.Cluster
 
 // GroupsOptions configure the server's groups; see groups.Options.
 type GroupsOptions = groups.Options
+
+// RoomsOptions configure the server's rooms; see rooms.Options.
+type RoomsOptions = rooms.Options
 
 // TransportOptions are the per-connection limits; see transport.Options for
 // each field and its default.

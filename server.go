@@ -18,6 +18,7 @@ import (
 	"github.com/wsactor/wsactor/groups"
 	"github.com/wsactor/wsactor/internal/logging"
 	"github.com/wsactor/wsactor/internal/metrics"
+	"github.com/wsactor/wsactor/rooms"
 	"github.com/wsactor/wsactor/routing"
 	"github.com/wsactor/wsactor/transport"
 )
@@ -32,6 +33,7 @@ type Server struct {
 	ownsSystem bool
 	rt         *actors.Runtime
 	hub        *groups.Hub
+	rooms      *rooms.Manager
 	mux        routing.Mux
 	counters   metrics.Counters
 
@@ -92,6 +94,10 @@ func New(opts Options) *Server {
 	}
 	s.hub = groups.NewHub(rt, opts.Groups)
 	rt.SetGroups(s.hub.Service())
+	if opts.Rooms.Logger == nil {
+		opts.Rooms.Logger = opts.Logger
+	}
+	s.rooms = rooms.NewManager(rt, opts.Rooms)
 	return s
 }
 
@@ -99,6 +105,10 @@ func New(opts Options) *Server {
 // broadcast to a room, send to every connection of a user, list members.
 // Inside a handler, Conn.Join, Conn.Leave and Conn.Broadcast do the same.
 func (s *Server) Groups() *groups.Hub { return s.hub }
+
+// Rooms returns the server's rooms: define their kinds, join connections to
+// them, list them, tell them. See package rooms.
+func (s *Server) Rooms() *rooms.Manager { return s.rooms }
 
 // Handle registers a WebSocket route. pattern is a net/http ServeMux pattern
 // ("/ws/{room}"); its path variables reach Connect and Conn.PathValue.
@@ -501,6 +511,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 		case <-s.drained:
 		case <-time.After(2 * time.Second):
 		}
+	}
+	// The players are gone (their seats held): each room saves its state
+	// and lets go, for its next activation, here after a restart or on
+	// another node.
+	if err := s.rooms.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("wsactor: rooms: %w", err))
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -28,12 +28,13 @@ const (
 // RoomJoin asks a room for a seat, from a connection (the sender).
 type RoomJoin struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Conn          string                 `protobuf:"bytes,1,opt,name=conn,proto3" json:"conn,omitempty"`                                                                           // the connection's ID
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`                                                                           // its authenticated user, or ""
-	Meta          map[string]string      `protobuf:"bytes,3,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // what it joins with (a display name...)
-	Reservation   string                 `protobuf:"bytes,4,opt,name=reservation,proto3" json:"reservation,omitempty"`                                                             // from matchmaking, or ""
-	Token         string                 `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`                                                                         // reconnect to the seat this token holds, or ""
-	Reattach      bool                   `protobuf:"varint,6,opt,name=reattach,proto3" json:"reattach,omitempty"`                                                                  // the room moved: a player takes its held seat back on its own
+	Conn          string                 `protobuf:"bytes,1,opt,name=conn,proto3" json:"conn,omitempty"`                                                                             // the connection's ID
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`                                                                             // its authenticated user, or ""
+	Meta          map[string]string      `protobuf:"bytes,3,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`   // what it joins with (a display name...)
+	Reservation   string                 `protobuf:"bytes,4,opt,name=reservation,proto3" json:"reservation,omitempty"`                                                               // from matchmaking, or ""
+	Token         string                 `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`                                                                           // reconnect to the seat this token holds, or ""
+	Reattach      bool                   `protobuf:"varint,6,opt,name=reattach,proto3" json:"reattach,omitempty"`                                                                    // the room moved: a player takes its held seat back on its own
+	Label         map[string]string      `protobuf:"bytes,7,rep,name=label,proto3" json:"label,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // matchmaking's filter: the label of a room this join creates
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -108,6 +109,13 @@ func (x *RoomJoin) GetReattach() bool {
 		return x.Reattach
 	}
 	return false
+}
+
+func (x *RoomJoin) GetLabel() map[string]string {
+	if x != nil {
+		return x.Label
+	}
+	return nil
 }
 
 // RoomJoined answers RoomJoin, to the connection.
@@ -280,10 +288,13 @@ func (x *RoomInput) GetData() []byte {
 	return nil
 }
 
-// RoomLeave is a player's own leave.
+// RoomLeave is a player's own leave, or (dropped) the end of its
+// connection, which its node tells the room besides the room's watch: a
+// watch that reaches a node after the connection stopped is never answered.
 type RoomLeave struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Conn          string                 `protobuf:"bytes,1,opt,name=conn,proto3" json:"conn,omitempty"`
+	Dropped       bool                   `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -323,6 +334,13 @@ func (x *RoomLeave) GetConn() string {
 		return x.Conn
 	}
 	return ""
+}
+
+func (x *RoomLeave) GetDropped() bool {
+	if x != nil {
+		return x.Dropped
+	}
+	return false
 }
 
 // RoomLeft tells a connection that its room let it go.
@@ -394,29 +412,38 @@ func (x *RoomLeft) GetText() string {
 	return ""
 }
 
-// PostEach delivers one message per connection of a node: a room's
-// per-player views, one network message per node.
-type PostEach struct {
+// RoomDeliver carries a room's messages to its players on one node: one
+// network message per node, whatever the number of players there. The
+// receiving node drops what is for a connection attached to a newer
+// activation of the room (epoch): a stale activation cannot reach players
+// that moved on.
+type RoomDeliver struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*PostEach_Item       `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Epoch         int64                  `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Ids           []string               `protobuf:"bytes,4,rep,name=ids,proto3" json:"ids,omitempty"` // each of these gets (type, data)
+	Type          int32                  `protobuf:"varint,5,opt,name=type,proto3" json:"type,omitempty"`
+	Data          []byte                 `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
+	Items         []*RoomDeliver_Item    `protobuf:"bytes,7,rep,name=items,proto3" json:"items,omitempty"` // and each of these its own message
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *PostEach) Reset() {
-	*x = PostEach{}
+func (x *RoomDeliver) Reset() {
+	*x = RoomDeliver{}
 	mi := &file_rooms_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *PostEach) String() string {
+func (x *RoomDeliver) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*PostEach) ProtoMessage() {}
+func (*RoomDeliver) ProtoMessage() {}
 
-func (x *PostEach) ProtoReflect() protoreflect.Message {
+func (x *RoomDeliver) ProtoReflect() protoreflect.Message {
 	mi := &file_rooms_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -428,19 +455,61 @@ func (x *PostEach) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use PostEach.ProtoReflect.Descriptor instead.
-func (*PostEach) Descriptor() ([]byte, []int) {
+// Deprecated: Use RoomDeliver.ProtoReflect.Descriptor instead.
+func (*RoomDeliver) Descriptor() ([]byte, []int) {
 	return file_rooms_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *PostEach) GetItems() []*PostEach_Item {
+func (x *RoomDeliver) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RoomDeliver) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RoomDeliver) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RoomDeliver) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *RoomDeliver) GetType() int32 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *RoomDeliver) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *RoomDeliver) GetItems() []*RoomDeliver_Item {
 	if x != nil {
 		return x.Items
 	}
 	return nil
 }
 
-type PostEach_Item struct {
+type RoomDeliver_Item struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Type          int32                  `protobuf:"varint,2,opt,name=type,proto3" json:"type,omitempty"`
@@ -449,21 +518,21 @@ type PostEach_Item struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *PostEach_Item) Reset() {
-	*x = PostEach_Item{}
-	mi := &file_rooms_proto_msgTypes[7]
+func (x *RoomDeliver_Item) Reset() {
+	*x = RoomDeliver_Item{}
+	mi := &file_rooms_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *PostEach_Item) String() string {
+func (x *RoomDeliver_Item) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*PostEach_Item) ProtoMessage() {}
+func (*RoomDeliver_Item) ProtoMessage() {}
 
-func (x *PostEach_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_rooms_proto_msgTypes[7]
+func (x *RoomDeliver_Item) ProtoReflect() protoreflect.Message {
+	mi := &file_rooms_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,26 +543,26 @@ func (x *PostEach_Item) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use PostEach_Item.ProtoReflect.Descriptor instead.
-func (*PostEach_Item) Descriptor() ([]byte, []int) {
+// Deprecated: Use RoomDeliver_Item.ProtoReflect.Descriptor instead.
+func (*RoomDeliver_Item) Descriptor() ([]byte, []int) {
 	return file_rooms_proto_rawDescGZIP(), []int{5, 0}
 }
 
-func (x *PostEach_Item) GetId() string {
+func (x *RoomDeliver_Item) GetId() string {
 	if x != nil {
 		return x.Id
 	}
 	return ""
 }
 
-func (x *PostEach_Item) GetType() int32 {
+func (x *RoomDeliver_Item) GetType() int32 {
 	if x != nil {
 		return x.Type
 	}
 	return 0
 }
 
-func (x *PostEach_Item) GetData() []byte {
+func (x *RoomDeliver_Item) GetData() []byte {
 	if x != nil {
 		return x.Data
 	}
@@ -504,15 +573,20 @@ var File_rooms_proto protoreflect.FileDescriptor
 
 const file_rooms_proto_rawDesc = "" +
 	"\n" +
-	"\vrooms.proto\x12\x0fwsactor.wire.v1\"\xf8\x01\n" +
+	"\vrooms.proto\x12\x0fwsactor.wire.v1\"\xee\x02\n" +
 	"\bRoomJoin\x12\x12\n" +
 	"\x04conn\x18\x01 \x01(\tR\x04conn\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x127\n" +
 	"\x04meta\x18\x03 \x03(\v2#.wsactor.wire.v1.RoomJoin.MetaEntryR\x04meta\x12 \n" +
 	"\vreservation\x18\x04 \x01(\tR\vreservation\x12\x14\n" +
 	"\x05token\x18\x05 \x01(\tR\x05token\x12\x1a\n" +
-	"\breattach\x18\x06 \x01(\bR\breattach\x1a7\n" +
+	"\breattach\x18\x06 \x01(\bR\breattach\x12:\n" +
+	"\x05label\x18\a \x03(\v2$.wsactor.wire.v1.RoomJoin.LabelEntryR\x05label\x1a7\n" +
 	"\tMetaEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"LabelEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x01\n" +
 	"\n" +
@@ -529,16 +603,23 @@ const file_rooms_proto_rawDesc = "" +
 	"\tRoomInput\x12\x12\n" +
 	"\x04conn\x18\x01 \x01(\tR\x04conn\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\x05R\x04type\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"\x1f\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"9\n" +
 	"\tRoomLeave\x12\x12\n" +
-	"\x04conn\x18\x01 \x01(\tR\x04conn\"^\n" +
+	"\x04conn\x18\x01 \x01(\tR\x04conn\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\bR\adropped\"^\n" +
 	"\bRoomLeft\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04text\x18\x04 \x01(\tR\x04text\"\x80\x01\n" +
-	"\bPostEach\x124\n" +
-	"\x05items\x18\x01 \x03(\v2\x1e.wsactor.wire.v1.PostEach.ItemR\x05items\x1a>\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\"\xfe\x01\n" +
+	"\vRoomDeliver\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\x12\x10\n" +
+	"\x03ids\x18\x04 \x03(\tR\x03ids\x12\x12\n" +
+	"\x04type\x18\x05 \x01(\x05R\x04type\x12\x12\n" +
+	"\x04data\x18\x06 \x01(\fR\x04data\x127\n" +
+	"\x05items\x18\a \x03(\v2!.wsactor.wire.v1.RoomDeliver.ItemR\x05items\x1a>\n" +
 	"\x04Item\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\x05R\x04type\x12\x12\n" +
@@ -556,25 +637,27 @@ func file_rooms_proto_rawDescGZIP() []byte {
 	return file_rooms_proto_rawDescData
 }
 
-var file_rooms_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_rooms_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_rooms_proto_goTypes = []any{
-	(*RoomJoin)(nil),      // 0: wsactor.wire.v1.RoomJoin
-	(*RoomJoined)(nil),    // 1: wsactor.wire.v1.RoomJoined
-	(*RoomInput)(nil),     // 2: wsactor.wire.v1.RoomInput
-	(*RoomLeave)(nil),     // 3: wsactor.wire.v1.RoomLeave
-	(*RoomLeft)(nil),      // 4: wsactor.wire.v1.RoomLeft
-	(*PostEach)(nil),      // 5: wsactor.wire.v1.PostEach
-	nil,                   // 6: wsactor.wire.v1.RoomJoin.MetaEntry
-	(*PostEach_Item)(nil), // 7: wsactor.wire.v1.PostEach.Item
+	(*RoomJoin)(nil),         // 0: wsactor.wire.v1.RoomJoin
+	(*RoomJoined)(nil),       // 1: wsactor.wire.v1.RoomJoined
+	(*RoomInput)(nil),        // 2: wsactor.wire.v1.RoomInput
+	(*RoomLeave)(nil),        // 3: wsactor.wire.v1.RoomLeave
+	(*RoomLeft)(nil),         // 4: wsactor.wire.v1.RoomLeft
+	(*RoomDeliver)(nil),      // 5: wsactor.wire.v1.RoomDeliver
+	nil,                      // 6: wsactor.wire.v1.RoomJoin.MetaEntry
+	nil,                      // 7: wsactor.wire.v1.RoomJoin.LabelEntry
+	(*RoomDeliver_Item)(nil), // 8: wsactor.wire.v1.RoomDeliver.Item
 }
 var file_rooms_proto_depIdxs = []int32{
 	6, // 0: wsactor.wire.v1.RoomJoin.meta:type_name -> wsactor.wire.v1.RoomJoin.MetaEntry
-	7, // 1: wsactor.wire.v1.PostEach.items:type_name -> wsactor.wire.v1.PostEach.Item
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	7, // 1: wsactor.wire.v1.RoomJoin.label:type_name -> wsactor.wire.v1.RoomJoin.LabelEntry
+	8, // 2: wsactor.wire.v1.RoomDeliver.items:type_name -> wsactor.wire.v1.RoomDeliver.Item
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_rooms_proto_init() }
@@ -588,7 +671,7 @@ func file_rooms_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rooms_proto_rawDesc), len(file_rooms_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,242 @@
+package rooms_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor/rooms"
+)
+
+func recorderKind(name string, adjust ...func(*rooms.Kind)) rooms.Kind {
+	k := rooms.Kind{Name: name, New: func() rooms.Handler { return &recorder{} }}
+	for _, f := range adjust {
+		f(&k)
+	}
+	return k
+}
+
+func TestJoinMessagesAndLeave(t *testing.T) {
+	s := newServer(t, recorderKind("arena", func(k *rooms.Kind) { k.MaxPlayers = 4 }))
+	ann, bob := s.dial(t, "ann"), s.dial(t, "bob")
+	ja := ann.join("arena", "r1")
+	if ja["seat"] != 0.0 || ja["token"] == "" || ja["room"] != "arena/r1" || ja["again"] != false {
+		t.Fatalf("ann's joined: %v", ja)
+	}
+	ann.expect("join:0:ann")
+	jb := bob.join("arena", "r1")
+	if jb["seat"] != 1.0 {
+		t.Fatalf("bob's joined: %v", jb)
+	}
+	ann.expect("join:1:bob")
+	bob.expect("join:1:bob")
+
+	bob.send(map[string]string{"op": "say", "text": "hi"})
+	ann.expect("1:hi")
+	bob.expect("1:hi")
+
+	// A handler error is answered to the sender only; the room carries on.
+	ann.send(map[string]string{"op": "say", "text": "fail"})
+	if got := ann.read(); got != `{"code":"no_way","error":"asked to fail","type":"error"}` {
+		t.Fatalf("error envelope: %s", got)
+	}
+	ann.send(map[string]string{"op": "say", "text": "still"})
+	bob.expect("0:still")
+
+	bob.send(map[string]string{"op": "leave"})
+	ann.expect("leave:1:left")
+	// After leaving, bob is no longer a player.
+	bob.send(map[string]string{"op": "say", "text": "ghost"})
+	if ev := bob.event("error"); ev["err"] != rooms.ErrNotPlayer.Error() {
+		t.Fatalf("say after leave: %v", ev)
+	}
+	ann.send(map[string]string{"op": "say", "text": "next"})
+	ann.expect("0:next")
+}
+
+func TestJoinErrors(t *testing.T) {
+	s := newServer(t,
+		recorderKind("duo", func(k *rooms.Kind) { k.MaxPlayers = 2 }),
+		rooms.Kind{Name: "gated", New: func() rooms.Handler { return &gate{} }},
+	)
+	a := s.dial(t, "a")
+	a.send(map[string]string{"op": "join", "kind": "nope", "name": "r"})
+	if ev := a.event("error"); !containsAll(ev["err"], "unknown room kind", "nope") {
+		t.Fatalf("unknown kind: %v", ev)
+	}
+	a.send(map[string]string{"op": "join", "kind": "duo", "name": "bad/name"})
+	if ev := a.event("error"); !containsAll(ev["err"], "invalid room name") {
+		t.Fatalf("bad name: %v", ev)
+	}
+	a.send(map[string]string{"op": "reconnect", "token": "garbage"})
+	if ev := a.event("error"); ev["err"] != rooms.ErrBadToken.Error() {
+		t.Fatalf("malformed token: %v", ev)
+	}
+
+	a.join("duo", "full")
+	s.dial(t, "b").join("duo", "full")
+	c := s.dial(t, "c")
+	c.send(map[string]string{"op": "join", "kind": "duo", "name": "full"})
+	if ev := c.event("failed"); ev["code"] != "full" {
+		t.Fatalf("third player of a two-seat room: %v", ev)
+	}
+
+	// The room's own refusal reaches the client with its code and reason.
+	d := s.dial(t, "mallory")
+	d.send(map[string]string{"op": "join", "kind": "gated", "name": "g"})
+	if ev := d.event("failed"); ev["code"] != "banned" || !containsAll(ev["err"], "no mallories") {
+		t.Fatalf("refused join: %v", ev)
+	}
+	e := s.dial(t, "eve")
+	e.join("gated", "g")
+}
+
+type gate struct{ recorder }
+
+func (g *gate) OnJoinAttempt(r *rooms.Room, req *rooms.JoinRequest) error {
+	if req.Meta["name"] == "mallory" {
+		return rooms.Refuse("banned", "no mallories")
+	}
+	return nil
+}
+
+func containsAll(v any, parts ...string) bool {
+	s, _ := v.(string)
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestDropReconnectAndExpiry: a player whose connection ends keeps its seat
+// for the reservation window and takes it back with its token; after the
+// window, the seat is gone.
+func TestDropReconnectAndExpiry(t *testing.T) {
+	s := newServer(t, recorderKind("arena", func(k *rooms.Kind) { k.SeatReservation = 400 * time.Millisecond }))
+	ann, bob := s.dial(t, "ann"), s.dial(t, "bob")
+	ann.join("arena", "r")
+	tok := bob.join("arena", "r")["token"].(string)
+	ann.expect("join:1:bob")
+	_ = bob.c.Close(websocket.StatusGoingAway, "reload")
+	ann.expect("drop:1")
+
+	again := s.dial(t, "bob-again")
+	again.send(map[string]string{"op": "reconnect", "token": tok})
+	j := again.event("joined")
+	if j["seat"] != 1.0 || j["again"] != true || j["token"] != "" {
+		t.Fatalf("reconnect: %v", j)
+	}
+	ann.expect("back:1")
+	again.send(map[string]string{"op": "say", "text": "back"})
+	ann.expect("1:back")
+
+	// A token is for its room's seat only: a forged secret, or another
+	// room's token, takes nothing.
+	x := s.dial(t, "x")
+	x.send(map[string]string{"op": "reconnect", "token": tok[:len(tok)-4] + "AAAA"})
+	if ev := x.event("failed"); ev["code"] != "bad_token" {
+		t.Fatalf("forged token: %v", ev)
+	}
+
+	// Past the window the seat is released.
+	_ = again.c.Close(websocket.StatusGoingAway, "")
+	ann.expect("drop:1")
+	ann.expect("leave:1:seat_expired")
+	late := s.dial(t, "late")
+	late.send(map[string]string{"op": "reconnect", "token": tok})
+	if ev := late.event("failed"); ev["code"] != "bad_token" {
+		t.Fatalf("reconnect after the window: %v", ev)
+	}
+}
+
+// TestJoinOrCreateRace: 50 clients racing for quick play in rooms of 8 fill
+// 7 rooms, none over 8.
+func TestJoinOrCreateRace(t *testing.T) {
+	s := newServer(t, recorderKind("quick", func(k *rooms.Kind) { k.MaxPlayers = 8 }))
+	const n = 50
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = s.dial(t, fmt.Sprintf("p%d", i))
+	}
+	var wg sync.WaitGroup
+	seats := make(map[string][]float64)
+	var mu sync.Mutex
+	for _, c := range clients {
+		wg.Go(func() {
+			c.send(map[string]any{"op": "quick", "kind": "quick", "filter": map[string]string{"mode": "ffa"}})
+			j := c.event("joined")
+			mu.Lock()
+			seats[j["room"].(string)] = append(seats[j["room"].(string)], j["seat"].(float64))
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if len(seats) != 7 {
+		t.Fatalf("%d rooms for %d players of rooms of 8, want 7: %v", len(seats), n, seats)
+	}
+	for room, ss := range seats {
+		if len(ss) > 8 {
+			t.Fatalf("room %s has %d players", room, len(ss))
+		}
+		slices.Sort(ss)
+		if len(slices.Compact(ss)) != len(ss) {
+			t.Fatalf("room %s gave a seat twice: %v", room, ss)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	ls, err := s.Rooms().List(ctx, "quick", map[string]string{"mode": "ffa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, l := range ls {
+		total += l.Players
+	}
+	if len(ls) != 7 || total != n {
+		t.Fatalf("listing: %d rooms, %d players: %+v", len(ls), total, ls)
+	}
+}
+
+// TestTicks: ticks come one at a time, numbered, no sooner than the period.
+func TestTicks(t *testing.T) {
+	ticks := make(chan rooms.Tick, 100)
+	s := newServer(t, rooms.Kind{Name: "clock", TickRate: 50, New: func() rooms.Handler { return &recorder{ticks: ticks} }})
+	s.dial(t, "a").join("clock", "c")
+	var got []rooms.Tick
+	for len(got) < 20 {
+		select {
+		case tk := <-ticks:
+			got = append(got, tk)
+		case <-time.After(testTimeout):
+			t.Fatalf("only %d ticks", len(got))
+		}
+	}
+	for i, tk := range got {
+		if tk.N != got[0].N+int64(i) || tk.Late < 0 {
+			t.Fatalf("tick %d: %+v", i, tk)
+		}
+		if i > 0 && tk.At.Before(got[i-1].At.Add(20*time.Millisecond-time.Millisecond)) {
+			t.Fatalf("tick %d due at %v, %v after the previous: sooner than the period", i, tk.At, tk.At.Sub(got[i-1].At))
+		}
+	}
+	if st := s.Rooms().Stats(); st.TickLateness.Count < 20 {
+		t.Fatalf("tick lateness counted %d ticks", st.TickLateness.Count)
+	}
+}
+
+func TestNotAPlayer(t *testing.T) {
+	s := newServer(t, recorderKind("arena"))
+	a := s.dial(t, "a")
+	a.send(map[string]string{"op": "say", "text": "x"})
+	if ev := a.event("error"); ev["err"] != rooms.ErrNotPlayer.Error() {
+		t.Fatalf("say without a room: %v", ev)
+	}
+}
