@@ -83,6 +83,7 @@ type roomActor struct {
 	emptyGen   uint64
 	timers     map[*Timer]struct{}
 
+	registered   bool // counted in the manager's running activations
 	dirty        bool // state changed since the last snapshot taken
 	listingDirty bool
 	lastApp      []byte // the game state of the last snapshot taken, for RestartFromSnapshot
@@ -138,6 +139,11 @@ func (a *roomActor) Receive(ctx actor.Context) {
 		a.onStopping()
 	case *actor.Stopped:
 		a.stopTimers()
+		if a.registered {
+			a.registered = false
+			a.m.running.Delete(a)
+			a.m.runs.Done()
+		}
 	case *wire.Value:
 		v, err := actors.DecodeValue(msg)
 		if err != nil {
@@ -163,6 +169,9 @@ func (a *roomActor) start(ctx actor.Context) {
 	}
 	a.kind = k
 	a.room = &Room{a: a}
+	a.m.runs.Add(1)
+	a.m.running.Store(a, ctx.Self())
+	a.registered = true
 	snap, err := a.claim()
 	if err != nil {
 		a.m.logger.Warn("rooms: cannot activate room", slog.String("room", a.key.String()), slog.Any("err", err))
@@ -190,7 +199,11 @@ func (a *roomActor) start(ctx actor.Context) {
 	a.m.active.Add(1)
 	a.armTick()
 	a.armSnapshot()
-	a.listingDirty = true
+	// A new room is listed once it has a player, with the label of the
+	// matchmaking that created it: listed earlier without that label, it
+	// would not match the next players' filter, and matchmaking would open
+	// more rooms than needed.
+	a.listingDirty = doc != nil || a.label != nil
 	a.publish()
 	a.checkEmpty()
 }
@@ -313,8 +326,13 @@ func (a *roomActor) admit(conn actors.ID, m *wire.RoomJoin) error {
 			return refusal
 		}
 	}
-	if a.label == nil && len(m.GetLabel()) > 0 {
-		a.label = maps.Clone(m.GetLabel()) // a room matchmaking created
+	for k, v := range m.GetLabel() { // a room matchmaking created, or chose
+		if _, set := a.label[k]; !set {
+			if a.label == nil {
+				a.label = map[string]string{}
+			}
+			a.label[k] = v
+		}
 	}
 	seat := 0
 	for a.players[seat] != nil {

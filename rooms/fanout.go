@@ -92,6 +92,7 @@ func (m *Manager) receiveDelivery(ctx actor.Context) {
 	if !ok {
 		return
 	}
+	m.deliveries.Add(1)
 	key := Key{Kind: d.GetKind(), Name: d.GetName()}
 	if ids := d.GetIds(); len(ids) > 0 {
 		p := actors.Prepare(actors.MessageFromWire(d.GetType(), d.GetData()))

@@ -75,25 +75,25 @@ func counterKind(created chan []byte, adjust ...func(*rooms.Kind)) rooms.Kind {
 func TestPanicRestartsFromMemory(t *testing.T) {
 	s := newServer(t, counterKind(nil, func(k *rooms.Kind) { k.MaxRestarts = 2 }))
 	a := s.dial(t, "a")
-	a.join("counter", "c")
+	a.Join("counter", "c")
 	for i := 1; i <= 3; i++ {
-		a.send(map[string]string{"op": "say", "text": "x"})
-		a.expect(fmt.Sprintf("n=%d", i))
+		a.Send(map[string]string{"op": "say", "text": "x"})
+		a.Expect(fmt.Sprintf("n=%d", i))
 	}
-	a.send(map[string]string{"op": "say", "text": "panic"})
-	a.send(map[string]string{"op": "say", "text": "x"})
-	a.expect("n=4") // the count survived the restart
+	a.Send(map[string]string{"op": "say", "text": "panic"})
+	a.Send(map[string]string{"op": "say", "text": "x"})
+	a.Expect("n=4") // the count survived the restart
 	if st := s.Rooms().Stats(); st.Panics != 1 || st.Restarts != 1 {
 		t.Fatalf("stats after a panic: %+v", st)
 	}
 	if logs := s.logs.String(); !strings.Contains(logs, "room handler panicked") || !strings.Contains(logs, "room=counter/c") || !strings.Contains(logs, "asked to") {
 		t.Fatalf("the panic was not logged with the room:\n%s", logs)
 	}
-	a.send(map[string]string{"op": "say", "text": "panic"})
-	a.send(map[string]string{"op": "say", "text": "x"})
-	a.expect("n=5")
-	a.send(map[string]string{"op": "say", "text": "panic"}) // third: over the budget of 2
-	if ev := a.event("left"); ev["why"] != string(rooms.LeaveRoomFailed) {
+	a.Send(map[string]string{"op": "say", "text": "panic"})
+	a.Send(map[string]string{"op": "say", "text": "x"})
+	a.Expect("n=5")
+	a.Send(map[string]string{"op": "say", "text": "panic"}) // third: over the budget of 2
+	if ev := a.Event("left"); ev["why"] != string(rooms.LeaveRoomFailed) {
 		t.Fatalf("after the budget: %v", ev)
 	}
 	waitFor(t, "the room's activation to end", func() bool { return s.Rooms().Stats().RoomsActive == 0 })
@@ -109,16 +109,16 @@ func TestSnapshotRestoresOnAnotherServer(t *testing.T) {
 	opts := wsactor.Options{Rooms: wsactor.RoomsOptions{Store: store}}
 	one := newServerWith(t, opts, counterKind(created))
 	a := one.dial(t, "a")
-	tok := a.join("counter", "kept")["token"].(string)
+	tok := a.Join("counter", "kept")["token"].(string)
 	if snap := <-created; snap != nil {
 		t.Fatalf("a new room got the snapshot %q", snap)
 	}
 	for i := 1; i <= 3; i++ {
-		a.send(map[string]string{"op": "say", "text": "x"})
-		a.expect(fmt.Sprintf("n=%d", i))
+		a.Send(map[string]string{"op": "say", "text": "x"})
+		a.Expect(fmt.Sprintf("n=%d", i))
 	}
 	// The client goes (its seat is held), then its server.
-	_ = a.c.Close(websocket.StatusGoingAway, "")
+	_ = a.Conn.Close(websocket.StatusGoingAway, "")
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	if err := one.Shutdown(ctx); err != nil {
@@ -127,30 +127,30 @@ func TestSnapshotRestoresOnAnotherServer(t *testing.T) {
 
 	two := newServerWith(t, opts, counterKind(created))
 	b := two.dial(t, "a-again")
-	b.send(map[string]string{"op": "reconnect", "token": tok})
-	j := b.event("joined")
+	b.Send(map[string]string{"op": "reconnect", "token": tok})
+	j := b.Event("joined")
 	if j["seat"] != 0.0 || j["again"] != true {
 		t.Fatalf("reconnect to the restored room: %v", j)
 	}
 	if snap := <-created; !strings.Contains(string(snap), `"N":3`) {
 		t.Fatalf("the restored room got %q", snap)
 	}
-	b.send(map[string]string{"op": "say", "text": "x"})
-	b.expect("n=4")
+	b.Send(map[string]string{"op": "say", "text": "x"})
+	b.Expect("n=4")
 }
 
 // TestSnapshotTooBig: an oversized snapshot is not saved, and the room runs on.
 func TestSnapshotTooBig(t *testing.T) {
 	s := newServer(t, counterKind(nil, func(k *rooms.Kind) { k.MaxSnapshotSize = 1000 }))
 	a := s.dial(t, "a")
-	a.join("counter", "big")
-	a.send(map[string]string{"op": "say", "text": "pad 5000"})
+	a.Join("counter", "big")
+	a.Send(map[string]string{"op": "say", "text": "pad 5000"})
 	waitFor(t, "the oversized snapshot to be refused", func() bool { return s.Rooms().Stats().SnapshotErrors > 0 })
 	if !strings.Contains(s.logs.String(), "MaxSnapshotSize") {
 		t.Fatalf("not logged:\n%s", s.logs)
 	}
-	a.send(map[string]string{"op": "say", "text": "x"})
-	a.expect("n=1")
+	a.Send(map[string]string{"op": "say", "text": "x"})
+	a.Expect("n=1")
 }
 
 // TestEmptyRoomIsDisposed: a room without players goes away after
@@ -159,18 +159,18 @@ func TestEmptyRoomIsDisposed(t *testing.T) {
 	created := make(chan []byte, 4)
 	s := newServer(t, counterKind(created, func(k *rooms.Kind) { k.EmptyTimeout = 50 * time.Millisecond }))
 	a := s.dial(t, "a")
-	a.join("counter", "e")
+	a.Join("counter", "e")
 	<-created
-	a.send(map[string]string{"op": "say", "text": "x"})
-	a.expect("n=1")
-	a.send(map[string]string{"op": "leave"})
+	a.Send(map[string]string{"op": "say", "text": "x"})
+	a.Expect("n=1")
+	a.Send(map[string]string{"op": "leave"})
 	waitFor(t, "the empty room to be disposed", func() bool { return s.Rooms().Stats().RoomsActive == 0 })
-	a.join("counter", "e")
+	a.Join("counter", "e")
 	if snap := <-created; snap != nil {
 		t.Fatalf("a disposed room came back with %q", snap)
 	}
-	a.send(map[string]string{"op": "say", "text": "x"})
-	a.expect("n=1")
+	a.Send(map[string]string{"op": "say", "text": "x"})
+	a.Expect("n=1")
 }
 
 // failingStore fails every call while down is set.
@@ -216,11 +216,11 @@ func TestStoreDown(t *testing.T) {
 	s := newServerWith(t, wsactor.Options{Rooms: wsactor.RoomsOptions{Store: store}},
 		counterKind(nil, func(k *rooms.Kind) { k.SnapshotInterval = 20 * time.Millisecond }))
 	a := s.dial(t, "a")
-	a.join("counter", "d")
+	a.Join("counter", "d")
 	store.down.Store(true)
 	for i := 1; i <= 3; i++ {
-		a.send(map[string]string{"op": "say", "text": "x"})
-		a.expect(fmt.Sprintf("n=%d", i))
+		a.Send(map[string]string{"op": "say", "text": "x"})
+		a.Expect(fmt.Sprintf("n=%d", i))
 	}
 	waitFor(t, "a failed save", func() bool { return s.Rooms().Stats().StoreErrors > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -229,8 +229,8 @@ func TestStoreDown(t *testing.T) {
 		t.Fatalf("List with the store down: %v", err)
 	}
 	b := s.dial(t, "b")
-	b.send(map[string]any{"op": "quick", "kind": "counter"})
-	if ev := b.event("failed"); ev["code"] != "unavailable" || !containsAll(ev["err"], "matchmaking", "store down") {
+	b.Send(map[string]any{"op": "quick", "kind": "counter"})
+	if ev := b.Event("failed"); ev["code"] != "unavailable" || !containsAll(ev["err"], "matchmaking", "store down") {
 		t.Fatalf("JoinOrCreate with the store down: %v", ev)
 	}
 	if !strings.Contains(s.logs.String(), "the room store failed") {

@@ -54,11 +54,16 @@ type Manager struct {
 
 	active, panics, restarts, fenced atomic.Int64
 	storeErrors, snapshotErrors      atomic.Int64
-	undecodable                      atomic.Int64
+	undecodable, deliveries          atomic.Int64
 	storeDown                        atomic.Bool
 	ticks                            tickStats
 	savers                           sync.WaitGroup
 	stopped                          atomic.Bool
+	// running holds the activations on this node (*actor.PID), which Stop
+	// stops: those a cluster's identity lookup spawned are not children of
+	// the manager.
+	running sync.Map
+	runs    sync.WaitGroup
 }
 
 // NewManager returns the manager of rt's server and installs its hook on
@@ -241,6 +246,10 @@ type Stats struct {
 	StoreErrors    int64 // store writes that failed (retried)
 	SnapshotErrors int64 // snapshots not saved: over MaxSnapshotSize
 	Undecodable    int64 // messages from another node that this node could not decode (dropped)
+	// Deliveries counts the messages from rooms on other nodes that this
+	// node received for its players: one per room message and node,
+	// whatever the number of players here.
+	Deliveries int64
 	// TickLateness is how late ticks ran (Tick.Late), over every room of
 	// this node since it started.
 	TickLateness metrics.Snapshot
@@ -251,6 +260,7 @@ func (m *Manager) Stats() Stats {
 	return Stats{
 		RoomsActive: m.active.Load(), Panics: m.panics.Load(), Restarts: m.restarts.Load(), Fenced: m.fenced.Load(),
 		StoreErrors: m.storeErrors.Load(), SnapshotErrors: m.snapshotErrors.Load(), Undecodable: m.undecodable.Load(),
+		Deliveries:   m.deliveries.Load(),
 		TickLateness: m.ticks.h.Snapshot(),
 	}
 }
@@ -267,8 +277,12 @@ func (m *Manager) Stop(ctx context.Context) error {
 	if m.local != nil {
 		err = m.local.stop(ctx)
 	}
+	m.running.Range(func(_, pid any) bool {
+		m.rt.System().Root.Poison(pid.(*actor.PID))
+		return true
+	})
 	done := make(chan struct{})
-	go func() { m.savers.Wait(); close(done) }()
+	go func() { m.runs.Wait(); m.savers.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/wsactor/wsactor/rooms"
+	"github.com/wsactor/wsactor/rooms/roomstest"
 )
 
 func recorderKind(name string, adjust ...func(*rooms.Kind)) rooms.Kind {
@@ -24,39 +25,39 @@ func recorderKind(name string, adjust ...func(*rooms.Kind)) rooms.Kind {
 func TestJoinMessagesAndLeave(t *testing.T) {
 	s := newServer(t, recorderKind("arena", func(k *rooms.Kind) { k.MaxPlayers = 4 }))
 	ann, bob := s.dial(t, "ann"), s.dial(t, "bob")
-	ja := ann.join("arena", "r1")
+	ja := ann.Join("arena", "r1")
 	if ja["seat"] != 0.0 || ja["token"] == "" || ja["room"] != "arena/r1" || ja["again"] != false {
 		t.Fatalf("ann's joined: %v", ja)
 	}
-	ann.expect("join:0:ann")
-	jb := bob.join("arena", "r1")
+	ann.Expect("join:0:ann")
+	jb := bob.Join("arena", "r1")
 	if jb["seat"] != 1.0 {
 		t.Fatalf("bob's joined: %v", jb)
 	}
-	ann.expect("join:1:bob")
-	bob.expect("join:1:bob")
+	ann.Expect("join:1:bob")
+	bob.Expect("join:1:bob")
 
-	bob.send(map[string]string{"op": "say", "text": "hi"})
-	ann.expect("1:hi")
-	bob.expect("1:hi")
+	bob.Send(map[string]string{"op": "say", "text": "hi"})
+	ann.Expect("1:hi")
+	bob.Expect("1:hi")
 
 	// A handler error is answered to the sender only; the room carries on.
-	ann.send(map[string]string{"op": "say", "text": "fail"})
-	if got := ann.read(); got != `{"code":"no_way","error":"asked to fail","type":"error"}` {
+	ann.Send(map[string]string{"op": "say", "text": "fail"})
+	if got := ann.Read(); got != `{"code":"no_way","error":"asked to fail","type":"error"}` {
 		t.Fatalf("error envelope: %s", got)
 	}
-	ann.send(map[string]string{"op": "say", "text": "still"})
-	bob.expect("0:still")
+	ann.Send(map[string]string{"op": "say", "text": "still"})
+	bob.Expect("0:still")
 
-	bob.send(map[string]string{"op": "leave"})
-	ann.expect("leave:1:left")
+	bob.Send(map[string]string{"op": "leave"})
+	ann.Expect("leave:1:left")
 	// After leaving, bob is no longer a player.
-	bob.send(map[string]string{"op": "say", "text": "ghost"})
-	if ev := bob.event("error"); ev["err"] != rooms.ErrNotPlayer.Error() {
+	bob.Send(map[string]string{"op": "say", "text": "ghost"})
+	if ev := bob.Event("error"); ev["err"] != rooms.ErrNotPlayer.Error() {
 		t.Fatalf("say after leave: %v", ev)
 	}
-	ann.send(map[string]string{"op": "say", "text": "next"})
-	ann.expect("0:next")
+	ann.Send(map[string]string{"op": "say", "text": "next"})
+	ann.Expect("0:next")
 }
 
 func TestJoinErrors(t *testing.T) {
@@ -65,35 +66,35 @@ func TestJoinErrors(t *testing.T) {
 		rooms.Kind{Name: "gated", New: func() rooms.Handler { return &gate{} }},
 	)
 	a := s.dial(t, "a")
-	a.send(map[string]string{"op": "join", "kind": "nope", "name": "r"})
-	if ev := a.event("error"); !containsAll(ev["err"], "unknown room kind", "nope") {
+	a.Send(map[string]string{"op": "join", "kind": "nope", "name": "r"})
+	if ev := a.Event("error"); !containsAll(ev["err"], "unknown room kind", "nope") {
 		t.Fatalf("unknown kind: %v", ev)
 	}
-	a.send(map[string]string{"op": "join", "kind": "duo", "name": "bad/name"})
-	if ev := a.event("error"); !containsAll(ev["err"], "invalid room name") {
+	a.Send(map[string]string{"op": "join", "kind": "duo", "name": "bad/name"})
+	if ev := a.Event("error"); !containsAll(ev["err"], "invalid room name") {
 		t.Fatalf("bad name: %v", ev)
 	}
-	a.send(map[string]string{"op": "reconnect", "token": "garbage"})
-	if ev := a.event("error"); ev["err"] != rooms.ErrBadToken.Error() {
+	a.Send(map[string]string{"op": "reconnect", "token": "garbage"})
+	if ev := a.Event("error"); ev["err"] != rooms.ErrBadToken.Error() {
 		t.Fatalf("malformed token: %v", ev)
 	}
 
-	a.join("duo", "full")
-	s.dial(t, "b").join("duo", "full")
+	a.Join("duo", "full")
+	s.dial(t, "b").Join("duo", "full")
 	c := s.dial(t, "c")
-	c.send(map[string]string{"op": "join", "kind": "duo", "name": "full"})
-	if ev := c.event("failed"); ev["code"] != "full" {
+	c.Send(map[string]string{"op": "join", "kind": "duo", "name": "full"})
+	if ev := c.Event("failed"); ev["code"] != "full" {
 		t.Fatalf("third player of a two-seat room: %v", ev)
 	}
 
 	// The room's own refusal reaches the client with its code and reason.
 	d := s.dial(t, "mallory")
-	d.send(map[string]string{"op": "join", "kind": "gated", "name": "g"})
-	if ev := d.event("failed"); ev["code"] != "banned" || !containsAll(ev["err"], "no mallories") {
+	d.Send(map[string]string{"op": "join", "kind": "gated", "name": "g"})
+	if ev := d.Event("failed"); ev["code"] != "banned" || !containsAll(ev["err"], "no mallories") {
 		t.Fatalf("refused join: %v", ev)
 	}
 	e := s.dial(t, "eve")
-	e.join("gated", "g")
+	e.Join("gated", "g")
 }
 
 type gate struct{ recorder }
@@ -121,37 +122,37 @@ func containsAll(v any, parts ...string) bool {
 func TestDropReconnectAndExpiry(t *testing.T) {
 	s := newServer(t, recorderKind("arena", func(k *rooms.Kind) { k.SeatReservation = 400 * time.Millisecond }))
 	ann, bob := s.dial(t, "ann"), s.dial(t, "bob")
-	ann.join("arena", "r")
-	tok := bob.join("arena", "r")["token"].(string)
-	ann.expect("join:1:bob")
-	_ = bob.c.Close(websocket.StatusGoingAway, "reload")
-	ann.expect("drop:1")
+	ann.Join("arena", "r")
+	tok := bob.Join("arena", "r")["token"].(string)
+	ann.Expect("join:1:bob")
+	_ = bob.Conn.Close(websocket.StatusGoingAway, "reload")
+	ann.Expect("drop:1")
 
 	again := s.dial(t, "bob-again")
-	again.send(map[string]string{"op": "reconnect", "token": tok})
-	j := again.event("joined")
+	again.Send(map[string]string{"op": "reconnect", "token": tok})
+	j := again.Event("joined")
 	if j["seat"] != 1.0 || j["again"] != true || j["token"] != "" {
 		t.Fatalf("reconnect: %v", j)
 	}
-	ann.expect("back:1")
-	again.send(map[string]string{"op": "say", "text": "back"})
-	ann.expect("1:back")
+	ann.Expect("back:1")
+	again.Send(map[string]string{"op": "say", "text": "back"})
+	ann.Expect("1:back")
 
 	// A token is for its room's seat only: a forged secret, or another
 	// room's token, takes nothing.
 	x := s.dial(t, "x")
-	x.send(map[string]string{"op": "reconnect", "token": tok[:len(tok)-4] + "AAAA"})
-	if ev := x.event("failed"); ev["code"] != "bad_token" {
+	x.Send(map[string]string{"op": "reconnect", "token": tok[:len(tok)-4] + "AAAA"})
+	if ev := x.Event("failed"); ev["code"] != "bad_token" {
 		t.Fatalf("forged token: %v", ev)
 	}
 
 	// Past the window the seat is released.
-	_ = again.c.Close(websocket.StatusGoingAway, "")
-	ann.expect("drop:1")
-	ann.expect("leave:1:seat_expired")
+	_ = again.Conn.Close(websocket.StatusGoingAway, "")
+	ann.Expect("drop:1")
+	ann.Expect("leave:1:seat_expired")
 	late := s.dial(t, "late")
-	late.send(map[string]string{"op": "reconnect", "token": tok})
-	if ev := late.event("failed"); ev["code"] != "bad_token" {
+	late.Send(map[string]string{"op": "reconnect", "token": tok})
+	if ev := late.Event("failed"); ev["code"] != "bad_token" {
 		t.Fatalf("reconnect after the window: %v", ev)
 	}
 }
@@ -161,7 +162,7 @@ func TestDropReconnectAndExpiry(t *testing.T) {
 func TestJoinOrCreateRace(t *testing.T) {
 	s := newServer(t, recorderKind("quick", func(k *rooms.Kind) { k.MaxPlayers = 8 }))
 	const n = 50
-	clients := make([]*client, n)
+	clients := make([]*roomstest.Client, n)
 	for i := range clients {
 		clients[i] = s.dial(t, fmt.Sprintf("p%d", i))
 	}
@@ -170,8 +171,8 @@ func TestJoinOrCreateRace(t *testing.T) {
 	var mu sync.Mutex
 	for _, c := range clients {
 		wg.Go(func() {
-			c.send(map[string]any{"op": "quick", "kind": "quick", "filter": map[string]string{"mode": "ffa"}})
-			j := c.event("joined")
+			c.Send(map[string]any{"op": "quick", "kind": "quick", "filter": map[string]string{"mode": "ffa"}})
+			j := c.Event("joined")
 			mu.Lock()
 			seats[j["room"].(string)] = append(seats[j["room"].(string)], j["seat"].(float64))
 			mu.Unlock()
@@ -209,7 +210,7 @@ func TestJoinOrCreateRace(t *testing.T) {
 func TestTicks(t *testing.T) {
 	ticks := make(chan rooms.Tick, 100)
 	s := newServer(t, rooms.Kind{Name: "clock", TickRate: 50, New: func() rooms.Handler { return &recorder{ticks: ticks} }})
-	s.dial(t, "a").join("clock", "c")
+	s.dial(t, "a").Join("clock", "c")
 	var got []rooms.Tick
 	for len(got) < 20 {
 		select {
@@ -235,8 +236,8 @@ func TestTicks(t *testing.T) {
 func TestNotAPlayer(t *testing.T) {
 	s := newServer(t, recorderKind("arena"))
 	a := s.dial(t, "a")
-	a.send(map[string]string{"op": "say", "text": "x"})
-	if ev := a.event("error"); ev["err"] != rooms.ErrNotPlayer.Error() {
+	a.Send(map[string]string{"op": "say", "text": "x"})
+	if ev := a.Event("error"); ev["err"] != rooms.ErrNotPlayer.Error() {
 		t.Fatalf("say without a room: %v", ev)
 	}
 }
