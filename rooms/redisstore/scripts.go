@@ -155,8 +155,9 @@ return out
 `)
 
 // reserveScript: KEYS index; ARGV room key prefix, reservations key prefix,
-// new name, new listing JSON, reservation TTL (ms), reservation, then the
-// filter's keys and values. Returns {dropped, name}, or {dropped, false}
+// new name, new listing JSON, reservation TTL (ms), reservation, filter
+// JSON (decoded by cjson, as the labels are, so that both read the same
+// strings whatever JSON made of their bytes). Returns {dropped, name}, or {dropped, false}
 // when the new name is taken.
 //
 // It picks, among the listed open rooms whose label has the filter, those
@@ -166,8 +167,8 @@ return out
 var reserveScript = script(`
 local idx, rp, zp = KEYS[1], ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[5])
-local filter = {}
-for i = 7, #ARGV, 2 do filter[ARGV[i]] = ARGV[i + 1] end
+local filter = cjson.decode(ARGV[7])
+if type(filter) ~= 'table' then filter = {} end
 local now, dropped = nowms(), 0
 local best, bestTaken = nil, -1
 for _, name in ipairs(redis.call('ZRANGE', idx, 0, -1)) do

@@ -7,9 +7,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"time"
@@ -109,7 +111,7 @@ func (s *Store) Claim(ctx context.Context, key rooms.Key, owner string, force bo
 	keys := []string{s.roomKey(key), s.indexKey(key.Kind)}
 	res, err := claimScript.Run(ctx, s.rdb, keys, owner, f, s.roomTTL, key.Name).Slice()
 	if err != nil {
-		return 0, nil, fmt.Errorf("redisstore: claim room %s: %w", key, err)
+		return 0, nil, wrap("claim room "+key.String(), err)
 	}
 	if len(res) == 2 && res[0] == int64(0) {
 		holder, _ := res[1].(string)
@@ -135,7 +137,7 @@ func (s *Store) Claim(ctx context.Context, key rooms.Key, owner string, force bo
 func (s *Store) fenced(ctx context.Context, what string, key rooms.Key, sc *redis.Script, keys []string, args ...any) error {
 	n, err := sc.Run(ctx, s.rdb, keys, args...).Int64()
 	if err != nil {
-		return fmt.Errorf("redisstore: %s room %s: %w", what, key, err)
+		return wrap(what+" room "+key.String(), err)
 	}
 	if n == 0 {
 		return rooms.ErrFenced
@@ -195,7 +197,7 @@ func encodeListing(l rooms.Listing) ([]byte, error) {
 func (s *Store) List(ctx context.Context, kind string) ([]rooms.Listing, error) {
 	res, err := listScript.Run(ctx, s.rdb, []string{s.indexKey(kind)}, s.roomPrefix(kind), s.resPrefix(kind)).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("redisstore: list rooms of kind %q: %w", kind, err)
+		return nil, wrap(fmt.Sprintf("list rooms of kind %q", kind), err)
 	}
 	if len(res) == 0 || len(res)%2 != 1 {
 		return nil, fmt.Errorf("redisstore: list rooms of kind %q: unexpected reply of %d items", kind, len(res))
@@ -238,14 +240,15 @@ func (s *Store) Reserve(ctx context.Context, kind string, filter map[string]stri
 	if err != nil {
 		return "", "", fmt.Errorf("redisstore: reserve a seat in a room of kind %q: %w", kind, err)
 	}
-	id := newReservation()
-	args := append(make([]any, 0, 6+2*len(filter)), s.roomPrefix(kind), s.resPrefix(kind), newName, b, millis(ttl), id)
-	for _, k := range slices.Sorted(maps.Keys(filter)) {
-		args = append(args, k, filter[k])
-	}
-	res, err := reserveScript.Run(ctx, s.rdb, []string{s.indexKey(kind)}, args...).Slice()
+	f, err := json.Marshal(filter)
 	if err != nil {
 		return "", "", fmt.Errorf("redisstore: reserve a seat in a room of kind %q: %w", kind, err)
+	}
+	id := newReservation()
+	args := []any{s.roomPrefix(kind), s.resPrefix(kind), newName, b, millis(ttl), id, f}
+	res, err := reserveScript.Run(ctx, s.rdb, []string{s.indexKey(kind)}, args...).Slice()
+	if err != nil {
+		return "", "", wrap(fmt.Sprintf("reserve a seat in a room of kind %q", kind), err)
 	}
 	if len(res) != 2 {
 		return "", "", fmt.Errorf("redisstore: reserve a seat in a room of kind %q: unexpected reply %v", kind, res)
@@ -256,6 +259,18 @@ func (s *Store) Reserve(ctx context.Context, kind string, filter map[string]stri
 		return "", "", fmt.Errorf("redisstore: reserve: room %s already exists", newKey)
 	}
 	return name, id, nil
+}
+
+// wrap says what failed. A deadline that passed, the context's or the
+// client's, says that Redis did not answer in time: go-redis returns the
+// context's error alone, without the dial failures it retried, and a read
+// past its deadline as a bare "i/o timeout".
+func wrap(what string, err error) error {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("redisstore: %s: no answer from Redis before the deadline: %w", what, err)
+	}
+	return fmt.Errorf("redisstore: %s: %w", what, err)
 }
 
 // newReservation returns an unguessable reservation, so that a client
