@@ -84,20 +84,30 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 // millis is d in whole milliseconds, at least 1: PEXPIRE 0 would delete.
 func millis(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 
-func (s *Store) roomKey(key rooms.Key) string {
-	return s.roomPrefix(key.Kind) + hex.EncodeToString([]byte(key.Name))
+// member is how a name appears in keys and indexes: hex-encoded, in the
+// same byte order as the names.
+func member(name string) string { return hex.EncodeToString([]byte(name)) }
+
+func (s *Store) roomPrefix(kind string) string { return s.prefix + "room:" + member(kind) + ":" }
+func (s *Store) resPrefix(kind string) string  { return s.prefix + "resv:" + member(kind) + ":" }
+func (s *Store) listKey(kind string) string    { return s.prefix + "list:" + member(kind) }
+func (s *Store) openKey(kind string) string    { return s.prefix + "open:" + member(kind) }
+func (s *Store) roomKey(key rooms.Key) string  { return s.roomPrefix(key.Kind) + member(key.Name) }
+func (s *Store) resKey(key rooms.Key) string   { return s.resPrefix(key.Kind) + member(key.Name) }
+
+// keys are the keys a write of key's activation touches: its room, its
+// kind's indexes and, with reservations, its reservations.
+func (s *Store) keys(key rooms.Key, reservations bool) []string {
+	ks := []string{s.roomKey(key), s.listKey(key.Kind), s.openKey(key.Kind)}
+	if reservations {
+		ks = append(ks, s.resKey(key))
+	}
+	return ks
 }
-func (s *Store) resKey(key rooms.Key) string {
-	return s.resPrefix(key.Kind) + hex.EncodeToString([]byte(key.Name))
-}
-func (s *Store) roomPrefix(kind string) string {
-	return s.prefix + "room:" + hex.EncodeToString([]byte(kind)) + ":"
-}
-func (s *Store) resPrefix(kind string) string {
-	return s.prefix + "resv:" + hex.EncodeToString([]byte(kind)) + ":"
-}
-func (s *Store) indexKey(kind string) string {
-	return s.prefix + "list:" + hex.EncodeToString([]byte(kind))
+
+func unmember(m string) (string, error) {
+	b, err := hex.DecodeString(m)
+	return string(b), err
 }
 
 // Claim implements rooms.Store. A room Redis holds no epoch for (new, or
@@ -108,8 +118,7 @@ func (s *Store) Claim(ctx context.Context, key rooms.Key, owner string, force bo
 	if force {
 		f = "1"
 	}
-	keys := []string{s.roomKey(key), s.indexKey(key.Kind)}
-	res, err := claimScript.Run(ctx, s.rdb, keys, owner, f, s.roomTTL, key.Name).Slice()
+	res, err := claimScript.Run(ctx, s.rdb, s.keys(key, false), owner, f, s.roomTTL, member(key.Name)).Slice()
 	if err != nil {
 		return 0, nil, wrap("claim room "+key.String(), err)
 	}
@@ -147,21 +156,18 @@ func (s *Store) fenced(ctx context.Context, what string, key rooms.Key, sc *redi
 
 // Save implements rooms.Store.
 func (s *Store) Save(ctx context.Context, key rooms.Key, epoch int64, snapshot []byte) error {
-	keys := []string{s.roomKey(key), s.indexKey(key.Kind)}
-	return s.fenced(ctx, "save", key, saveScript, keys, epoch, snapshot, s.roomTTL, key.Name)
+	return s.fenced(ctx, "save", key, saveScript, s.keys(key, false), epoch, snapshot, s.roomTTL, member(key.Name))
 }
 
 // Release implements rooms.Store.
 func (s *Store) Release(ctx context.Context, key rooms.Key, epoch int64) error {
-	keys := []string{s.roomKey(key), s.indexKey(key.Kind)}
-	return s.fenced(ctx, "release", key, releaseScript, keys, epoch, s.roomTTL, key.Name)
+	return s.fenced(ctx, "release", key, releaseScript, s.keys(key, false), epoch, s.roomTTL, member(key.Name))
 }
 
 // Delete implements rooms.Store. Once deleted, the activation of epoch is
 // fenced too: a late write cannot bring the room back.
 func (s *Store) Delete(ctx context.Context, key rooms.Key, epoch int64) error {
-	keys := []string{s.roomKey(key), s.indexKey(key.Kind), s.resKey(key)}
-	return s.fenced(ctx, "delete", key, deleteScript, keys, epoch, millis(TombstoneTTL), key.Name)
+	return s.fenced(ctx, "delete", key, deleteScript, s.keys(key, true), epoch, millis(TombstoneTTL), member(key.Name))
 }
 
 // Publish implements rooms.Store.
@@ -171,12 +177,15 @@ func (s *Store) Publish(ctx context.Context, key rooms.Key, epoch int64, l rooms
 	if err != nil {
 		return fmt.Errorf("redisstore: publish room %s: %w", key, err)
 	}
-	keys := []string{s.roomKey(key), s.indexKey(key.Kind), s.resKey(key)}
-	args := append(make([]any, 0, 4+len(used)), epoch, s.roomTTL, key.Name, b)
+	free := "0"
+	if l.Open && (l.Max <= 0 || l.Players < l.Max) {
+		free = "1"
+	}
+	args := append(make([]any, 0, 5+len(used)), epoch, s.roomTTL, member(key.Name), b, free)
 	for _, id := range used {
 		args = append(args, id)
 	}
-	return s.fenced(ctx, "publish", key, publishScript, keys, args...)
+	return s.fenced(ctx, "publish", key, publishScript, s.keys(key, true), args...)
 }
 
 // encodeListing is a listing as the scripts read it (cjson): without HTML
@@ -195,7 +204,8 @@ func encodeListing(l rooms.Listing) ([]byte, error) {
 // rooms whose keys expired and the reserved rooms never activated whose
 // reservations all expired.
 func (s *Store) List(ctx context.Context, kind string) ([]rooms.Listing, error) {
-	res, err := listScript.Run(ctx, s.rdb, []string{s.indexKey(kind)}, s.roomPrefix(kind), s.resPrefix(kind)).Slice()
+	keys := []string{s.listKey(kind), s.openKey(kind)}
+	res, err := listScript.Run(ctx, s.rdb, keys, s.roomPrefix(kind), s.resPrefix(kind)).Slice()
 	if err != nil {
 		return nil, wrap(fmt.Sprintf("list rooms of kind %q", kind), err)
 	}
@@ -205,8 +215,13 @@ func (s *Store) List(ctx context.Context, kind string) ([]rooms.Listing, error) 
 	s.dropped(kind, res[0])
 	out := make([]rooms.Listing, 0, len(res)/2)
 	for i := 1; i < len(res); i += 2 {
-		name, _ := res[i].(string)
+		m, _ := res[i].(string)
 		raw, _ := res[i+1].(string)
+		name, err := unmember(m)
+		if err != nil {
+			s.logger.Warn("redisstore: unreadable name in the index", slog.String("kind", kind), slog.String("stored", m))
+			continue
+		}
 		var l rooms.Listing
 		if err := json.Unmarshal([]byte(raw), &l); err != nil {
 			// Leave it out: a room whose listing cannot be read cannot be
@@ -217,7 +232,6 @@ func (s *Store) List(ctx context.Context, kind string) ([]rooms.Listing, error) 
 		l.Kind, l.Name = kind, name
 		out = append(out, l)
 	}
-	// Redis orders the index by bytes already, as Go compares strings.
 	slices.SortFunc(out, func(a, b rooms.Listing) int { return cmp.Compare(a.Name, b.Name) })
 	return out, nil
 }
@@ -245,8 +259,8 @@ func (s *Store) Reserve(ctx context.Context, kind string, filter map[string]stri
 		return "", "", fmt.Errorf("redisstore: reserve a seat in a room of kind %q: %w", kind, err)
 	}
 	id := newReservation()
-	args := []any{s.roomPrefix(kind), s.resPrefix(kind), newName, b, millis(ttl), id, f}
-	res, err := reserveScript.Run(ctx, s.rdb, []string{s.indexKey(kind)}, args...).Slice()
+	args := []any{s.roomPrefix(kind), s.resPrefix(kind), member(newName), b, millis(ttl), id, f}
+	res, err := reserveScript.Run(ctx, s.rdb, []string{s.listKey(kind), s.openKey(kind)}, args...).Slice()
 	if err != nil {
 		return "", "", wrap(fmt.Sprintf("reserve a seat in a room of kind %q", kind), err)
 	}
@@ -254,9 +268,13 @@ func (s *Store) Reserve(ctx context.Context, kind string, filter map[string]stri
 		return "", "", fmt.Errorf("redisstore: reserve a seat in a room of kind %q: unexpected reply %v", kind, res)
 	}
 	s.dropped(kind, res[0])
-	name, ok := res[1].(string)
+	m, ok := res[1].(string)
 	if !ok {
 		return "", "", fmt.Errorf("redisstore: reserve: room %s already exists", newKey)
+	}
+	name, err := unmember(m)
+	if err != nil {
+		return "", "", fmt.Errorf("redisstore: reserve a seat in a room of kind %q: unreadable name %q in the index", kind, m)
 	}
 	return name, id, nil
 }

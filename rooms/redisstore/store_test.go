@@ -124,8 +124,9 @@ func TestKeyLayout(t *testing.T) {
 	if n, _, err := s.Reserve(ctx, "duel", map[string]string{"mode": "ranked"}, "r2", 2, time.Minute); err != nil || n != "r1" {
 		t.Fatalf("reserve: %q, %v", n, err)
 	}
-	room, resv, index := "p:room:6475656c:7231", "p:resv:6475656c:7231", "p:list:6475656c" // hex("duel"), hex("r1")
-	if got, want := keys(t, rdb, "p:*"), []string{index, resv, room}; !slices.Equal(got, want) {
+	// hex("duel") = 6475656c, hex("r1") = 7231
+	room, resv, list, open := "p:room:6475656c:7231", "p:resv:6475656c:7231", "p:list:6475656c", "p:open:6475656c"
+	if got, want := keys(t, rdb, "p:*"), []string{list, open, resv, room}; !slices.Equal(got, want) {
 		t.Fatalf("keys = %q\nwant %q", got, want)
 	}
 	h, err := rdb.HGetAll(ctx, room).Result()
@@ -139,15 +140,31 @@ func TestKeyLayout(t *testing.T) {
 	if !maps.Equal(h, want) {
 		t.Fatalf("room hash = %q\nwant %q", h, want)
 	}
-	if ns, err := rdb.ZRange(ctx, index, 0, -1).Result(); err != nil || !slices.Equal(ns, []string{"r1"}) {
-		t.Fatalf("index = %q, %v", ns, err)
+	// The indexes score the room by when its data expires.
+	expiry := float64(rdb.PExpireTime(ctx, room).Val().Milliseconds())
+	for _, index := range []string{list, open} {
+		zs, err := rdb.ZRangeWithScores(ctx, index, 0, -1).Result()
+		if err != nil || len(zs) != 1 || zs[0].Member != "7231" || zs[0].Score < expiry-1000 || zs[0].Score > expiry+1000 {
+			t.Fatalf("%s = %v, %v; want 7231 scored about %.0f", index, zs, err, expiry)
+		}
 	}
-	// Every key expires: the room and its index after RoomTTL, the
+	if n := rdb.ZCard(ctx, resv).Val(); n != 1 {
+		t.Fatalf("%d reservations, want 1", n)
+	}
+	// Every key expires: the room and its indexes after RoomTTL, the
 	// reservations with the last of them.
-	for k, most := range map[string]time.Duration{room: DefaultRoomTTL, index: DefaultRoomTTL, resv: time.Minute} {
+	for k, most := range map[string]time.Duration{room: DefaultRoomTTL, list: DefaultRoomTTL, open: DefaultRoomTTL, resv: time.Minute} {
 		if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 || ttl > most {
 			t.Errorf("TTL of %s = %v, want in (0, %v]", k, ttl, most)
 		}
+	}
+	// A full room leaves the free-seat index, and its used reservation goes.
+	l.Players = 2
+	if err := s.Publish(ctx, key, epoch, l, rdb.ZRange(ctx, resv, 0, -1).Val()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := keys(t, rdb, "p:*"), []string{list, room}; !slices.Equal(got, want) {
+		t.Fatalf("keys of a full room = %q\nwant %q", got, want)
 	}
 	// Delete leaves only a tombstone: the epoch, for a day.
 	if err := s.Delete(ctx, key, epoch); err != nil {
@@ -220,6 +237,90 @@ func TestOddNamesDoNotCollide(t *testing.T) {
 	}
 }
 
+// TestFreeSeatIndex: Reserve reads only the rooms whose last listing had a
+// free seat; a room that fills, locks, or reopens moves out of that index
+// and back in with its next Publish.
+func TestFreeSeatIndex(t *testing.T) {
+	ctx := testCtx(t)
+	rdb := newClient(t, redistest.Start(t))
+	s := fresh(t, rdb, Options{})
+	key := rooms.Key{Kind: "k", Name: "r"}
+	e, _, err := s.Claim(ctx, key, "n", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inOpen := func() bool { return rdb.ZScore(ctx, s.openKey("k"), member("r")).Err() == nil }
+	steps := []struct {
+		l    rooms.Listing
+		free bool
+	}{
+		{rooms.Listing{Players: 1, Max: 2, Open: true}, true},
+		{rooms.Listing{Players: 2, Max: 2, Open: true}, false},  // full
+		{rooms.Listing{Players: 1, Max: 2, Open: true}, true},   // a seat again
+		{rooms.Listing{Players: 1, Max: 2, Open: false}, false}, // locked
+		{rooms.Listing{Players: 5, Max: 0, Open: true}, true},   // no bound
+	}
+	for i, st := range steps {
+		if err := s.Publish(ctx, key, e, st.l, nil); err != nil {
+			t.Fatal(err)
+		}
+		if inOpen() != st.free {
+			t.Fatalf("step %d, %+v: in the free-seat index = %v", i, st.l, !st.free)
+		}
+		// A save keeps the room where it is.
+		if err := s.Save(ctx, key, e, []byte("x")); err != nil || inOpen() != st.free {
+			t.Fatalf("step %d: after a save, in the free-seat index = %v (%v)", i, inOpen(), err)
+		}
+		n, _, err := s.Reserve(ctx, "k", nil, fmt.Sprint("new", i), 2, time.Millisecond)
+		if err != nil || (n == "r") != st.free {
+			t.Fatalf("step %d, %+v: Reserve chose %q, %v", i, st.l, n, err)
+		}
+	}
+	if ls, err := s.List(ctx, "k"); err != nil || !slices.Contains(names(ls), "r") {
+		t.Fatalf("List = %q, %v: a full or locked room is still listed", names(ls), err)
+	}
+}
+
+// TestReserveTieBreaksByBytes: among equally full rooms Reserve chooses the
+// first name in Go's order (bytes), whatever the server's locale would say
+// ("Z" before "a", "a" before "é").
+func TestReserveTieBreaksByBytes(t *testing.T) {
+	ctx := testCtx(t)
+	s := fresh(t, newClient(t, redistest.Start(t)), Options{})
+	open := []string{"é", "b", "a", "Z", "Za"}
+	for _, name := range open {
+		k := rooms.Key{Kind: "k", Name: name}
+		e, _, err := s.Claim(ctx, k, "n", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Publish(ctx, k, e, rooms.Listing{Players: 1, Max: 100, Open: true}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Reserve, then lock the room chosen so that the next choice is among
+	// the others: the order of the choices is the tie-break's.
+	var got []string
+	for range open {
+		n, _, err := s.Reserve(ctx, "k", nil, "new", 100, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, n)
+		k := rooms.Key{Kind: "k", Name: n}
+		e, _, err := s.Claim(ctx, k, "n", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Publish(ctx, k, e, rooms.Listing{Players: 2, Max: 100, Open: false}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"Z", "Za", "a", "b", "é"}; !slices.Equal(got, want) {
+		t.Fatalf("reserved in %q, want %q", got, want)
+	}
+}
+
 // TestWritesRefreshTheRoomTTL checks that every write of an activation
 // pushes its room's expiry back, and its index's with it. It compares the
 // absolute expiry times (PEXPIRETIME), so no timing is asserted: it only
@@ -229,7 +330,7 @@ func TestWritesRefreshTheRoomTTL(t *testing.T) {
 	rdb := newClient(t, redistest.Start(t))
 	s := fresh(t, rdb, Options{RoomTTL: time.Hour})
 	key := rooms.Key{Kind: "ttl", Name: "r"}
-	room, index := s.roomKey(key), s.indexKey(key.Kind)
+	room, index := s.roomKey(key), s.listKey(key.Kind)
 	var epoch int64
 	expiry := func(k string) int64 { return rdb.PExpireTime(ctx, k).Val().Milliseconds() }
 	writes := []struct {
@@ -273,7 +374,7 @@ func TestAbandonedRoomsExpire(t *testing.T) {
 	rdb := newClient(t, redistest.Start(t))
 	short := fresh(t, rdb, Options{RoomTTL: 200 * time.Millisecond})
 	long := New(rdb, Options{KeyPrefix: short.prefix, Logger: testLogger(t), RoomTTL: time.Hour})
-	write := func(s *Store, name string) {
+	write := func(s *Store, name string, players int) {
 		t.Helper()
 		k := rooms.Key{Kind: "k", Name: name}
 		e, _, err := s.Claim(ctx, k, "n", false)
@@ -281,36 +382,41 @@ func TestAbandonedRoomsExpire(t *testing.T) {
 			err = s.Save(ctx, k, e, []byte("snap"))
 		}
 		if err == nil {
-			err = s.Publish(ctx, k, e, rooms.Listing{Players: 1, Max: 4, Open: true}, nil)
+			err = s.Publish(ctx, k, e, rooms.Listing{Players: players, Max: 4, Open: true}, nil)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(long, "kept")
-	write(short, "lost")
+	write(long, "kept", 1)
+	write(short, "lost", 3)
 	lost := short.roomKey(rooms.Key{Kind: "k", Name: "lost"})
 	waitFor(t, "the abandoned room's key expires", func() bool { return rdb.Exists(ctx, lost).Val() == 0 })
-	index := short.indexKey("k")
-	if ns := rdb.ZRange(ctx, index, 0, -1).Val(); !slices.Contains(ns, "lost") {
+	index := short.listKey("k")
+	if ns := rdb.ZRange(ctx, index, 0, -1).Val(); !slices.Contains(ns, member("lost")) {
 		t.Fatalf("index %q: the entry is expected until a read prunes it", ns)
 	}
 	ls, err := long.List(ctx, "k")
 	if err != nil || !slices.Equal(names(ls), []string{"kept"}) {
 		t.Fatalf("List = %q, %v; want only kept", names(ls), err)
 	}
-	if ns := rdb.ZRange(ctx, index, 0, -1).Val(); !slices.Equal(ns, []string{"kept"}) {
+	if ns := rdb.ZRange(ctx, index, 0, -1).Val(); !slices.Equal(ns, []string{member("kept")}) {
 		t.Fatalf("index after List = %q, want only kept", ns)
 	}
-	// Reserve prunes too, and never picks a room that is gone.
-	write(short, "lost2")
+	// Reserve prunes too, and never picks a room that is gone, though it
+	// is fuller: one whose key expired, one whose key was evicted before.
+	write(short, "lost2", 3)
+	write(long, "evicted", 3)
 	lost2 := short.roomKey(rooms.Key{Kind: "k", Name: "lost2"})
+	rdb.Del(ctx, long.roomKey(rooms.Key{Kind: "k", Name: "evicted"}))
 	waitFor(t, "the second abandoned room's key expires", func() bool { return rdb.Exists(ctx, lost2).Val() == 0 })
 	if n, _, err := long.Reserve(ctx, "k", nil, "new", 4, time.Minute); err != nil || n != "kept" {
 		t.Fatalf("Reserve = %q, %v; want kept", n, err)
 	}
-	if ns := rdb.ZRange(ctx, index, 0, -1).Val(); !slices.Equal(ns, []string{"kept"}) {
-		t.Fatalf("index after Reserve = %q, want only kept", ns)
+	for _, index := range []string{index, short.openKey("k")} {
+		if ns := rdb.ZRange(ctx, index, 0, -1).Val(); !slices.Equal(ns, []string{member("kept")}) {
+			t.Fatalf("%s after Reserve = %q, want only kept", index, ns)
+		}
 	}
 
 	// A store of short-lived rooms alone leaves no key at all, without any
