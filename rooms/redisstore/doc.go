@@ -67,8 +67,8 @@
 // Claim, Save, Release, Publish and Delete touch one room. List reads every
 // room of the kind; Reserve reads the rooms with a free seat only, whose
 // listings it decodes (cjson) to match the filter: on a 2-core machine, a
-// Save takes about 1.3 times a PING's round trip, and Reserve about 4.5 µs
-// more per room with a free seat (1,000 of them: about 4.6 ms, during which
+// Save takes about 1.3 times a PING's round trip, and Reserve 4 to 5 µs
+// more per room with a free seat (1,000 of them: about 5 ms, during which
 // Redis serves no one else). Rooms that lock or fill when their match
 // starts keep that set small. The scripts build room keys from the
 // indexes, so they need a single Redis (standalone, or Sentinel with a
