@@ -13,6 +13,9 @@ import (
 	"github.com/wsactor/wsactor/transport"
 )
 
+// DefaultName is the server name (Options.Name) when none is given.
+const DefaultName = "ws"
+
 // DefaultHandshakeTimeout bounds authentication and Connect, and, with
 // ListenAndServe, reading the upgrade request's headers.
 const DefaultHandshakeTimeout = 10 * time.Second
@@ -82,7 +85,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.Name == "" {
-		o.Name = "ws"
+		o.Name = DefaultName
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -28,6 +28,8 @@ import (
 	"github.com/wsactor/wsactor/groups"
 	"github.com/wsactor/wsactor/groups/redisdir"
 	"github.com/wsactor/wsactor/internal/logging"
+	"github.com/wsactor/wsactor/rooms"
+	"github.com/wsactor/wsactor/rooms/redisstore"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -48,6 +50,9 @@ type Node struct {
 	Redis *redis.Client
 	// Directory is the cluster-wide groups directory.
 	Directory *redisdir.Directory
+	// RoomStore keeps the rooms' snapshots, listings and seat reservations,
+	// shared by the nodes (see package rooms).
+	RoomStore rooms.Store
 
 	view     *memberView
 	provider *redisprovider.Provider // nil with another provider
@@ -123,7 +128,7 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 	actorLogger := slog.New(logging.MinLevel(logger.Handler(), slog.LevelWarn)).With(slog.String("component", "protoactor"))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLogger }))
 	c := cluster.New(system, cluster.Configure(cfg.Cluster.Name, provider, disthash.New(), rc,
-		cluster.WithRequestTimeout(cfg.Timeouts.Request), withoutGossipRounds))
+		cluster.WithRequestTimeout(cfg.Timeouts.Request), withoutGossipRounds, cluster.WithKinds(roomKind(system))))
 	view := newMemberView(c) // before StartMember, to see every topology event
 	if err := startMember(c); err != nil {
 		view.close()
@@ -138,6 +143,7 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 		Cluster:   c,
 		Redis:     rdb,
 		Directory: redisdir.New(rdb, redisdir.Options{KeyPrefix: cfg.Redis.KeyPrefix + "dir:" + cfg.Cluster.Name + ":", Logger: logger}),
+		RoomStore: redisstore.New(rdb, redisstore.Options{KeyPrefix: cfg.Redis.KeyPrefix + "rooms:" + cfg.Cluster.Name + ":", Logger: logger}),
 		view:      view,
 		provider:  rp,
 		dropped:   dropped,
@@ -280,6 +286,15 @@ func (n *Node) ServerOptions(opts wsactor.Options) wsactor.Options {
 	opts.Groups.Directory = n.Directory
 	if opts.Groups.Logger == nil {
 		opts.Groups.Logger = n.logger
+	}
+	server := opts.Name
+	if server == "" {
+		server = wsactor.DefaultName
+	}
+	opts.Rooms.Placement = &roomPlacement{c: n.Cluster, server: server}
+	opts.Rooms.Store = n.RoomStore
+	if opts.Rooms.Logger == nil {
+		opts.Rooms.Logger = n.logger
 	}
 	return opts
 }

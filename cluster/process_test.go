@@ -27,6 +27,7 @@ import (
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/cluster"
 	"github.com/wsactor/wsactor/internal/redistest"
+	"github.com/wsactor/wsactor/rooms/roomstest"
 )
 
 // The helper processes are this test binary run again with
@@ -429,6 +430,10 @@ func TestHelperNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Handle("/ws", func() wsactor.Handler { return &member{} }, wsactor.WithAuthenticator(userFromQuery))
+	s.Rooms().Define(echoKind)
+	s.Rooms().Define(tickerKind)
+	s.Handle("/play", func() wsactor.Handler { return roomstest.NewPlayer(s.Rooms()) },
+		wsactor.WithRateLimit(wsactor.RateLimit{MessagesPerSecond: -1, BytesPerSecond: -1}))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

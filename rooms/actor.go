@@ -86,7 +86,8 @@ type roomActor struct {
 	registered   bool // counted in the manager's running activations
 	dirty        bool // state changed since the last snapshot taken
 	listingDirty bool
-	lastApp      []byte // the game state of the last snapshot taken, for RestartFromSnapshot
+	lastApp      []byte    // the game state of the last snapshot taken, for RestartFromSnapshot
+	lastSaved    time.Time // when the last snapshot was handed to the saver
 	restarts     []time.Time
 	saver        *saver
 }
@@ -117,7 +118,9 @@ func (a *roomActor) Receive(ctx actor.Context) {
 	case *tickDue:
 		a.onTick(msg)
 	case *snapshotDue:
-		a.snapshot(false)
+		// A room that has not written for a while writes anyway: the store
+		// forgets rooms whose keys see no write for a day (abandoned ones).
+		a.snapshot(time.Since(a.lastSaved) > keepAliveEvery)
 		a.armSnapshot()
 	case *seatExpired:
 		if p := a.players[msg.seat]; p != nil && p.generation == msg.gen && !p.Online {
@@ -569,12 +572,20 @@ func (a *roomActor) onTick(m *tickDue) {
 }
 
 func (a *roomActor) armSnapshot() {
-	if a.kind.SnapshotInterval <= 0 || a.state != running {
+	if a.state != running {
 		return
 	}
+	every := a.kind.SnapshotInterval
+	if every <= 0 {
+		every = keepAliveEvery
+	}
 	self, root := a.ctx.Self(), a.m.rt.System().Root
-	a.snapTimer = time.AfterFunc(a.kind.SnapshotInterval, func() { root.Send(self, &snapshotDue{}) })
+	a.snapTimer = time.AfterFunc(every, func() { root.Send(self, &snapshotDue{}) })
 }
+
+// keepAliveEvery is the longest a running room goes without writing to its
+// store.
+const keepAliveEvery = time.Hour
 
 // snapshot hands the room's state to the saver if it changed (or always,
 // when forced); release also ends the claim once it is saved.
@@ -588,6 +599,7 @@ func (a *roomActor) snapshot(force bool) []byte {
 		return nil
 	}
 	a.dirty = false
+	a.lastSaved = time.Now()
 	a.saver.save(b)
 	return b
 }
@@ -603,7 +615,7 @@ func (a *roomActor) encode() ([]byte, error) {
 		var app []byte
 		var err error
 		if !a.guard("Snapshot", func() { app, err = s.Snapshot(a.room) }) {
-			return nil, errors.New("Snapshot panicked")
+			return nil, errors.New("the handler's Snapshot panicked")
 		}
 		if err != nil {
 			return nil, err

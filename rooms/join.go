@@ -108,7 +108,6 @@ type pendingJoin struct {
 	key         Key
 	meta, label map[string]string
 	token       string
-	reservation string
 	match       bool // matchmaking: key.Name is chosen by Reserve
 	reattach    bool // the room moved: take the held seat back
 	attempts    int
@@ -258,9 +257,15 @@ func (m *Manager) hook(c *actors.Conn, msg any) (any, bool) {
 	case *joinUnreachable:
 		return m.retryOrFail(c, msg.key, msg.gen, msg.err), true
 	case *reattachDue:
-		if membershipsOf(c, false).get(msg.key) == msg.mb {
-			m.startJoin(c, &pendingJoin{key: msg.key, token: msg.mb.token, reattach: true})
+		if membershipsOf(c, false).get(msg.key) != msg.mb {
+			return nil, true
 		}
+		if msg.node != "" && m.rt.NodeAlive(msg.node) && time.Since(msg.since) < nodeGoneWait {
+			self, root := c.Self(), m.rt.System().Root
+			time.AfterFunc(50*time.Millisecond, func() { root.Send(self, msg) })
+			return nil, true
+		}
+		m.startJoin(c, &pendingJoin{key: msg.key, token: msg.mb.token, reattach: true})
 		return nil, true
 	case *retryJoin:
 		m.startJoin(c, msg.pj)
@@ -377,16 +382,29 @@ func (m *Manager) onRoomGone(c *actors.Conn, t *actor.Terminated) (any, bool) {
 	// Terminated is a system message: it overtakes the room's last user
 	// messages. One of them may be a RoomLeft (a room that closed, or let
 	// this player go, before it stopped): attach again only if none was.
-	m.rt.System().Root.Send(c.Self(), &reattachDue{key: key, mb: mb})
+	due := &reattachDue{key: key, mb: mb, since: time.Now()}
+	if t.GetWhy() == actor.TerminatedReason_AddressTerminated {
+		due.node = t.GetWho().GetAddress()
+	}
+	m.rt.System().Root.Send(c.Self(), due)
 	return nil, true
 }
 
 // reattachDue attaches a connection again to a room that stopped, once the
 // room's earlier messages have been read.
 type reattachDue struct {
-	key Key
-	mb  *membership
+	key   Key
+	mb    *membership
+	node  string // the room's node, when the room was lost with it
+	since time.Time
 }
+
+// nodeGoneWait bounds how long a connection waits for its cluster to drop
+// the node of a room that was lost with it: the connection to a node can
+// break before membership notices that the node died (a SIGKILL is seen at
+// once), and looking the room up meanwhile would ask the dead node to
+// activate it, which takes protoactor's lookup 5 s to give up.
+const nodeGoneWait = 10 * time.Second
 
 // onDeadLetter retries a join whose room was found stopped.
 func (m *Manager) onDeadLetter(c *actors.Conn, d *actor.DeadLetterResponse) (any, bool) {

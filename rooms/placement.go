@@ -33,10 +33,8 @@ type localPlacement struct {
 }
 
 type (
-	getRoom    struct{ key Key }
-	gotRoom    struct{ pid *actor.PID }
-	stopRooms  struct{}
-	roomsCount struct{}
+	getRoom struct{ key Key }
+	gotRoom struct{ pid *actor.PID }
 )
 
 func newLocalPlacement(m *Manager) (*localPlacement, error) {

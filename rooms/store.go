@@ -139,7 +139,7 @@ func (s *MemoryStore) Claim(_ context.Context, key Key, owner string, force bool
 // current returns the room if epoch is its current one.
 func (s *MemoryStore) current(key Key, epoch int64) (*memRoom, error) {
 	r := s.rooms[key]
-	if r == nil || r.epoch != epoch {
+	if r == nil || r.epoch != epoch || !r.deleted.IsZero() {
 		return nil, ErrFenced
 	}
 	return r, nil

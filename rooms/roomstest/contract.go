@@ -96,6 +96,15 @@ func RunStoreContract(t *testing.T, newStore func(t *testing.T) rooms.Store) {
 		if err := s.Save(c, k, e1, []byte("stale")); !errors.Is(err, rooms.ErrFenced) {
 			t.Fatalf("a stale activation wrote to the next room of its name: %v", err)
 		}
+		// Nor can the activation that deleted the room bring it back.
+		k2 := rooms.Key{Kind: "k", Name: "gone2"}
+		e, _, _ := s.Claim(c, k2, "a", false)
+		if err := s.Delete(c, k2, e); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Save(c, k2, e, []byte("late")); !errors.Is(err, rooms.ErrFenced) {
+			t.Fatalf("a write after Delete, with the deleting epoch: %v, want ErrFenced", err)
+		}
 	})
 
 	t.Run("listings", func(t *testing.T) {

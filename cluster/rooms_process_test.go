@@ -1,0 +1,117 @@
+package cluster_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wsactor/wsactor/rooms/roomstest"
+)
+
+// helperRoom starts a helper node process in the pool's cluster, with the
+// servers s of the pool nodes, and finds a room name that the identity
+// lookup places on the helper. It returns the helper, its /play URL, its
+// address and the room's name.
+func helperRoom(t *testing.T, p *pool, s []*roomServer, kind string) (*helper, string, string, string) {
+	t.Helper()
+	h := startHelper(t, "TestHelperNode",
+		helperEnv+"=node",
+		helperRedisEnv+"="+p.redisA.Addr(),
+		helperNameEnv+"="+s[0].node.cfg.Cluster.Name,
+		helperPrefixEnv+"="+s[0].node.cfg.Redis.KeyPrefix,
+		helperServerEnv+"="+s[0].name,
+	)
+	var output []string
+	url := strings.TrimSuffix(h.value(t, helperURLPrefix, &output), "/ws") + "/play"
+	addr := h.value(t, helperNodePrefix, &output)
+	for _, n := range p.a {
+		waitUntil(t, testTimeout, "the pool sees the helper node", func() bool { return slices.Contains(n.Peers(), addr) })
+	}
+	// A room placed on the helper: none of the pool's servers activates it.
+	active := func() (n int64) {
+		for _, srv := range s {
+			n += srv.Rooms().Stats().RoomsActive
+		}
+		return n
+	}
+	for i := range 50 {
+		name := fmt.Sprintf("far%d", i)
+		before := active()
+		probe := roomstest.Dial(t, s[0].url, "probe")
+		probe.Join(kind, name)
+		probe.Send(map[string]string{"op": "leave"})
+		_ = probe.Conn.CloseNow()
+		if active() == before {
+			return h, url, addr, name
+		}
+	}
+	t.Fatal("no room name of 50 was placed on the helper node")
+	return nil, "", "", ""
+}
+
+// TestRoomSurvivesItsNode: SIGKILL of the node hosting a room. The room is
+// activated again on a survivor from its last snapshot, and goes on ticking
+// from there; its players on the surviving nodes are attached to it again
+// without doing anything; the player of the dead node reconnects with its
+// token on another node and gets its seat back.
+func TestRoomSurvivesItsNode(t *testing.T) {
+	p := getPool(t)
+	dumpLogsOnFailure(t, p.a...)
+	s := startRoomServers(t, p.a, nil, echoKind, tickerKind)
+	h, helperURL, addr, room := helperRoom(t, p, s, "ticker")
+
+	a := roomstest.Dial(t, s[0].url, "a")
+	b := roomstest.Dial(t, s[1].url, "b")
+	far := roomstest.Dial(t, helperURL, "far")
+	seats := map[*roomstest.Client]float64{}
+	var token string
+	for _, c := range []*roomstest.Client{a, b, far} {
+		j := c.Join("ticker", room)
+		seats[c] = j["seat"].(float64)
+		token = j["token"].(string) // far's, the last
+	}
+	last := waitTick(t, a, 20) // the room has ticked and saved a few times
+	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	_ = h.cmd.Wait()
+	for _, c := range []*roomstest.Client{a, b} {
+		j := c.Event("joined")
+		if j["again"] != true || j["seat"] != seats[c] {
+			t.Fatalf("%s after the room's node died: %v", c.Name, j)
+		}
+	}
+	after := waitTick(t, a, 0)
+	t.Logf("the room ticked again %v after SIGKILL of its node (member TTL %v), at %d (last seen before: %d)",
+		time.Since(killed).Round(time.Millisecond), testTTL, after, last)
+	if after < last-5 {
+		t.Fatalf("the room restarted at tick %d; its snapshot was at %d or later", after, last-5)
+	}
+	// The dead node's player comes back through another node with its token.
+	again := roomstest.Dial(t, s[1].url, "far-again")
+	again.Send(map[string]string{"op": "reconnect", "token": token})
+	if j := again.Event("joined"); j["again"] != true || j["seat"] != seats[far] {
+		t.Fatalf("the dead node's player reconnecting: %v", j)
+	}
+	a.Expect(fmt.Sprintf("back:%d", int(seats[far])))
+	for _, n := range p.a {
+		waitUntil(t, testTimeout, "every node drops the killed one", func() bool { return !slices.Contains(n.Peers(), addr) })
+	}
+}
+
+// waitTick reads c's messages until a tick broadcast "t:<n>" with n >= min
+// and returns n.
+func waitTick(t *testing.T, c *roomstest.Client, min int64) int64 {
+	t.Helper()
+	for {
+		msg := c.Read()
+		var n int64
+		if _, err := fmt.Sscanf(msg, "t:%d", &n); err == nil && n >= min {
+			return n
+		}
+	}
+}
