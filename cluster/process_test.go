@@ -48,6 +48,7 @@ const (
 	helperStopped    = "HELPER_STOPPED="
 	helperRejoined   = "HELPER_REJOINED=" // the new member ID, once the node rejoined
 	helperIsolated   = "HELPER_ISOLATED=" // once the node is out of its cluster
+	helperFenced     = "HELPER_FENCED="   // the room activations that lost their fence
 )
 
 // helper runs this test binary as a helper process.
@@ -432,6 +433,7 @@ func TestHelperNode(t *testing.T) {
 	s.Handle("/ws", func() wsactor.Handler { return &member{} }, wsactor.WithAuthenticator(userFromQuery))
 	s.Rooms().Define(echoKind)
 	s.Rooms().Define(tickerKind)
+	s.Rooms().Define(watchKind)
 	s.Handle("/play", func() wsactor.Handler { return roomstest.NewPlayer(s.Rooms()) },
 		wsactor.WithRateLimit(wsactor.RateLimit{MessagesPerSecond: -1, BytesPerSecond: -1}))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -445,6 +447,12 @@ func TestHelperNode(t *testing.T) {
 	fmt.Println(helperNodePrefix + node.Address())
 	fmt.Println(helperMemberID + node.System.ID)
 	go reportRejoins(node)
+	go func() {
+		for s.Rooms().Stats().Fenced == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		fmt.Printf("%s%d\n", helperFenced, s.Rooms().Stats().Fenced)
+	}()
 	// The parent kills this process, or asks it to stop with SIGTERM; the
 	// bound only guards against orphans.
 	select {

@@ -115,3 +115,82 @@ func waitTick(t *testing.T, c *roomstest.Client, min int64) int64 {
 		}
 	}
 }
+
+// TestStaleRoomActivationIsFenced: the node hosting a room is stopped
+// (SIGSTOP) past the member TTL. The room is activated again on a survivor,
+// under a higher epoch, and its players follow it. When the stopped node
+// resumes, its old activation runs on for a moment: its messages must not
+// reach the players (their nodes drop an older epoch), and its next save
+// must fail, which stops it (it never writes over the new activation).
+func TestStaleRoomActivationIsFenced(t *testing.T) {
+	p := getPool(t)
+	dumpLogsOnFailure(t, p.a...)
+	s := startRoomServers(t, p.a, nil, echoKind, tickerKind)
+	h, _, addr, room := helperRoom(t, p, s, "ticker")
+	t.Cleanup(func() { _ = h.cmd.Process.Signal(syscall.SIGCONT) })
+	a := roomstest.Dial(t, s[0].url, "a")
+	b := roomstest.Dial(t, s[1].url, "b")
+	a.Join("ticker", room)
+	b.Join("ticker", room)
+	before := waitTick(t, a, 10)
+
+	if err := h.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range p.a {
+		waitUntil(t, testTTL+testHeartbeat+5*time.Second, "the pool drops the stopped node", func() bool {
+			return !slices.Contains(n.Peers(), addr)
+		})
+	}
+	for _, c := range []*roomstest.Client{a, b} {
+		if j := c.Event("joined"); j["again"] != true {
+			t.Fatalf("%s after the room's node stopped: %v", c.Name, j)
+		}
+	}
+	moved := waitTick(t, a, 0)
+	t.Logf("the room moved: it ticked at %d before, and goes on from %d", before, moved)
+
+	if err := h.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	var output []string
+	if n := h.value(t, helperFenced, &output); n != "1" {
+		t.Fatalf("the resumed node's room activations fenced: %s, want 1", n)
+	}
+	// What a and b got meanwhile came from the new activation only: its
+	// count goes up one step at a time, where the stale one's would jump
+	// (it ticked on for the whole stop) and come back.
+	last := moved
+	for range 10 {
+		n := waitTick(t, a, 0)
+		if n != last+5 {
+			t.Fatalf("tick %d after %d: a message of another activation reached the player", n, last)
+		}
+		last = n
+	}
+	stopHelper(t, p, h, addr)
+}
+
+// TestRoomLearnsThatAPlayersNodeDied: a room is told that a player is gone
+// (OnDrop) when the player's whole node dies, within the member TTL, without
+// polling.
+func TestRoomLearnsThatAPlayersNodeDied(t *testing.T) {
+	p := getPool(t)
+	dumpLogsOnFailure(t, p.a...)
+	s := startRoomServers(t, p.a, nil, echoKind, tickerKind, watchKind)
+	h, helperURL, addr, _ := helperRoom(t, p, s, "echo")
+	local := roomstest.Dial(t, s[0].url, "local")
+	local.Join("watch", "w")
+	far := roomstest.Dial(t, helperURL, "far")
+	seat := far.Join("watch", "w")["seat"].(float64)
+	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	_ = h.cmd.Wait()
+	local.Expect(fmt.Sprintf("drop:%d", int(seat)))
+	t.Logf("the room saw its player's node die %v after SIGKILL (member TTL %v)", time.Since(killed).Round(time.Millisecond), testTTL)
+	for _, n := range p.a {
+		waitUntil(t, testTimeout, "every node drops the killed one", func() bool { return !slices.Contains(n.Peers(), addr) })
+	}
+}

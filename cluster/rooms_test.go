@@ -181,3 +181,12 @@ func (r *tickerRoom) Snapshot(*rooms.Room) ([]byte, error) { return json.Marshal
 
 var tickerKind = rooms.Kind{Name: "ticker", TickRate: 20, SnapshotInterval: 100 * time.Millisecond,
 	New: func() rooms.Handler { return &tickerRoom{} }}
+
+// watchRoom broadcasts "drop:<seat>" when a player drops.
+type watchRoom struct{ echoRoom }
+
+func (watchRoom) OnDrop(r *rooms.Room, p *rooms.Player) {
+	r.Broadcast(wsactor.Text(fmt.Sprintf("drop:%d", p.Seat)))
+}
+
+var watchKind = rooms.Kind{Name: "watch", New: func() rooms.Handler { return watchRoom{} }}
