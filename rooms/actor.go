@@ -48,6 +48,7 @@ type (
 	saveResult  struct {
 		err     error
 		fenced  bool
+		lost    bool // the store holds nothing of the room: claim it again
 		listing bool // the result of a publish, not a save
 	}
 	roomTimerTick struct{ t *Timer }
@@ -648,6 +649,10 @@ func (a *roomActor) publish() {
 }
 
 func (a *roomActor) onSaved(r *saveResult) {
+	if r.lost {
+		a.reclaim()
+		return
+	}
 	if r.fenced {
 		// A newer activation holds the room (this node was cut off and the
 		// room moved): stop without writing anything more.
@@ -667,6 +672,37 @@ func (a *roomActor) onSaved(r *saveResult) {
 	} else if r.err != nil {
 		a.dirty = true // saved again at the next interval
 	}
+}
+
+// reclaim claims again a room the store lost (Redis restarted empty, or
+// the room's keys expired): no other activation can hold it, unless one
+// claimed it since, and then this one is the stale one. The room goes on
+// from its memory, under a new epoch, and saves at once.
+func (a *roomActor) reclaim() {
+	if a.state != running {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.m.opts.StoreTimeout)
+	epoch, _, err := a.m.store.Claim(ctx, a.key, a.m.rt.System().Address(), false)
+	cancel()
+	var held *HeldError
+	switch {
+	case errors.As(err, &held):
+		a.onSaved(&saveResult{fenced: true})
+		return
+	case err != nil:
+		a.m.storeFailed(a.key, err)
+		a.saver.lost() // claim again at the next save
+		a.dirty = true
+		return
+	}
+	a.m.logger.Warn("rooms: the store had lost the room; it runs on from memory under a new epoch",
+		slog.String("room", a.key.String()), slog.Int64("old_epoch", a.epoch), slog.Int64("epoch", epoch))
+	a.epoch = epoch
+	a.saver = newSaver(a.m, a.key, epoch, a.ctx.Self())
+	a.dirty, a.listingDirty = true, true
+	a.snapshot(true)
+	a.publish()
 }
 
 // onStopping saves the room's last state and lets the next activation claim

@@ -20,13 +20,14 @@ type saver struct {
 	epoch int64
 	room  *actor.PID
 
-	mu      sync.Mutex
-	snap    []byte   // the latest snapshot not yet written
-	listing *Listing // likewise
-	used    []string // reservations the listing accounts for
-	final   finalOp
-	running bool
-	fenced  bool
+	mu          sync.Mutex
+	snap        []byte   // the latest snapshot not yet written
+	listing     *Listing // likewise
+	used        []string // reservations the listing accounts for
+	final       finalOp
+	running     bool
+	fenced      bool
+	lostPending bool // report ErrLost instead of writing
 }
 
 type finalOp int
@@ -76,6 +77,14 @@ func (s *saver) delete() {
 	s.kick()
 }
 
+// lost makes the next write report ErrLost at once: the room could not
+// claim itself again yet, and tries at its next save.
+func (s *saver) lost() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fenced, s.lostPending = false, true
+}
+
 // kick starts the writer goroutine if it is not running. s.mu is held.
 func (s *saver) kick() {
 	if s.running || s.fenced {
@@ -111,7 +120,13 @@ func (s *saver) run() {
 		var err error
 		isListing := false
 		ctx, cancel := context.WithTimeout(context.Background(), s.m.opts.StoreTimeout)
+		s.mu.Lock()
+		lostPending := s.lostPending
+		s.lostPending = false
+		s.mu.Unlock()
 		switch {
+		case lostPending:
+			err = ErrLost
 		case snap != nil:
 			err = s.m.store.Save(ctx, s.key, s.epoch, snap)
 			if err == nil && listing != nil {
@@ -127,20 +142,20 @@ func (s *saver) run() {
 			err = s.m.store.Delete(ctx, s.key, s.epoch)
 		}
 		cancel()
-		fenced := errors.Is(err, ErrFenced)
-		if fenced {
+		fenced, lost := errors.Is(err, ErrFenced), errors.Is(err, ErrLost)
+		if fenced || lost {
 			s.mu.Lock()
-			s.fenced = true
+			s.fenced = true // this epoch writes nothing more
 			s.mu.Unlock()
 		}
 		if err == nil && s.m.storeDown.Swap(false) {
 			s.m.logger.Info("rooms: the room store answers again")
 		}
 		if err != nil {
-			if !fenced {
+			if !fenced && !lost {
 				s.m.storeFailed(s.key, err)
 			}
-			s.m.rt.System().Root.Send(s.room, &saveResult{err: err, fenced: fenced, listing: isListing})
+			s.m.rt.System().Root.Send(s.room, &saveResult{err: err, fenced: fenced, lost: lost, listing: isListing})
 		}
 	}
 }

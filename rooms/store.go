@@ -54,7 +54,8 @@ type Store interface {
 	// over, or forces when the holder's node is gone.
 	Claim(ctx context.Context, key Key, owner string, force bool) (epoch int64, snapshot []byte, err error)
 	// Save stores snapshot if epoch is still the room's; otherwise it
-	// fails with ErrFenced and stores nothing.
+	// fails with ErrFenced and stores nothing. Save, Release, Delete and
+	// Publish fail with ErrLost when the store holds nothing of the room.
 	Save(ctx context.Context, key Key, epoch int64, snapshot []byte) error
 	// Release ends the activation of epoch (its last snapshot saved): the
 	// next Claim needs no force. It fails with ErrFenced for an old epoch.
@@ -80,6 +81,11 @@ type Store interface {
 // ErrFenced: a newer activation of the room has claimed it; this one must
 // stop without writing.
 var ErrFenced = errors.New("rooms: a newer activation holds the room")
+
+// ErrLost: the store holds nothing of the room (it lost its data, or the
+// room's keys expired): no activation holds it, and the writer may Claim it
+// again. A room whose store restarted empty does so and runs on.
+var ErrLost = errors.New("rooms: the store has lost the room")
 
 // HeldError is Claim's answer when another node's activation holds the room.
 type HeldError struct {
@@ -139,7 +145,10 @@ func (s *MemoryStore) Claim(_ context.Context, key Key, owner string, force bool
 // current returns the room if epoch is its current one.
 func (s *MemoryStore) current(key Key, epoch int64) (*memRoom, error) {
 	r := s.rooms[key]
-	if r == nil || r.epoch != epoch || !r.deleted.IsZero() {
+	switch {
+	case r == nil || r.epoch == 0:
+		return nil, ErrLost
+	case r.epoch != epoch || !r.deleted.IsZero():
 		return nil, ErrFenced
 	}
 	return r, nil

@@ -14,8 +14,9 @@ import "github.com/redis/go-redis/v9"
 //     what has expired.
 //   - extend raises a key's TTL to ms and never lowers it (a key without one
 //     gets one), so that a write never shortens what another promised.
-//   - fenced tells whether epoch is not the room's current activation: a
-//     tombstone holds none.
+//   - fenced returns 0 when epoch is not the room's current activation (a
+//     tombstone holds none), -1 when Redis holds nothing of the room (its
+//     data was lost or expired: rooms.ErrLost), false when epoch may write.
 //   - touch is what every write of an activation does: the room's data
 //     lives RoomTTL from now, and so do its entries in the indexes, if it is
 //     listed (the free-seat index only keeps the rooms already in it: that
@@ -43,7 +44,9 @@ local function extend(key, ms)
 end
 local function fenced(rk, epoch)
   local f = redis.call('HMGET', rk, 'epoch', 'tomb')
-  return f[1] ~= epoch or f[2] ~= false
+  if f[1] == false then return -1 end
+  if f[1] ~= epoch or f[2] ~= false then return 0 end
+  return false
 end
 local function touch(rk, list, open, member, ms)
   extend(rk, ms)
@@ -128,18 +131,20 @@ return {1, redis.call('HGET', rk, 'epoch'), f[4]}
 `)
 
 // saveScript: KEYS room, list, open; ARGV epoch, snapshot, room TTL (ms),
-// member. Returns 0 when fenced, 1 when saved.
+// member. Returns 0 when fenced, -1 when lost, 1 when saved.
 var saveScript = script(`
-if fenced(KEYS[1], ARGV[1]) then return 0 end
+local fc = fenced(KEYS[1], ARGV[1])
+if fc then return fc end
 redis.call('HSET', KEYS[1], 'snap', ARGV[2])
 touch(KEYS[1], KEYS[2], KEYS[3], ARGV[4], tonumber(ARGV[3]))
 return 1
 `)
 
 // releaseScript: KEYS room, list, open; ARGV epoch, room TTL (ms), member.
-// Returns 0 when fenced, 1 when released.
+// Returns 0 when fenced, -1 when lost, 1 when released.
 var releaseScript = script(`
-if fenced(KEYS[1], ARGV[1]) then return 0 end
+local fc = fenced(KEYS[1], ARGV[1])
+if fc then return fc end
 redis.call('HSET', KEYS[1], 'active', '0')
 touch(KEYS[1], KEYS[2], KEYS[3], ARGV[3], tonumber(ARGV[2]))
 return 1
@@ -148,9 +153,10 @@ return 1
 // publishScript: KEYS room, list, open, reservations; ARGV epoch, room TTL
 // (ms), member, listing JSON, "1" if the listing has a free seat (open,
 // and players under max), then the reservations used. Returns 0 when
-// fenced, 1 when published.
+// fenced, -1 when lost, 1 when published.
 var publishScript = script(`
-if fenced(KEYS[1], ARGV[1]) then return 0 end
+local fc = fenced(KEYS[1], ARGV[1])
+if fc then return fc end
 local ms = tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'listing', ARGV[4])
 if ARGV[5] == '1' then
@@ -168,9 +174,10 @@ return 1
 
 // deleteScript: KEYS room, list, open, reservations; ARGV epoch, tombstone
 // TTL (ms), member. Leaves the epoch alone in the room's hash, as a
-// tombstone. Returns 0 when fenced, 1 when deleted.
+// tombstone. Returns 0 when fenced, -1 when lost, 1 when deleted.
 var deleteScript = script(`
-if fenced(KEYS[1], ARGV[1]) then return 0 end
+local fc = fenced(KEYS[1], ARGV[1])
+if fc then return fc end
 redis.call('HDEL', KEYS[1], 'owner', 'active', 'snap', 'listing')
 redis.call('HSET', KEYS[1], 'tomb', '1')
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))

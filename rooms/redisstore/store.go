@@ -141,15 +141,19 @@ func (s *Store) Claim(ctx context.Context, key rooms.Key, owner string, force bo
 	return epoch, snap, nil
 }
 
-// fenced runs one of the epoch-checked scripts: reply 0 is rooms.ErrFenced,
-// returned as it is, so that callers may compare it either way.
+// fenced runs one of the epoch-checked scripts: reply 0 is rooms.ErrFenced
+// and -1 rooms.ErrLost, returned as they are, so that callers may compare
+// them either way.
 func (s *Store) fenced(ctx context.Context, what string, key rooms.Key, sc *redis.Script, keys []string, args ...any) error {
 	n, err := sc.Run(ctx, s.rdb, keys, args...).Int64()
 	if err != nil {
 		return wrap(what+" room "+key.String(), err)
 	}
-	if n == 0 {
+	switch n {
+	case 0:
 		return rooms.ErrFenced
+	case -1:
+		return rooms.ErrLost
 	}
 	return nil
 }

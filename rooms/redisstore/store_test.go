@@ -471,13 +471,13 @@ func TestRedisLosesItsData(t *testing.T) {
 	var err error
 	waitFor(t, "the stale activation's save answers", func() bool {
 		err = s.Save(ctx, key, stale, []byte("stale"))
-		return errors.Is(err, rooms.ErrFenced) || err == nil
+		return errors.Is(err, rooms.ErrLost) || err == nil
 	})
 	if err == nil {
 		t.Fatal("an activation wrote to a room Redis had forgotten")
 	}
 	if n := rdb.Exists(ctx, s.roomKey(key)).Val(); n != 0 {
-		t.Fatal("the fenced save left a key")
+		t.Fatal("the refused save left a key")
 	}
 	// A fresh claim needs no force (nobody holds the room any more), gets
 	// no snapshot, and an epoch above the stale one.

@@ -71,6 +71,21 @@ func RunStoreContract(t *testing.T, newStore func(t *testing.T) rooms.Store) {
 		}
 	})
 
+	t.Run("lost", func(t *testing.T) {
+		s, c := newStore(t), ctx(t)
+		k := rooms.Key{Kind: "k", Name: "never"}
+		for name, err := range map[string]error{
+			"save":    s.Save(c, k, 7, []byte("x")),
+			"publish": s.Publish(c, k, 7, rooms.Listing{}, nil),
+			"release": s.Release(c, k, 7),
+			"delete":  s.Delete(c, k, 7),
+		} {
+			if !errors.Is(err, rooms.ErrLost) {
+				t.Errorf("%s of a room the store never held: %v, want ErrLost", name, err)
+			}
+		}
+	})
+
 	t.Run("delete keeps the epoch", func(t *testing.T) {
 		s, c := newStore(t), ctx(t)
 		k := rooms.Key{Kind: "k", Name: "gone"}
