@@ -186,17 +186,31 @@ type ledger struct {
 	peers []*peer
 }
 
+// lostWithNode is how long before a node dies the messages it acknowledged
+// may die with it: it had taken them but not yet passed them to the other
+// nodes (a broadcast is acknowledged when the sender's node sent it on, not
+// when the others received it). Their senders saw their connection break
+// right after.
+const lostWithNode = 500 * time.Millisecond
+
 // problems lists every message that was lost, delivered twice, or
 // delivered although refused. A message is owed to a receiver that joined
-// before it was sent and is still connected; a message whose sender was
-// closed before an answer may have been delivered or not, but never twice.
+// before it was sent and is still connected, unless its sender's connection
+// was lost (1006: its node died) within lostWithNode of sending it; a
+// message whose sender was closed before an answer may have been delivered
+// or not, but never twice.
 func (l *ledger) problems() []string {
 	var out []string
 	for _, s := range l.peers {
 		s.mu.Lock()
 		sent, acked, refused := maps.Clone(s.sent), maps.Clone(s.acked), maps.Clone(s.refused)
+		nodeDied := !s.closedAt.IsZero() && websocket.CloseStatus(s.closeErr) == -1
+		diedAt := s.closedAt
 		s.mu.Unlock()
 		for seq, at := range sent {
+			if nodeDied && diedAt.Sub(at) < lostWithNode {
+				acked[seq] = false // may have died with the node; still never twice
+			}
 			txt := text(s.name, seq)
 			for _, r := range l.peers {
 				r.mu.Lock()
