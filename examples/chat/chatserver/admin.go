@@ -2,17 +2,15 @@ package chatserver
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/auth"
 )
 
 // The admin API reaches connections from outside, by ID, over plain HTTP:
@@ -36,24 +34,7 @@ func (a *app) adminRoutes(mux *http.ServeMux, token string) {
 	api.HandleFunc("POST /api/close", a.apiClose)
 	// Every path under /api/ is guarded, so that without the token nothing
 	// about the API shows (not even a 404 or a 405).
-	mux.Handle("/api/", requireBearer(token, api))
-}
-
-// requireBearer answers 401 unless the request carries "Authorization:
-// Bearer <token>". Hashing first makes the comparison's time independent of
-// both lengths.
-func requireBearer(token string, next http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(token))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="chat admin"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong admin token")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	mux.Handle("/api/", auth.RequireBearer(token, "chat admin", api))
 }
 
 type sendRequest struct {
