@@ -1,0 +1,343 @@
+package gameserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor/examples/game/gameserver"
+)
+
+const testTimeout = 10 * time.Second
+
+type game struct {
+	url  string // http://…
+	logs strings.Builder
+}
+
+func newGame(t *testing.T) *game {
+	t.Helper()
+	g := &game{}
+	mux, s := gameserver.New(gameserver.Config{AdminToken: "admin", Address: "test-node", Logger: slog.New(slog.DiscardHandler)})
+	hs := httptest.NewServer(mux)
+	g.url = hs.URL
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		hs.Close()
+	})
+	return g
+}
+
+// player is a test client of /ws/game.
+type player struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+func (g *game) dial(t *testing.T, query string) *player {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(g.url, "http")+"/ws/game?"+query, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", query, err)
+	}
+	c.SetReadLimit(1 << 20)
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return &player{t: t, c: c}
+}
+
+func (p *player) read() map[string]any {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	_, b, err := p.c.Read(ctx)
+	if err != nil {
+		p.t.Fatalf("read: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		p.t.Fatalf("%s is not JSON: %v", b, err)
+	}
+	return m
+}
+
+// next returns the next message of type typ, skipping others.
+func (p *player) next(typ string) map[string]any {
+	p.t.Helper()
+	for {
+		if m := p.read(); m["type"] == typ {
+			return m
+		}
+	}
+}
+
+func (p *player) send(s string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := p.c.Write(ctx, websocket.MessageText, []byte(s)); err != nil {
+		p.t.Fatalf("write: %v", err)
+	}
+}
+
+// closed reads until the connection closes and returns its close error.
+func (p *player) closed() websocket.CloseError {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for {
+		_, _, err := p.c.Read(ctx)
+		if err == nil {
+			continue
+		}
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) {
+			p.t.Fatalf("want a close frame, got %v", err)
+		}
+		return ce
+	}
+}
+
+// me returns the player's entry in a state message.
+func me(state map[string]any, seat float64) map[string]any {
+	for _, p := range state["players"].([]any) {
+		if e := p.(map[string]any); e["seat"] == seat {
+			return e
+		}
+	}
+	return nil
+}
+
+func TestQuickPlayWelcomeAndState(t *testing.T) {
+	g := newGame(t)
+	ann := g.dial(t, "name=Ann")
+	w := ann.next("welcome")
+	if w["seat"] != 0.0 || w["room"] == "" || w["token"] == "" || w["node"] != "test-node" || !strings.HasPrefix(w["id"].(string), "game.") {
+		t.Fatalf("welcome: %v", w)
+	}
+	st := ann.next("state")
+	if st["tick"].(float64) < 1 || len(st["items"].([]any)) != gameserver.Coins {
+		t.Fatalf("state: %v", st)
+	}
+	if e := me(st, 0); e == nil || e["name"] != "Ann" || e["online"] != true || e["score"] != 0.0 {
+		t.Fatalf("Ann in the state: %v", st)
+	}
+	// A second quick play joins the same room.
+	bob := g.dial(t, "name=Bob")
+	wb := bob.next("welcome")
+	if wb["room"] != w["room"] || wb["seat"] != 1.0 {
+		t.Fatalf("Bob's welcome: %v (Ann's room %v)", wb, w["room"])
+	}
+	// The lobby lists it.
+	resp, err := http.Get(g.url + "/api/rooms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rooms []gameserver.RoomInfo
+	if err := json.NewDecoder(resp.Body).Decode(&rooms); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(testTimeout)
+	for len(rooms) != 1 || rooms[0].Players != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("rooms: %+v", rooms)
+		}
+		time.Sleep(20 * time.Millisecond)
+		rooms = listRooms(t, g)
+	}
+	if rooms[0].Room != w["room"] || rooms[0].Max != 8 || rooms[0].Node != "test-node" {
+		t.Fatalf("rooms: %+v", rooms)
+	}
+}
+
+func listRooms(t *testing.T, g *game) []gameserver.RoomInfo {
+	t.Helper()
+	resp, err := http.Get(g.url + "/api/rooms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rooms []gameserver.RoomInfo
+	if err := json.NewDecoder(resp.Body).Decode(&rooms); err != nil {
+		t.Fatal(err)
+	}
+	return rooms
+}
+
+// TestMovementIsTheServers: input moves a dot at the game's speed, however
+// many inputs the client sends; positions never come from the client.
+func TestMovementIsTheServers(t *testing.T) {
+	g := newGame(t)
+	p := g.dial(t, "name=Zed")
+	seat := p.next("welcome")["seat"].(float64)
+	start := me(p.next("state"), seat)
+	for range 200 { // a flood of inputs, and a claimed position
+		p.send(`{"type":"input","dx":1,"dy":0,"x":999,"y":0}`)
+	}
+	var first, last map[string]any
+	var t0, t1 float64
+	deadline := time.Now().Add(testTimeout)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("the dot did not move for 10 ticks")
+		}
+		st := p.next("state")
+		e := me(st, seat)
+		if e["x"].(float64) == start["x"].(float64) {
+			continue // the inputs have not reached the room yet
+		}
+		if first == nil {
+			first, t0 = e, st["tick"].(float64)
+			continue
+		}
+		last, t1 = e, st["tick"].(float64)
+		if t1-t0 >= 10 {
+			break
+		}
+	}
+	dx := last["x"].(float64) - first["x"].(float64)
+	// Each tick moves at most Speed × its real time, which the server caps
+	// at 250 ms; at 20 Hz that is Speed/20 on time.
+	if max := gameserver.Speed * 0.25 * (t1 - t0); dx <= 0 || dx > max+0.5 || last["y"] != first["y"] {
+		t.Fatalf("moved %.1f in %v ticks (at most %.1f allowed), y %v → %v", dx, t1-t0, max, first["y"], last["y"])
+	}
+	if last["x"].(float64) > gameserver.Width-gameserver.PlayerRadius {
+		t.Fatalf("left the arena: x %v", last["x"])
+	}
+}
+
+// TestBadInputs: each bad message gets an error envelope, and the player
+// plays on.
+func TestBadInputs(t *testing.T) {
+	g := newGame(t)
+	p := g.dial(t, "name=Bad")
+	p.next("welcome")
+	for _, tc := range []struct{ msg, code string }{
+		{`{"type":"input","dx":`, "bad_json"},
+		{`not json`, "bad_json"},
+		{`{"dx":1}`, "missing_type"},
+		{`{"type":"fly"}`, "unknown_type"},
+		{`{"type":"input","dx":2,"dy":0}`, "bad_input"},
+		{`{"type":"input","dx":0,"dy":-5}`, "bad_input"},
+		{`{"type":"input","dx":"1","dy":0}`, "bad_payload"},
+		{`{"type":"input","dx":0.5,"dy":0}`, "bad_payload"},
+	} {
+		p.send(tc.msg)
+		if e := p.next("error"); e["code"] != tc.code {
+			t.Fatalf("%s: got %v, want code %s", tc.msg, e, tc.code)
+		}
+	}
+	p.next("state") // still playing
+	p.send(`{"type":"input","dx":0,"dy":1}`)
+	p.next("state")
+}
+
+func TestHandshakeRefusals(t *testing.T) {
+	g := newGame(t)
+	for _, tc := range []struct {
+		query string
+		code  websocket.StatusCode
+	}{
+		{"name=" + strings.Repeat("x", 17), gameserver.CloseBadRequest},
+		{"name=a%00b", gameserver.CloseBadRequest},
+		{"name=a&room=bad/room", gameserver.CloseBadRequest},
+		{"name=a&token=garbage", gameserver.CloseNoSeat},
+	} {
+		if ce := g.dial(t, tc.query).closed(); ce.Code != tc.code {
+			t.Fatalf("%s: closed with %v, want %d", tc.query, ce, tc.code)
+		}
+	}
+}
+
+// TestNinthPlayer: a room of 8 refuses a ninth by name with 4409; quick play
+// opens another room instead.
+func TestNinthPlayer(t *testing.T) {
+	g := newGame(t)
+	for i := range gameserver.MaxPlayers {
+		g.dial(t, fmt.Sprintf("name=p%d&room=full", i)).next("welcome")
+	}
+	if ce := g.dial(t, "name=ninth&room=full").closed(); ce.Code != gameserver.CloseRoomFull {
+		t.Fatalf("ninth player: %v", ce)
+	}
+	if w := g.dial(t, "name=quick").next("welcome"); w["room"] == "full" {
+		t.Fatalf("quick play put a ninth player in the full room: %v", w)
+	}
+}
+
+// TestReconnectKeepsSeatAndScore: a player whose connection ends shows
+// offline, and takes its seat and score back with its token; a forged token
+// takes nothing.
+func TestReconnectKeepsSeatAndScore(t *testing.T) {
+	g := newGame(t)
+	ann, bob := g.dial(t, "name=Ann"), g.dial(t, "name=Bob")
+	wa := ann.next("welcome")
+	wb := bob.next("welcome")
+	_ = ann.c.Close(websocket.StatusGoingAway, "reload")
+	deadline := time.Now().Add(testTimeout)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("Ann never showed offline")
+		}
+		if e := me(bob.next("state"), wb["seat"].(float64)-1); e != nil && e["online"] == false {
+			break
+		}
+	}
+	forged := wa["token"].(string)
+	forged = forged[:len(forged)-3] + "AAA"
+	if ce := g.dial(t, "name=Ann&token="+forged).closed(); ce.Code != gameserver.CloseNoSeat {
+		t.Fatalf("forged token: %v", ce)
+	}
+	again := g.dial(t, "name=Ann&token="+wa["token"].(string))
+	w := again.next("welcome")
+	if w["seat"] != wa["seat"] || w["room"] != wa["room"] || w["token"] != wa["token"] || w["again"] != true {
+		t.Fatalf("welcome after reconnecting: %v (first: %v)", w, wa)
+	}
+	if e := me(again.next("state"), w["seat"].(float64)); e == nil || e["online"] != true || e["name"] != "Ann" {
+		t.Fatalf("Ann after reconnecting: %v", e)
+	}
+
+}
+
+func TestAdminSend(t *testing.T) {
+	g := newGame(t)
+	p := g.dial(t, "name=Pat")
+	id := p.next("welcome")["id"].(string)
+	post := func(token, body string) int {
+		req, _ := http.NewRequest(http.MethodPost, g.url+"/api/send", strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("", `{"to":"`+id+`","text":"hi"}`); code != http.StatusUnauthorized {
+		t.Fatalf("without the token: %d", code)
+	}
+	if code := post("admin", `{"to":"nope","text":"hi"}`); code != http.StatusBadRequest {
+		t.Fatalf("a bad ID: %d", code)
+	}
+	if code := post("admin", `{"to":"`+id+`","text":"hello Pat"}`); code != http.StatusNoContent {
+		t.Fatalf("send: %d", code)
+	}
+	if n := p.next("notice"); n["text"] != "hello Pat" {
+		t.Fatalf("notice: %v", n)
+	}
+}
