@@ -20,8 +20,7 @@ import (
 const testTimeout = 10 * time.Second
 
 type game struct {
-	url  string // http://…
-	logs strings.Builder
+	url string // http://…
 }
 
 func newGame(t *testing.T) *game {
