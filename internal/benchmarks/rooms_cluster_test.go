@@ -59,19 +59,30 @@ func newRoomCluster(tb testing.TB, ttl, heartbeat time.Duration) *roomCluster {
 	return &roomCluster{redis: redistest.Start(tb), name: "rb" + hex.EncodeToString(b), ttl: ttl, beat: heartbeat}
 }
 
-// add starts a node process and waits until every node sees every other.
-func (c *roomCluster) add() (*roomNode, error) {
-	n, err := startRoomNode(c.redis.Addr(), c.name, c.ttl, c.beat)
-	if err != nil {
+// add starts k node processes, concurrently, and waits until every node
+// sees every other.
+func (c *roomCluster) add(k int) ([]*roomNode, error) {
+	started := make([]*roomNode, k)
+	errs := make([]error, k)
+	var wg sync.WaitGroup
+	for i := range k {
+		wg.Go(func() { started[i], errs[i] = startRoomNode(c.redis.Addr(), c.name, c.ttl, c.beat) })
+	}
+	wg.Wait()
+	for _, n := range started {
+		if n != nil {
+			c.nodes = append(c.nodes, n)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	c.nodes = append(c.nodes, n)
 	for _, m := range c.nodes {
 		if err := m.waitPeers(len(c.nodes) - 1); err != nil {
 			return nil, err
 		}
 	}
-	return n, nil
+	return started, nil
 }
 
 // forget drops a node that was killed.
@@ -83,7 +94,7 @@ func (c *roomCluster) close() error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(c.nodes))
 	for i, n := range c.nodes {
-		wg.Go(func() { errs[i] = n.stop() }) // each leaves the cluster in ~2 s
+		wg.Go(func() { errs[i] = n.stop() })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -162,8 +173,8 @@ type fanoutResult struct {
 }
 
 // measureFanout runs one room of kind ("fan" or "posts") on a, with its
-// players on b, and measures window.
-func measureFanout(a, b *roomNode, kind string, window time.Duration) (res fanoutResult, err error) {
+// players on b, lets it tick for warmup and measures window.
+func measureFanout(a, b *roomNode, kind string, warmup, window time.Duration) (res fanoutResult, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	name, err := a.place(kind, kind)
@@ -192,7 +203,7 @@ func measureFanout(a, b *roomNode, kind string, window time.Duration) (res fanou
 	for _, p := range players {
 		wg.Go(func() { countStates(p, &read, &wrong, stop) })
 	}
-	time.Sleep(time.Second) // every player has had states
+	time.Sleep(warmup) // every player has had states
 	sa0, err1 := a.stats()
 	sb0, err2 := b.stats()
 	bytes0 := tcpBytesReceived(b.port())
@@ -290,17 +301,14 @@ func BenchmarkRoomFanout(b *testing.B) {
 			b.Error(err)
 		}
 	}()
-	nodeB, err := c.add()
+	nodes, err := c.add(2)
 	if err != nil {
 		b.Fatal(err)
 	}
-	nodeA, err := c.add()
-	if err != nil {
-		b.Fatal(err)
-	}
+	nodeA, nodeB := nodes[0], nodes[1]
 	for _, k := range fanoutKinds {
 		b.Run("send="+k.name, func(b *testing.B) {
-			res, err := measureFanout(nodeA, nodeB, k.kind, window)
+			res, err := measureFanout(nodeA, nodeB, k.kind, time.Second, window)
 			if err == nil {
 				err = res.countsWrong
 			}
@@ -339,11 +347,11 @@ type failoverResult struct {
 func measureFailover(c *roomCluster, at *roomNode, run int) (res failoverResult, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	victim, err := c.add()
+	added, err := c.add(1)
 	if err != nil {
 		return res, err
 	}
-	killed := false
+	victim, killed := added[0], false
 	defer func() {
 		if !killed {
 			c.forget(victim)
@@ -478,14 +486,14 @@ func BenchmarkRoomFailover(b *testing.B) {
 					b.Error(err)
 				}
 			}()
-			survivor, err := c.add()
+			survivor, err := c.add(1)
 			if err != nil {
 				b.Fatal(err)
 			}
 			var rs []failoverResult
 			for i := range runs {
 				// The survivor is the only other node: the room comes back there.
-				r, err := measureFailover(c, survivor, i)
+				r, err := measureFailover(c, survivor[0], i)
 				if err != nil {
 					b.Fatalf("run %d: %v", i, err)
 				}
@@ -521,37 +529,34 @@ func BenchmarkRoomFailover(b *testing.B) {
 }
 
 // TestRoomClusterBenchmarks runs both room cluster benchmarks' machinery
-// once, briefly, with the cluster tests' membership timings, and checks
-// what is structural: a broadcast to 8 players of another node crosses the
-// network once per tick and the posts 8 times, every player reads every
-// state, and a room whose node is killed comes back on the survivor with
-// its player attached.
+// once, briefly, each on a cluster of its own (in parallel), with the
+// cluster tests' membership timings, and checks what is structural: a
+// broadcast to 8 players of another node crosses the network once per tick
+// and the posts 8 times, every player reads every state, and a room whose
+// node is killed comes back on the survivor with its player attached.
 func TestRoomClusterBenchmarks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes")
 	}
-	c := newRoomCluster(t, testTTL, testHeartbeat)
-	t.Cleanup(func() {
-		if err := c.close(); err != nil {
-			t.Error(err)
+	t.Run("fanout", func(t *testing.T) {
+		t.Parallel()
+		c := newRoomCluster(t, testTTL, testHeartbeat)
+		t.Cleanup(func() {
+			if err := c.close(); err != nil {
+				t.Error(err)
+			}
+		})
+		nodes, err := c.add(2)
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
-	nodeB, err := c.add()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeA, err := c.add()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range fanoutKinds {
-		t.Run("fanout-"+k.name, func(t *testing.T) {
-			res, err := measureFanout(nodeA, nodeB, k.kind, time.Second)
+		for _, k := range fanoutKinds {
+			res, err := measureFanout(nodes[0], nodes[1], k.kind, 300*time.Millisecond, time.Second)
 			if err == nil {
 				err = res.countsWrong
 			}
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s: %v", k.name, err)
 			}
 			// The counters are read one after the other at each edge of
 			// the window: a tick may fall on either side.
@@ -561,14 +566,25 @@ func TestRoomClusterBenchmarks(t *testing.T) {
 				wantDeliveries, wantPosts = 0, res.ticks*gamePlayers
 			}
 			if res.ticks < 5 || !near(res.deliveries, wantDeliveries) || !near(res.posts, wantPosts) || !near(res.read, res.ticks*gamePlayers) {
-				t.Errorf("%d ticks: node B received %d deliveries (want %d), node A made %d posts (want %d), the players read %d states",
-					res.ticks, res.deliveries, wantDeliveries, res.posts, wantPosts, res.read)
+				t.Errorf("%s: %d ticks: node B received %d deliveries (want %d), node A made %d posts (want %d), the players read %d states",
+					k.name, res.ticks, res.deliveries, wantDeliveries, res.posts, wantPosts, res.read)
 			}
 			t.Logf("%s: %d ticks, %d deliveries, %d posts, %d bytes A→B, %d states read", k.name, res.ticks, res.deliveries, res.posts, res.bytes, res.read)
-		})
-	}
+		}
+	})
 	t.Run("failover", func(t *testing.T) {
-		r, err := measureFailover(c, nodeA, 0)
+		t.Parallel()
+		c := newRoomCluster(t, testTTL, testHeartbeat)
+		t.Cleanup(func() {
+			if err := c.close(); err != nil {
+				t.Error(err)
+			}
+		})
+		survivor, err := c.add(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := measureFailover(c, survivor[0], 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -367,9 +367,9 @@ func BenchmarkRoomIdleMemory(b *testing.B) {
 }
 
 // TestRoomIdleMemoryMeasurement runs BenchmarkRoomIdleMemory's measurement
-// with a few rooms of each implementation, each in its measuring process,
-// and checks what is structural: every room is activated, none holds a
-// goroutine, and each costs some memory.
+// with a few rooms of each implementation, each in its measuring process
+// (the four at once), and checks what is structural: every room is
+// activated, none holds a goroutine, and each costs some memory.
 func TestRoomIdleMemoryMeasurement(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts measuring processes")
@@ -377,6 +377,7 @@ func TestRoomIdleMemoryMeasurement(t *testing.T) {
 	const n = 200
 	for _, impl := range roomIdleImpls {
 		t.Run(impl, func(t *testing.T) {
+			t.Parallel() // each measures in a process of its own
 			res, err := measureRoomIdle(impl, n, 100*time.Millisecond)
 			if err != nil {
 				t.Fatal(err)

@@ -241,9 +241,17 @@ func TestHelperRoomNode(t *testing.T) {
 	}
 	close(stop)
 	<-watched
+	// The server shuts down; the node does not leave the cluster (no
+	// Node.Stop): protoactor-go's Remote.Shutdown writes its endpoint
+	// readers' state while they still read streams from peers
+	// (remote/endpoint_reader.go:264 against :77 and :45), a data race the
+	// race detector reports in a node stopped while its peers run, as
+	// every node of these benchmarks is. The cluster and its Redis are
+	// thrown away after a measurement, so nothing needs the graceful leave;
+	// cluster/process_test.go exercises Node.Stop.
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	if err := errors.Join(s.Shutdown(ctx), node.Stop(ctx)); err != nil {
+	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -483,7 +491,8 @@ func (n *roomNode) port() string {
 	return p
 }
 
-// stop closes the node's stdin: it shuts down and leaves the cluster.
+// stop closes the node's stdin: its server shuts down and the process
+// ends (without leaving the cluster: see TestHelperRoomNode).
 func (n *roomNode) stop() error { return n.proc.stop() }
 
 // kill SIGKILLs the node process and reaps it.
