@@ -25,7 +25,8 @@ import (
 //   - BenchmarkRoomFanout: a room on node A, its 8 players all connected to
 //     node B; every tick sends them the 68-byte state, with one
 //     Room.Broadcast (send=broadcast) or, the naive way, one Server.Post per
-//     player (send=posts), in the same run on the same two nodes.
+//     player (send=posts), in the same run on the same two nodes; and a
+//     Broadcast to 4 players on A and 4 on B (send=broadcast-split).
 //   - BenchmarkRoomFailover: a room on node A with a player on node B;
 //     SIGKILL of A's process, until the player gets the room's tick again,
 //     from its new activation on B.
@@ -172,9 +173,10 @@ type fanoutResult struct {
 	countsWrong error // a player read a state twice or skipped one
 }
 
-// measureFanout runs one room of kind ("fan" or "posts") on a, with its
-// players on b, lets it tick for warmup and measures window.
-func measureFanout(a, b *roomNode, kind string, warmup, window time.Duration) (res fanoutResult, err error) {
+// measureFanout runs one room of kind ("fan" or "posts") on a, with local
+// of its players on a and the others on b, lets it tick for warmup and
+// measures window.
+func measureFanout(a, b *roomNode, kind string, local int, warmup, window time.Duration) (res fanoutResult, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	name, err := a.place(kind, kind)
@@ -189,8 +191,12 @@ func measureFanout(a, b *roomNode, kind string, warmup, window time.Duration) (r
 		// The room disposes of itself once empty.
 		err = errors.Join(err, a.waitActive(0), b.waitActive(0))
 	}()
-	for range gamePlayers {
-		p, err := joinRoom(ctx, b, kind, name)
+	for i := range gamePlayers {
+		at := b
+		if i < local {
+			at = a
+		}
+		p, err := joinRoom(ctx, at, kind, name)
 		if err != nil {
 			return res, err
 		}
@@ -283,16 +289,23 @@ func tcpBytesReceived(port string) int64 {
 	return sum
 }
 
-var fanoutKinds = []struct{ name, kind string }{{"broadcast", "fan"}, {"posts", "posts"}}
+// fanoutKinds are BenchmarkRoomFanout's ways of sending, and how many of the
+// 8 players are on the room's node (local): none, or half (the posts of
+// a split room are not measured: a local Post is no network message).
+var fanoutKinds = []struct {
+	name, kind string
+	local      int
+}{{"broadcast", "fan", 0}, {"posts", "posts", 0}, {"broadcast-split", "fan", gamePlayers / 2}}
 
 // BenchmarkRoomFanout reports, per tick of a room on node A whose 8 players
-// are all on node B: the messages that crossed from A to B (remote-msgs/tick:
-// RoomDelivers counted by node B's Stats().Deliveries, or Server.Post
-// calls), the TCP payload bytes node B received from A (bytes/tick, HTTP/2
-// and gRPC framing included), the states the players read (reads/tick: 8),
-// and each node process's CPU per tick. Both ways of sending run on the same
-// two nodes, one after the other. Each run measures one window of 10 s
-// (envFanoutSeconds); use -benchtime=1x.
+// are all on node B (send=broadcast, send=posts) or half on each node
+// (send=broadcast-split): the messages that crossed from A to B
+// (remote-msgs/tick: RoomDelivers counted by node B's Stats().Deliveries,
+// or Server.Post calls), the TCP payload bytes node B received from A
+// (bytes/tick, HTTP/2 and gRPC framing included), the states the players
+// read (reads/tick: 8), and each node process's CPU per tick. Every way of
+// sending runs on the same two nodes, one after the other. Each run
+// measures one window of 10 s (envFanoutSeconds); use -benchtime=1x.
 func BenchmarkRoomFanout(b *testing.B) {
 	window := envSeconds(b, envFanoutSeconds, 10*time.Second)
 	c := newRoomCluster(b, testTTL, testHeartbeat)
@@ -308,7 +321,7 @@ func BenchmarkRoomFanout(b *testing.B) {
 	nodeA, nodeB := nodes[0], nodes[1]
 	for _, k := range fanoutKinds {
 		b.Run("send="+k.name, func(b *testing.B) {
-			res, err := measureFanout(nodeA, nodeB, k.kind, time.Second, window)
+			res, err := measureFanout(nodeA, nodeB, k.kind, k.local, time.Second, window)
 			if err == nil {
 				err = res.countsWrong
 			}
@@ -531,9 +544,10 @@ func BenchmarkRoomFailover(b *testing.B) {
 // TestRoomClusterBenchmarks runs both room cluster benchmarks' machinery
 // once, briefly, each on a cluster of its own (in parallel), with the
 // cluster tests' membership timings, and checks what is structural: a
-// broadcast to 8 players of another node crosses the network once per tick
-// and the posts 8 times, every player reads every state, and a room whose
-// node is killed comes back on the survivor with its player attached.
+// broadcast to 8 players of another node (or 4 of it and 4 local) crosses
+// the network once per tick and the posts 8 times, every player reads every
+// state, and a room whose node is killed comes back on the survivor with
+// its player attached.
 func TestRoomClusterBenchmarks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes")
@@ -551,7 +565,7 @@ func TestRoomClusterBenchmarks(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, k := range fanoutKinds {
-			res, err := measureFanout(nodes[0], nodes[1], k.kind, 300*time.Millisecond, time.Second)
+			res, err := measureFanout(nodes[0], nodes[1], k.kind, k.local, 300*time.Millisecond, time.Second)
 			if err == nil {
 				err = res.countsWrong
 			}
