@@ -303,9 +303,11 @@ var fanoutKinds = []struct {
 // (remote-msgs/tick: RoomDelivers counted by node B's Stats().Deliveries,
 // or Server.Post calls), the TCP payload bytes node B received from A
 // (bytes/tick, HTTP/2 and gRPC framing included), the states the players
-// read (reads/tick: 8), and each node process's CPU per tick. Every way of
-// sending runs on the same two nodes, one after the other. Each run
-// measures one window of 10 s (envFanoutSeconds); use -benchtime=1x.
+// read (reads/tick: 8), and each node process's CPU per tick (the whole
+// process's: its membership, gRPC and the 5 ms report poll dwarf the
+// fan-out). Every way of sending runs on the same two nodes, one after the
+// other. Each run measures one window of 10 s (envFanoutSeconds); use
+// -benchtime=1x.
 func BenchmarkRoomFanout(b *testing.B) {
 	window := envSeconds(b, envFanoutSeconds, 10*time.Second)
 	c := newRoomCluster(b, testTTL, testHeartbeat)

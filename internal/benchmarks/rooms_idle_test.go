@@ -138,6 +138,8 @@ func TestHelperRoomIdle(t *testing.T) {
 	fmt.Println(res)
 	waitStdinClosed()
 	if err := f.close(); err != nil {
+		// stderr: the measuring process quotes it (stdout is drained).
+		fmt.Fprintf(os.Stderr, "closing %d %s rooms: %v\n", n, impl, err)
 		t.Fatal(err)
 	}
 }
