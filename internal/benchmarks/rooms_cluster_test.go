@@ -574,14 +574,21 @@ func TestRoomClusterBenchmarks(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", k.name, err)
 			}
-			// The counters are read one after the other at each edge of
-			// the window: a tick may fall on either side.
-			near := func(got, want int64) bool { return got >= want-2*gamePlayers && got <= want+2*gamePlayers }
-			wantDeliveries, wantPosts := res.ticks, int64(0)
+			// The counters are read one after the other, in two
+			// processes, at each edge of the window: on a loaded machine
+			// a few ticks fall on the other side. The states a player
+			// reads in the window may lag the ticks by more (half a
+			// second under -race on a busy machine): lost or repeated
+			// states are caught by countStates, which checks each
+			// player's sequence, so the count is only checked to be
+			// there.
+			const slack = 5 // ticks
+			near := func(got, want, perTick int64) bool { return got >= want-slack*perTick && got <= want+slack*perTick }
+			wantDeliveries, wantPosts, perTick := res.ticks, int64(0), int64(1)
 			if k.kind == "posts" {
-				wantDeliveries, wantPosts = 0, res.ticks*gamePlayers
+				wantDeliveries, wantPosts, perTick = 0, res.ticks*gamePlayers, gamePlayers
 			}
-			if res.ticks < 5 || !near(res.deliveries, wantDeliveries) || !near(res.posts, wantPosts) || !near(res.read, res.ticks*gamePlayers) {
+			if res.ticks < 5 || !near(res.deliveries, wantDeliveries, 1) || !near(res.posts, wantPosts, perTick) || res.read == 0 {
 				t.Errorf("%s: %d ticks: node B received %d deliveries (want %d), node A made %d posts (want %d), the players read %d states",
 					k.name, res.ticks, res.deliveries, wantDeliveries, res.posts, wantPosts, res.read)
 			}
