@@ -1,11 +1,16 @@
 // Package swarm runs bots that play the game of examples/game: each bot is
 // one WebSocket connection to /ws/game that takes a seat, reads its welcome
-// and every state, changes direction every 0.5–2 s, and when its connection
-// is lost takes its seat back with its reconnection token, on the next
-// target. The swarm measures what the players get: states per bot per
-// second, the time between two states of a bot (inter-arrival), reconnects,
-// and, per room, the longest time in which none of its bots got a state
-// (what a node's failure costs a room).
+// and every state, and plays: each time it chooses a direction it decodes
+// the next state and mostly heads for the nearest coin, sometimes wanders
+// for 0.5–2 s (only one state in several is decoded, so that the bots cost
+// the machine little next to the servers they measure). When its
+// connection is lost it takes its seat back with its reconnection token on
+// the next target, then on the nodes the targets list in GET /api/peers.
+//
+// The swarm measures what the players get: states per bot per second, the
+// time between two states of a bot (inter-arrival), reconnects, and, per
+// room, the longest time in which none of its bots got a state (what a
+// node's failure costs a room).
 //
 // A run has three phases. The ramp opens the bots' connections at
 // Config.DialRate and waits until every bot has a seat (at most
