@@ -6,7 +6,8 @@
 // node: the next -target, then the nodes the targets list in /api/peers.
 //
 //	go run ./examples/game/bots -target ws://localhost:8080 -rooms 100 -per-room 8
-//	go run ./examples/game/bots -target ws://127.0.0.1:8081,ws://127.0.0.1:8082 -rooms 125 -per-room 8 -create -duration 30s
+//	go run ./examples/game/bots -target ws://127.0.0.1:8081,ws://127.0.0.1:8082 -rooms 125 -per-room 8 -duration 30s
+//	go run ./examples/game/bots -target ws://localhost:8080 -rooms 3 -per-room 5 -duration 10m   # the demo: join bot-room-0 from the lobby
 //
 // Flags:
 //
@@ -19,14 +20,17 @@
 //	-wander           only wander (random directions, no state decoded):
 //	                  the cheapest bots, for the largest loads.
 //	-rooms N          rooms (default 100); -rooms × -per-room bots in all.
+//	                  The bots join named rooms, <room-prefix>0 …
+//	                  <room-prefix>N-1, so that exactly -rooms rooms of
+//	                  -per-room bots exist, their players spread over the
+//	                  targets, with seats left for people to join them.
 //	-per-room N       bots per room, 1–8 (default 8).
-//	-create           join named rooms, <room-prefix>0 … <room-prefix>N-1, so
-//	                  that exactly -rooms rooms of -per-room bots exist, their
-//	                  players spread over the targets. Without it the bots
-//	                  use quick play, which fills rooms of 8.
-//	-room-prefix S    the rooms' names with -create (default "bot-room-").
-//	-part I/N         run part I (1-based) of N of the swarm: with -create the
-//	                  rooms K with K mod N = I-1, otherwise every N-th bot;
+//	-room-prefix S    the rooms' names (default "bot-room-").
+//	-quick            use quick play (join or create) instead of named rooms:
+//	                  it fills rooms of 8 in whatever order the joins come,
+//	                  so -per-room is then only a multiplier.
+//	-part I/N         run part I (1-based) of N of the swarm: the rooms K
+//	                  with K mod N = I-1 (with -quick, every N-th bot);
 //	                  names stay those of the whole swarm, so N processes
 //	                  with the same flags make the rooms one would (default 1/1).
 //	-duration D       the measured window, after every bot has a seat (default
@@ -114,8 +118,8 @@ func parseFlags(args []string, out io.Writer) (cfg swarm.Config, jsonPath string
 	targets := fs.String("target", "", "the game's nodes, comma-separated ws://host:port (required)")
 	fs.IntVar(&cfg.Rooms, "rooms", 100, "rooms; -rooms × -per-room bots in all")
 	fs.IntVar(&cfg.PerRoom, "per-room", 8, "bots per room, 1-8")
-	fs.BoolVar(&cfg.Create, "create", false, "join named rooms <room-prefix>K so that exactly -rooms rooms exist (default: quick play)")
-	fs.StringVar(&cfg.RoomPrefix, "room-prefix", "bot-room-", "the rooms' names with -create")
+	quick := fs.Bool("quick", false, "use quick play instead of the named rooms <room-prefix>K")
+	fs.StringVar(&cfg.RoomPrefix, "room-prefix", "bot-room-", "the rooms' names")
 	discover := fs.Bool("discover", true, "fall back on the nodes the targets list in GET /api/peers")
 	fs.BoolVar(&cfg.Wander, "wander", false, "only wander (random directions, no state decoded): the cheapest bots")
 	part := fs.String("part", "1/1", "run part I of N of the swarm (I/N, 1-based)")
@@ -131,7 +135,7 @@ func parseFlags(args []string, out io.Writer) (cfg swarm.Config, jsonPath string
 	if fs.NArg() > 0 {
 		return cfg, "", fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg.NoDiscovery = !*discover
+	cfg.NoDiscovery, cfg.Create = !*discover, !*quick
 	for _, t := range strings.Split(*targets, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			cfg.Targets = append(cfg.Targets, t)

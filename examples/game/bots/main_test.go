@@ -64,7 +64,7 @@ func TestRun(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"-target", "ws" + strings.TrimPrefix(hs.URL, "http"), "-rooms", "2", "-per-room", "2",
-		"-create", "-duration", "300ms", "-report-every", "100ms", "-json", jsonPath}, &out)
+		"-duration", "300ms", "-report-every", "100ms", "-json", jsonPath}, &out)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}

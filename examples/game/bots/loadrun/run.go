@@ -194,7 +194,7 @@ func runOne(ctx context.Context, o *options, su setup, round int, out io.Writer)
 	bots := make([]*proc, o.botProcs)
 	for i := range bots {
 		args := []string{"-target", strings.Join(targets, ","), "-rooms", fmt.Sprint(o.rooms), "-per-room", fmt.Sprint(o.perRoom),
-			"-create", "-part", fmt.Sprintf("%d/%d", i+1, o.botProcs), "-duration", o.duration.String(),
+			"-part", fmt.Sprintf("%d/%d", i+1, o.botProcs), "-duration", o.duration.String(),
 			"-dial-rate", fmt.Sprint(o.dialRate / float64(o.botProcs)), "-report-every", "5s",
 			"-json", filepath.Join(dir, fmt.Sprintf("bots%d.json", i+1))}
 		var echo io.Writer

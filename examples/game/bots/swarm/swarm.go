@@ -393,8 +393,17 @@ func (s *swarm) sample(to *[]string, text string) {
 func (s *swarm) failureSummary() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return fmt.Sprintf("%d dials, %d failed %q, connections ended %v %q",
-		s.dials.Load(), s.dialErrors.Load(), s.dialErrorSamples, s.closeCodes, s.sessionErrorSample)
+	msg := fmt.Sprintf("%d connection attempts, %d failed", s.dials.Load(), s.dialErrors.Load())
+	if len(s.dialErrorSamples) > 0 {
+		msg += " (" + strings.Join(s.dialErrorSamples, "; ") + ")"
+	}
+	if len(s.closeCodes) > 0 {
+		msg += fmt.Sprintf("; connections closed: %v", s.closeCodes)
+	}
+	if len(s.sessionErrorSample) > 0 {
+		msg += " (" + strings.Join(s.sessionErrorSample, "; ") + ")"
+	}
+	return msg
 }
 
 // discoverPeers asks each target for the game's nodes (GET /api/peers, a
