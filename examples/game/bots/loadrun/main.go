@@ -127,7 +127,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("loadrun", flag.ContinueOnError)
 	fs.SetOutput(out)
-	setups := fs.String("setups", "1,2,3k", "comma-separated setups: N nodes (1: a single node without cluster), Nc a cluster even of 1, a trailing k kills the last node during the window")
+	setups := fs.String("setups", "1,2,2k", "comma-separated setups: N nodes (1: a single node without cluster), Nc a cluster even of 1, a trailing k kills the last node during the window")
 	fs.IntVar(&o.rounds, "rounds", 2, "rounds; each runs every setup once")
 	fs.IntVar(&o.rooms, "rooms", 125, "rooms")
 	fs.IntVar(&o.perRoom, "per-room", 8, "bots per room")
