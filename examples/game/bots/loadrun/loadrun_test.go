@@ -51,9 +51,12 @@ func TestParseFlagsBounds(t *testing.T) {
 			t.Errorf("%q: no error", args)
 		}
 	}
-	o, err := parseFlags([]string{"-setups", "1", "-out", t.TempDir()}, &bytes.Buffer{})
+	o, err := parseFlags([]string{"-config", "cluster.yaml", "-out", t.TempDir()}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setupNames(o.setups) != "1,2,2k" {
+		t.Errorf("default setups %s, want 1,2,2k: a single node, 2 nodes, 2 nodes and one killed", setupNames(o.setups))
 	}
 	if o.botProcs != 1 || o.rooms != 125 || o.perRoom != 8 || o.duration != 30*time.Second {
 		t.Errorf("defaults %+v: want 125 rooms of 8 in one bots process for 30 s", o)
