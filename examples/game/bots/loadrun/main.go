@@ -24,9 +24,16 @@
 // rounds, as Markdown. Everything goes to -out: each process's log, the
 // bots' JSON reports, results.json and summary.md.
 //
+// The bots run in as few processes as the file limit allows (one per
+// 18,000 bots under a 20,000-descriptor limit; -bot-procs to choose), each
+// with a part of the rooms. Run it from the repository root (the default
+// -config and the builds are relative to it), alone on the machine or under
+// its benchmark lock.
+//
 // Every wait is bounded, every process is in its own process group and dies
-// with this one, and the nodes are stopped (SIGTERM, then SIGKILL) at the
-// end of each run. Linux only: it reads /proc.
+// with this one, and the nodes, the bots and redis-server are stopped
+// (SIGTERM, then SIGKILL of the group) at the end of each run and on any
+// exit. Linux only: it reads /proc.
 package main
 
 import (
