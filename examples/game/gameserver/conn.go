@@ -24,6 +24,7 @@ type (
 func (g *Game) router() *wsactor.Router {
 	r := &wsactor.Router{}
 	wsactor.On(r, "input", g.input)
+	wsactor.On(r, "leave", g.leave)
 	return r
 }
 
@@ -109,5 +110,19 @@ func (g *Game) input(c *wsactor.Conn, in InputMsg) error {
 	case err != nil:
 		return wsactor.MessageError(CodeNoSeat, "no seat: %v", err)
 	}
+	return nil
+}
+
+// leave gives up the player's seat at once ({"type":"leave"}): the others
+// see it go now rather than offline until its seat expires. The connection
+// closes with 4410 "left: left".
+func (g *Game) leave(c *wsactor.Conn, _ struct{}) error {
+	room, _ := c.Value(roomKey{}).(*wsactor.RoomRef)
+	if room == nil {
+		return wsactor.MessageError(CodeNoSeat, "no seat to leave")
+	}
+	c.SetValue(roomKey{}, nil)
+	_ = room.Leave(c)
+	_ = c.Close(CloseKicked, "left: left")
 	return nil
 }

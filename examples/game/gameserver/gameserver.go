@@ -16,7 +16,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/client/web"
@@ -73,7 +75,9 @@ func New(cfg Config) (*http.ServeMux, *wsactor.Server) {
 	}
 	g.srv.Rooms().Define(Kind())
 	router := g.router()
-	g.srv.Handle("GET /ws/game", func() wsactor.Handler { return &player{Router: router, g: g} })
+	// A page fails over to the other peers: they accept its origin.
+	g.srv.Handle("GET /ws/game", func() wsactor.Handler { return &player{Router: router, g: g} },
+		wsactor.WithOriginPatterns(peerOrigins(cfg.Peers)...))
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws/", g.srv)
@@ -116,6 +120,19 @@ func (g *Game) apiRooms(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// peerOrigins are the origin patterns of the peers' pages ("http://host:port",
+// with path.Match's special characters escaped, as in "[::1]").
+func peerOrigins(peers []string) []string {
+	escape := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
+	var out []string
+	for _, p := range peers {
+		if u, err := url.Parse(p); err == nil && u.Host != "" {
+			out = append(out, escape.Replace(u.Scheme+"://"+u.Host))
+		}
+	}
+	return out
 }
 
 // apiPeers lists the game's nodes for the page: GET /api/peers.

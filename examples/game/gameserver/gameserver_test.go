@@ -340,3 +340,67 @@ func TestAdminSend(t *testing.T) {
 		t.Fatalf("notice: %v", n)
 	}
 }
+
+// TestLeaveFreesTheSeat: {"type":"leave"} gives the seat up at once (the
+// others see the player go, not offline for SeatHold) and closes with 4410;
+// the token takes nothing back.
+func TestLeaveFreesTheSeat(t *testing.T) {
+	g := newGame(t)
+	ann, bob := g.dial(t, "name=Ann&room=lv"), g.dial(t, "name=Bob&room=lv")
+	wa := ann.next("welcome")
+	wb := bob.next("welcome")
+	bob.send(`{"type":"leave"}`)
+	if ce := bob.closed(); ce.Code != gameserver.CloseKicked || ce.Reason != "left: left" {
+		t.Fatalf("leave: closed with %v", ce)
+	}
+	deadline := time.Now().Add(testTimeout)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("Bob is still in the state after leaving")
+		}
+		if st := ann.next("state"); len(st["players"].([]any)) == 1 && me(st, wa["seat"].(float64)) != nil {
+			break
+		}
+	}
+	if ce := g.dial(t, "name=Bob&token="+wb["token"].(string)).closed(); ce.Code != gameserver.CloseNoSeat {
+		t.Fatalf("the token of a seat given up: %v", ce)
+	}
+}
+
+// TestPeersMayOpenTheSocket: a page served by one peer may open the game's
+// WebSocket on another (failover); other origins get 403.
+func TestPeersMayOpenTheSocket(t *testing.T) {
+	mux, s := gameserver.New(gameserver.Config{Address: "n", Peers: []string{"http://peer.example:8081", "http://[::1]:8082"},
+		Logger: slog.New(slog.DiscardHandler)})
+	hs := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		hs.Close()
+	})
+	for _, tc := range []struct {
+		origin string
+		ok     bool
+	}{
+		{"http://peer.example:8081", true},
+		{"http://[::1]:8082", true},
+		{"http://peer.example:9999", false},
+		{"http://evil.example", false},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws/game?name=o",
+			&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {tc.origin}}})
+		cancel()
+		if tc.ok {
+			if err != nil {
+				t.Fatalf("origin %s: %v", tc.origin, err)
+			}
+			_ = c.CloseNow()
+			continue
+		}
+		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("origin %s: want 403, got %v", tc.origin, err)
+		}
+	}
+}
