@@ -49,6 +49,7 @@ const game = {
   latest: null, // the last state message
   seat: -1,
   statesReceived: 0,
+  stateRate: 0, // states received in the last second
   lastStateAt: 0, // Date.now() of the last state
   statesSinceWelcome: 0,
   firstStateAt: 0, // Date.now() of the first state after the last welcome
@@ -272,6 +273,9 @@ function welcomed(m) {
   session.save({ token, room: m.room, name, base: game.base });
   setArenaSize(m.width || 1000, m.height || 600);
   $("room-name").textContent = m.room;
+  const invite = $("invite");
+  invite.href = location.origin + "/?room=" + encodeURIComponent(m.room);
+  invite.textContent = invite.href;
   resetStates(); // after a move the room may have gone back to its last snapshot
   setConn("playing");
   // The server keeps no direction across a reconnection or a move: say it again.
@@ -398,6 +402,7 @@ let offset = null; // local ms − tick × TICK_MS
 function resetStates() {
   states = [];
   offset = null;
+  pops = [];
 }
 
 function stateReceived(m) {
@@ -407,7 +412,11 @@ function stateReceived(m) {
   game.lastStateAt = Date.now();
   if (game.statesSinceWelcome++ === 0) game.firstStateAt = game.lastStateAt;
   const now = performance.now();
+  arrivals.push(now);
+  while (arrivals[0] < now - 1000) arrivals.shift();
+  game.stateRate = arrivals.length;
   const last = states[states.length - 1];
+  if (last) scored(last.players, m.players);
   // The room went back to a snapshot (it moved nodes), or it paused: start over.
   if (last && (m.tick <= last.tick || m.tick > last.tick + 40)) resetStates();
   const o = now - m.tick * TICK_MS;
@@ -415,7 +424,45 @@ function stateReceived(m) {
   states.push({ tick: m.tick, players: new Map(m.players.map((p) => [p.seat, p])), items: Array.isArray(m.items) ? m.items : [] });
   if (states.length > 30) states.shift();
   $("tick").textContent = m.tick;
+  $("rate").textContent = game.stateRate;
   updateBoard(m.players);
+}
+
+// arrivals are the performance.now() of the states of the last second: the
+// tick line shows their count, 20 when all is well, fewer when the network
+// or the room falls behind, none while the room moves to another node.
+const arrivals = [];
+
+// pops are the "+1"s rising from dots that scored: {seat, text, at}.
+let pops = [];
+const POP_MS = 800;
+
+// scored adds a pop for every player whose score went up between two states.
+function scored(before, players) {
+  const now = performance.now();
+  for (const p of players) {
+    const b = before.get(p.seat);
+    if (b && p.score > b.score) pops.push({ seat: p.seat, text: `+${p.score - b.score}`, at: now });
+  }
+  pops = pops.filter((x) => now - x.at < POP_MS);
+}
+
+function drawPops(now, drawn) {
+  pops = pops.filter((x) => now - x.at < POP_MS);
+  for (const x of pops) {
+    const pos = drawn.get(x.seat);
+    if (!pos) continue;
+    const f = (now - x.at) / POP_MS; // 0 → 1
+    ctx.save();
+    ctx.globalAlpha = 1 - f;
+    ctx.font = "bold 16px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.fillStyle = "#ffd54f";
+    ctx.shadowColor = "rgba(0,0,0,.8)";
+    ctx.shadowBlur = 3;
+    ctx.fillText(x.text, pos.x + 18, pos.y - PLAYER_RADIUS - 18 - 24 * f);
+    ctx.restore();
+  }
 }
 
 // sample returns the states around the render time and how far between them.
@@ -451,6 +498,7 @@ function frame(now) {
     else drawDot(p, pos, false);
   }
   for (const [p, pos] of mine) drawDot(p, pos, true); // own dot on top
+  drawPops(now, drawn);
   game.rendered = drawn;
 }
 
@@ -710,7 +758,17 @@ $("overlay-lobby").addEventListener("click", () => {
 $("name").value = localStorage.getItem(NAME_KEY) || "";
 requestAnimationFrame(frame);
 const peers = loadPeers();
-const saved = session.load();
+// ?room=NAME[&name=NAME] invites to a room; it is taken out of the address
+// so that a reload does not follow it again. An invitation to another room
+// than the seat this tab holds wins: the old seat expires.
+const invitedQuery = new URLSearchParams(location.search);
+const invited = { room: invitedQuery.get("room") || "", name: invitedQuery.get("name") };
+if (location.search) history.replaceState(null, "", location.pathname);
+let saved = session.load();
+if (saved && invited.room && saved.room !== invited.room) {
+  session.clear();
+  saved = null;
+}
 if (saved) {
   // A reload, or a tab restored: back to the seat, on the node it was on
   // when that node is one of this game's (it may not be this page's node).
@@ -721,6 +779,11 @@ if (saved) {
     play({ name: saved.name || "", token: saved.token });
     $("room-name").textContent = saved.room || "";
   });
+} else if (invited.room) {
+  // An invitation (the arena's link): that room at once.
+  toLobby();
+  if (invited.name !== null) $("name").value = invited.name;
+  peers.then(() => { if (!net.want) play({ name: playerName(), room: invited.room }); });
 } else {
   toLobby();
 }
