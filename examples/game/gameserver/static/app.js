@@ -251,7 +251,7 @@ function receive(m) {
     case "error":
       game.errors.push(m);
       if (m.code === "room_moved") resendInputSoon();
-      else $("game-msg").textContent = `server: ${m.code}: ${m.message || ""}`;
+      else $("game-msg").textContent = `server: ${m.code}: ${m.error || ""}`;
       return;
     case "notice": return toast(m.text);
   }
@@ -715,6 +715,11 @@ function toast(text) {
 setInterval(() => {
   if (net.seated && performance.now() - net.lastMessageAt > STALE_MS) abandon(net.ws, "no state");
   if (game.conn === "reconnecting") showConn();
+  // The state rate falls to 0 when no state comes (a room that moves).
+  const now = performance.now();
+  while (arrivals.length && arrivals[0] < now - 1000) arrivals.shift();
+  game.stateRate = arrivals.length;
+  $("rate").textContent = game.stateRate;
 }, 250);
 
 // Leaving the page (a navigation, a closed tab) ends the connection now, so
