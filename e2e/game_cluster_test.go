@@ -16,13 +16,15 @@ import (
 )
 
 // gameMembership is the membership timing of the game cluster's nodes:
-// short by default (heartbeat 300 ms, member TTL 1.5 s), so that a killed
-// node is replaced within seconds; $WSACTOR_E2E_GAME_HEARTBEAT and
-// $WSACTOR_E2E_GAME_TTL change it, to measure failover with cluster.yaml's
-// defaults (1s and 3s; see examples/game/README.md).
+// cluster.yaml's defaults (heartbeat 1 s, member TTL 3 s), so that the
+// failover measured is the one users get. $WSACTOR_E2E_GAME_HEARTBEAT and
+// $WSACTOR_E2E_GAME_TTL change it (see examples/game/README.md). A shorter
+// heartbeat is also a shorter deadline for each membership call to Redis
+// (redisprovider), which a machine loaded by a whole `go test ./...` misses
+// again and again at 300 ms.
 func gameMembership(t *testing.T) (heartbeat, ttl time.Duration) {
 	t.Helper()
-	heartbeat, ttl = 300*time.Millisecond, 1500*time.Millisecond
+	heartbeat, ttl = time.Second, 3*time.Second
 	for _, v := range []struct {
 		env string
 		d   *time.Duration
@@ -240,8 +242,8 @@ func TestGameFailoverInBrowser(t *testing.T) {
 
 	// Ann and Bob: their connections survive, and their room comes back.
 	for _, p := range []*page{ann, bob} {
-		p.waitFor("the room's state again after a second welcome", `game.welcomes.length === 2 &&
-			game.welcomes[1].again && game.statesSinceWelcome >= 3 && game.conn === "playing"`)
+		p.waitFor("the room's state again after a second welcome", `game.welcomes.length >= 2 &&
+			game.welcomes.at(-1).again && game.statesSinceWelcome >= 3 && game.conn === "playing"`)
 		resumed := time.UnixMilli(int64(eval[float64](p, `game.firstStateAt`))).Sub(killed)
 		t.Logf("FAILOVER %s's page (connection survived): the state again %v after SIGKILL of the room's node (member TTL %v, heartbeat %v)",
 			p.name, resumed.Round(time.Millisecond), ttl, heartbeat)

@@ -437,21 +437,21 @@ const arrivals = [];
 let pops = [];
 const POP_MS = 800;
 
-// scored adds a pop for every player whose score went up between two states.
+// scored adds a pop for every player whose score went up between two
+// states, shown when the drawing (RENDER_DELAY_MS behind) gets there.
 function scored(before, players) {
-  const now = performance.now();
+  const at = performance.now() + RENDER_DELAY_MS;
   for (const p of players) {
     const b = before.get(p.seat);
-    if (b && p.score > b.score) pops.push({ seat: p.seat, text: `+${p.score - b.score}`, at: now });
+    if (b && p.score > b.score) pops.push({ seat: p.seat, text: `+${p.score - b.score}`, at });
   }
-  pops = pops.filter((x) => now - x.at < POP_MS);
 }
 
 function drawPops(now, drawn) {
   pops = pops.filter((x) => now - x.at < POP_MS);
   for (const x of pops) {
     const pos = drawn.get(x.seat);
-    if (!pos) continue;
+    if (!pos || now < x.at) continue;
     const f = (now - x.at) / POP_MS; // 0 → 1
     ctx.save();
     ctx.globalAlpha = 1 - f;
