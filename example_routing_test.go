@@ -127,7 +127,7 @@ func ExampleOnRequest() {
 	)
 	// Output:
 	// {"type":"reply","req":7,"data":42}
-	// {"type":"error","code":"negative","error":"only natural numbers","ref":"add","req":"q-8"}
+	// {"type":"error","code":"negative","message":"only natural numbers","error":"only natural numbers","ref":"add","req":"q-8"}
 }
 
 func ExampleRouter_errors() {
@@ -164,11 +164,11 @@ func ExampleRouter_errors() {
 		`{"type":"say","text":"still open"}`,
 	)
 	// Output:
-	// {"type":"error","code":"unknown_type","error":"no handler for type \"fly\"","ref":"fly","req":1}
-	// {"type":"error","code":"missing_type","error":"message has no \"type\""}
-	// {"type":"error","code":"bad_payload","error":"payload does not fit type say: field \"text\" has the wrong type (got number)","ref":"say"}
-	// {"type":"error","code":"bad_json","error":"message is not a JSON object"}
-	// {"type":"error","code":"internal","error":"internal error","ref":"say"}
+	// {"type":"error","code":"unknown_type","message":"no handler for type \"fly\"","error":"no handler for type \"fly\"","ref":"fly","req":1}
+	// {"type":"error","code":"missing_type","message":"message has no \"type\"","error":"message has no \"type\""}
+	// {"type":"error","code":"bad_payload","message":"payload does not fit type say: field \"text\" has the wrong type (got number)","error":"payload does not fit type say: field \"text\" has the wrong type (got number)","ref":"say"}
+	// {"type":"error","code":"bad_json","message":"message is not a JSON object","error":"message is not a JSON object"}
+	// {"type":"error","code":"internal","message":"internal error","error":"internal error","ref":"say"}
 	// still open
 }
 

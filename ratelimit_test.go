@@ -38,11 +38,11 @@ func TestRateLimitRouterEnvelopes(t *testing.T) {
 		`{"data":1,"req":0,"type":"reply"}`,
 		`{"data":2,"req":1,"type":"reply"}`,
 		`{"data":3,"req":2,"type":"reply"}`,
-		`{"code":"rate_limited","error":"rate limit exceeded","ref":"add","req":3,"type":"error"}`,
-		`{"code":"rate_limited","error":"rate limit exceeded","ref":"add","req":4,"type":"error"}`,
-		`{"code":"rate_limited","error":"rate limit exceeded","ref":"say","type":"error"}`,
-		`{"code":"rate_limited","error":"rate limit exceeded","type":"error"}`,
-		`{"code":"rate_limited","error":"rate limit exceeded","type":"error"}`,
+		`{"code":"rate_limited","error":"rate limit exceeded","message":"rate limit exceeded","ref":"add","req":3,"type":"error"}`,
+		`{"code":"rate_limited","error":"rate limit exceeded","message":"rate limit exceeded","ref":"add","req":4,"type":"error"}`,
+		`{"code":"rate_limited","error":"rate limit exceeded","message":"rate limit exceeded","ref":"say","type":"error"}`,
+		`{"code":"rate_limited","error":"rate limit exceeded","message":"rate limit exceeded","type":"error"}`,
+		`{"code":"rate_limited","error":"rate limit exceeded","message":"rate limit exceeded","type":"error"}`,
 	}
 	for i, w := range want {
 		if got := canonicalJSON(t, readText(t, c)); got != w {
@@ -84,7 +84,7 @@ func TestRateLimitDefaultEnvelope(t *testing.T) {
 	for i := range 4 {
 		write(t, c, websocket.MessageText, fmt.Sprint("m", i))
 	}
-	const envelope = `{"type":"error","code":"rate_limited","error":"rate limit exceeded"}`
+	const envelope = `{"type":"error","code":"rate_limited","message":"rate limit exceeded","error":"rate limit exceeded"}`
 	for i, w := range []string{"m0", "m1", envelope, envelope} {
 		if got := readText(t, c); got != w {
 			t.Errorf("answer %d = %s, want %s", i, got, w)

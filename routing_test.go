@@ -54,21 +54,21 @@ func TestMessageRouting(t *testing.T) {
 		{"request with a numeric req", `{"type":"add","req":7,"A":2,"B":3}`, `{"data":5,"req":7,"type":"reply"}`},
 		{"request with a string req", `{"type":"add","req":"q-1","A":1,"B":1}`, `{"data":2,"req":"q-1","type":"reply"}`},
 		{"request without req", `{"type":"add","A":1,"B":1}`, `{"data":2,"type":"reply"}`},
-		{"malformed JSON", `{"type":"say",`, `{"code":"bad_json","error":"malformed JSON: unexpected end of JSON input (at byte 14)","type":"error"}`},
-		{"not an object", `[1,2,3]`, `{"code":"bad_json","error":"message is not a JSON object","type":"error"}`},
-		{"plain text", `hello`, `{"code":"bad_json","error":"message is not a JSON object","type":"error"}`},
-		{"missing type", `{"text":"hi"}`, `{"code":"missing_type","error":"message has no \"type\"","type":"error"}`},
-		{"type not a string", `{"type":3}`, `{"code":"missing_type","error":"\"type\" must be a non-empty string","type":"error"}`},
-		{"unknown type", `{"type":"fly","req":1}`, `{"code":"unknown_type","error":"no handler for type \"fly\"","ref":"fly","req":1,"type":"error"}`},
-		{"payload of the wrong shape", `{"type":"say","text":42}`, `{"code":"bad_payload","error":"payload does not fit type say: field \"text\" has the wrong type (got number)","ref":"say","type":"error"}`},
-		{"bad req", `{"type":"add","req":{"x":1},"A":1}`, `{"code":"bad_req","error":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","type":"error"}`},
-		{"req JavaScript reads as Infinity", `{"type":"add","req":1e400,"A":1}`, `{"code":"bad_req","error":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","type":"error"}`},
-		{"req of 5,000 digits", `{"type":"add","req":` + strings.Repeat("7", 5000) + `,"A":1}`, `{"code":"bad_req","error":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","type":"error"}`},
-		{"req string too long", `{"type":"add","req":"` + strings.Repeat("q", 65) + `","A":1}`, `{"code":"bad_req","error":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","type":"error"}`},
-		{"handler's own error", `{"type":"say","text":""}`, `{"code":"empty_text","error":"say something","ref":"say","type":"error"}`},
-		{"request handler's error keeps req", `{"type":"add","req":9,"A":-1}`, `{"code":"negative","error":"only natural numbers","ref":"add","req":9,"type":"error"}`},
-		{"handler failure is not leaked", `{"type":"say","text":"boom"}`, `{"code":"internal","error":"internal error","ref":"say","type":"error"}`},
-		{"binary without a binary handler", "\x00\x01", `{"code":"unsupported","error":"binary messages are not supported here","type":"error"}`},
+		{"malformed JSON", `{"type":"say",`, `{"code":"bad_json","error":"malformed JSON: unexpected end of JSON input (at byte 14)","message":"malformed JSON: unexpected end of JSON input (at byte 14)","type":"error"}`},
+		{"not an object", `[1,2,3]`, `{"code":"bad_json","error":"message is not a JSON object","message":"message is not a JSON object","type":"error"}`},
+		{"plain text", `hello`, `{"code":"bad_json","error":"message is not a JSON object","message":"message is not a JSON object","type":"error"}`},
+		{"missing type", `{"text":"hi"}`, `{"code":"missing_type","error":"message has no \"type\"","message":"message has no \"type\"","type":"error"}`},
+		{"type not a string", `{"type":3}`, `{"code":"missing_type","error":"\"type\" must be a non-empty string","message":"\"type\" must be a non-empty string","type":"error"}`},
+		{"unknown type", `{"type":"fly","req":1}`, `{"code":"unknown_type","error":"no handler for type \"fly\"","message":"no handler for type \"fly\"","ref":"fly","req":1,"type":"error"}`},
+		{"payload of the wrong shape", `{"type":"say","text":42}`, `{"code":"bad_payload","error":"payload does not fit type say: field \"text\" has the wrong type (got number)","message":"payload does not fit type say: field \"text\" has the wrong type (got number)","ref":"say","type":"error"}`},
+		{"bad req", `{"type":"add","req":{"x":1},"A":1}`, `{"code":"bad_req","error":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","message":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","type":"error"}`},
+		{"req JavaScript reads as Infinity", `{"type":"add","req":1e400,"A":1}`, `{"code":"bad_req","error":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","message":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","type":"error"}`},
+		{"req of 5,000 digits", `{"type":"add","req":` + strings.Repeat("7", 5000) + `,"A":1}`, `{"code":"bad_req","error":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","message":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","type":"error"}`},
+		{"req string too long", `{"type":"add","req":"` + strings.Repeat("q", 65) + `","A":1}`, `{"code":"bad_req","error":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","message":"\"req\" must be a string of at most 64 bytes or an integer between -9007199254740991 and 9007199254740991","type":"error"}`},
+		{"handler's own error", `{"type":"say","text":""}`, `{"code":"empty_text","error":"say something","message":"say something","ref":"say","type":"error"}`},
+		{"request handler's error keeps req", `{"type":"add","req":9,"A":-1}`, `{"code":"negative","error":"only natural numbers","message":"only natural numbers","ref":"add","req":9,"type":"error"}`},
+		{"handler failure is not leaked", `{"type":"say","text":"boom"}`, `{"code":"internal","error":"internal error","message":"internal error","ref":"say","type":"error"}`},
+		{"binary without a binary handler", "\x00\x01", `{"code":"unsupported","error":"binary messages are not supported here","message":"binary messages are not supported here","type":"error"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			typ := websocket.MessageText
@@ -93,7 +93,7 @@ func TestMessageRouting(t *testing.T) {
 		}
 	}
 	write(t, c, websocket.MessageText, `{"type":"say","req":5,"text":""}`)
-	if got, want := canonicalJSON(t, readText(t, c)), `{"code":"empty_text","error":"say something","ref":"say","req":5,"type":"error"}`; got != want {
+	if got, want := canonicalJSON(t, readText(t, c)), `{"code":"empty_text","error":"say something","message":"say something","ref":"say","req":5,"type":"error"}`; got != want {
 		t.Fatalf("failed acknowledged message:\n got %s\nwant %s", got, want)
 	}
 	// After all of that the connection is still open and routing.

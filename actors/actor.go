@@ -166,7 +166,7 @@ func (a *connActor) onFrame(f transport.Frame) {
 
 // rateLimitedEnvelope is the default answer to a message refused by the
 // rate limit. Shared by every connection: the transport never modifies it.
-var rateLimitedEnvelope = []byte(`{"type":"error","code":"rate_limited","error":"rate limit exceeded"}`)
+var rateLimitedEnvelope = []byte(`{"type":"error","code":"rate_limited","message":"rate limit exceeded","error":"rate limit exceeded"}`)
 
 // rateLimited answers a message beyond the route's rate limit, which the
 // handler's OnMessage never sees.

@@ -70,7 +70,7 @@ type Receiver interface {
 // RateLimitReject) itself. Such a message never reaches OnMessage; without
 // this method the client gets
 //
-//	{"type":"error","code":"rate_limited","error":"rate limit exceeded"}
+//	{"type":"error","code":"rate_limited","message":"rate limit exceeded","error":"rate limit exceeded"}
 //
 // A routing.Router implements it to echo the message's "req" and "type".
 type RateLimitedHandler interface {

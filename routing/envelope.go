@@ -125,7 +125,7 @@ func jsonErrorText(err error) string {
 
 // Error is a failure reported to the client as an error envelope:
 //
-//	{"type":"error","code":"unknown_type","error":"no handler for \"x\"","ref":"x","req":7}
+//	{"type":"error","code":"unknown_type","message":"no handler for \"x\"","error":"no handler for \"x\"","ref":"x","req":7}
 //
 // A handler returns one (see Errorf) to send the client a chosen code and
 // message; any other error is reported as CodeInternal, and logged.
@@ -143,13 +143,17 @@ func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// errorEnvelope is the JSON of an error sent to the client.
+// errorEnvelope is the JSON of an error sent to the client. The text is
+// under both "message" (what Starlette, Socket.IO and the game protocol call
+// it) and "error" (its name before; kept so that existing clients go on
+// working).
 type errorEnvelope struct {
-	Type  string          `json:"type"`
-	Code  string          `json:"code"`
-	Error string          `json:"error"`
-	Ref   string          `json:"ref,omitempty"`
-	Req   json.RawMessage `json:"req,omitempty"`
+	Type    string          `json:"type"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+	Error   string          `json:"error"`
+	Ref     string          `json:"ref,omitempty"`
+	Req     json.RawMessage `json:"req,omitempty"`
 }
 
 // replyEnvelope is the JSON of a request's answer.

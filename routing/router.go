@@ -181,5 +181,5 @@ func (r *Router) bad(c *actors.Conn, env Envelope, e *Error) error {
 
 func (r *Router) reply(c *actors.Conn, env Envelope, e *Error) {
 	// A failed send means the connection is closing: nothing left to tell.
-	_ = c.SendJSON(errorEnvelope{Type: "error", Code: e.Code, Error: e.Message, Ref: env.Type, Req: env.Req})
+	_ = c.SendJSON(errorEnvelope{Type: "error", Code: e.Code, Message: e.Message, Error: e.Message, Ref: env.Type, Req: env.Req})
 }

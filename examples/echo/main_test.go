@@ -130,7 +130,7 @@ func dialEcho(t *testing.T, ts *httptest.Server) (context.Context, *websocket.Co
 func TestLimitFlags(t *testing.T) {
 	ctx, c := dialEcho(t, startEcho(t, "-max-message", "1048576", "-rate-messages", "0.001"))
 	big := strings.Repeat("x", 1<<20)
-	for _, want := range []string{big, `{"type":"error","code":"rate_limited","error":"rate limit exceeded"}`} {
+	for _, want := range []string{big, `{"type":"error","code":"rate_limited","message":"rate limit exceeded","error":"rate limit exceeded"}`} {
 		if err := c.Write(ctx, websocket.MessageText, []byte(big)); err != nil {
 			t.Fatal(err)
 		}

@@ -237,6 +237,8 @@ func TestBadInputs(t *testing.T) {
 		p.send(tc.msg)
 		if e := p.next("error"); e["code"] != tc.code {
 			t.Fatalf("%s: got %v, want code %s", tc.msg, e, tc.code)
+		} else if m, _ := e["message"].(string); m == "" {
+			t.Fatalf("%s: got %v, want a \"message\" for people (the protocol's error envelope)", tc.msg, e)
 		}
 	}
 	p.next("state") // still playing
