@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/wsactor/wsactor/internal/metrics"
 )
 
 // The servers that ListenAndServe, Serve and ListenAndServeHandler run count
@@ -92,7 +94,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.s.admit() {
 			return c, nil
 		}
-		l.s.counters.Rejected.Add(1)
+		l.s.counters.Reject(metrics.RejectLimit)
 		l.s.warnAtCap()
 		select {
 		case l.refusing <- struct{}{}:

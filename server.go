@@ -98,6 +98,13 @@ func New(opts Options) *Server {
 		opts.Rooms.Logger = opts.Logger
 	}
 	s.rooms = rooms.NewManager(rt, opts.Rooms)
+	s.mux.Refused = func(status int) {
+		if status == http.StatusNotFound {
+			s.counters.Reject(metrics.RejectPath)
+		} else {
+			s.counters.Reject(metrics.RejectHandshake)
+		}
+	}
 	return s
 }
 
@@ -140,8 +147,8 @@ func (s *Server) HandleFunc(pattern string, f func(c *Conn, m Message) error, op
 // 426 for a plain HTTP request to a WebSocket route.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-func (s *Server) reject(w http.ResponseWriter, status int, reason string) {
-	s.counters.Rejected.Add(1)
+func (s *Server) reject(w http.ResponseWriter, status int, reason string, why metrics.RejectReason) {
+	s.counters.Reject(why)
 	if status < 400 || status > 599 {
 		status = http.StatusForbidden
 	}
@@ -159,14 +166,14 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 	sus := s.suspended.Load()
 	switch {
 	case s.shuttingDown.Load():
-		s.reject(w, http.StatusServiceUnavailable, "server shutting down")
+		s.reject(w, http.StatusServiceUnavailable, "server shutting down", metrics.RejectUnavailable)
 		return
 	case sus != nil:
-		s.reject(w, http.StatusServiceUnavailable, sus.reason)
+		s.reject(w, http.StatusServiceUnavailable, sus.reason, metrics.RejectUnavailable)
 		return
 	case !held && !s.admit():
 		s.warnAtCap()
-		s.reject(w, http.StatusServiceUnavailable, "too many connections")
+		s.reject(w, http.StatusServiceUnavailable, "too many connections", metrics.RejectLimit)
 		return
 	}
 	handedOver := false
@@ -178,7 +185,7 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 
 	if err := transport.CheckOrigin(r, &rt.transport); err != nil {
 		s.logger.Debug("wsactor: cross-origin upgrade refused", slog.String("path", r.URL.Path), slog.Any("err", err))
-		s.reject(w, http.StatusForbidden, "cross-origin upgrade refused")
+		s.reject(w, http.StatusForbidden, "cross-origin upgrade refused", metrics.RejectOrigin)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.HandshakeTimeout)
@@ -190,44 +197,44 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, auth.ErrInvalidCredentials):
 			s.logger.Debug("wsactor: authentication failed", slog.String("path", r.URL.Path), slog.Any("err", err))
-			handedOver = s.refuse(rt, w, r, http.StatusUnauthorized, "invalid credentials")
+			handedOver = s.refuse(rt, w, r, http.StatusUnauthorized, "invalid credentials", metrics.RejectAuth)
 			return
 		case err != nil:
 			s.logger.Error("wsactor: authenticator failed", slog.String("path", r.URL.Path), slog.Any("err", err))
-			s.reject(w, http.StatusInternalServerError, "authentication unavailable")
+			s.reject(w, http.StatusInternalServerError, "authentication unavailable", metrics.RejectError)
 			return
 		}
 		hs.User = user
 	}
 	if hs.User == nil && rt.requireAuth {
-		handedOver = s.refuse(rt, w, r, http.StatusUnauthorized, "authentication required")
+		handedOver = s.refuse(rt, w, r, http.StatusUnauthorized, "authentication required", metrics.RejectAuth)
 		return
 	}
 	if hs.User != nil && !hs.User.Expires.IsZero() && !time.Now().Before(hs.User.Expires) {
 		// An authenticator that does not check expiry itself.
-		handedOver = s.refuse(rt, w, r, http.StatusUnauthorized, "credentials expired")
+		handedOver = s.refuse(rt, w, r, http.StatusUnauthorized, "credentials expired", metrics.RejectAuth)
 		return
 	}
 	if err := auth.Check(hs.User, hs, rt.permissions...); err != nil {
 		s.logger.Debug("wsactor: permission denied", slog.String("path", r.URL.Path), slog.Any("err", err))
-		handedOver = s.refuse(rt, w, r, http.StatusForbidden, "forbidden")
+		handedOver = s.refuse(rt, w, r, http.StatusForbidden, "forbidden", metrics.RejectAuth)
 		return
 	}
 
 	h := rt.newHandler()
 	decision, ok := s.connect(h, hs)
 	if !ok {
-		s.reject(w, http.StatusInternalServerError, "")
+		s.reject(w, http.StatusInternalServerError, "", metrics.RejectError)
 		return
 	}
 	if !decision.Accept {
-		handedOver = s.refuse(rt, w, r, decision.Status, decision.Reason)
+		handedOver = s.refuse(rt, w, r, decision.Status, decision.Reason, metrics.RejectConnect)
 		return
 	}
 	tc, err := s.upgrade(w, r, &rt.transport, held)
 	if err != nil {
 		// coder/websocket has answered (403 for a foreign origin, 400 for a bad handshake).
-		s.counters.Rejected.Add(1)
+		s.counters.Reject(metrics.RejectHandshake)
 		s.logger.Debug("wsactor: upgrade failed", slog.String("path", r.URL.Path), slog.Any("err", err))
 		return
 	}
@@ -238,7 +245,7 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 			s.logger.Error("wsactor: Connect chose an invalid close code; using 1008", slog.Int("code", int(code)))
 			code = StatusPolicyViolation
 		}
-		s.closeAtOnce(tc, code, decision.Reason)
+		s.closeAtOnce(tc, code, decision.Reason, metrics.RejectConnect)
 		return
 	}
 	// Count before the actor exists: it may exchange messages, or even
@@ -249,7 +256,7 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 		// Shutdown outran this handshake.
 		s.counters.Accepted.Add(-1)
 		s.counters.Open.Add(-1)
-		s.counters.Rejected.Add(1)
+		s.counters.Reject(metrics.RejectUnavailable)
 		tc.CloseNow(StatusGoingAway, transport.ReasonGoingAway)
 		s.release()
 	}
@@ -259,12 +266,12 @@ func (s *Server) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
 // with WithCloseCodeRejections and for a 4xx status, by upgrading and closing
 // with 4000+status so that a browser can see why. It reports whether the
 // admission slot was handed over to the upgraded connection.
-func (s *Server) refuse(rt *route, w http.ResponseWriter, r *http.Request, status int, reason string) bool {
+func (s *Server) refuse(rt *route, w http.ResponseWriter, r *http.Request, status int, reason string, why metrics.RejectReason) bool {
 	if status < 400 || status > 599 {
 		status = http.StatusForbidden
 	}
 	if !rt.closeRejects || status >= 500 {
-		s.reject(w, status, reason)
+		s.reject(w, status, reason, why)
 		return false
 	}
 	if reason == "" {
@@ -272,10 +279,10 @@ func (s *Server) refuse(rt *route, w http.ResponseWriter, r *http.Request, statu
 	}
 	tc, err := s.upgrade(w, r, &rt.transport, s.heldByListener(r))
 	if err != nil {
-		s.counters.Rejected.Add(1)
+		s.counters.Reject(metrics.RejectHandshake)
 		return false
 	}
-	s.closeAtOnce(tc, StatusCode(4000+status), reason)
+	s.closeAtOnce(tc, StatusCode(4000+status), reason, why)
 	return true
 }
 
@@ -297,8 +304,8 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request, opts *transport
 
 // closeAtOnce closes a just-upgraded connection that never becomes an actor;
 // the admission slot is released when it is gone.
-func (s *Server) closeAtOnce(tc *transport.Conn, code StatusCode, reason string) {
-	s.counters.Rejected.Add(1)
+func (s *Server) closeAtOnce(tc *transport.Conn, code StatusCode, reason string, why metrics.RejectReason) {
+	s.counters.Reject(why)
 	tc.Start(func(transport.Frame) { tc.Release() }, func(transport.CloseInfo) { s.release() })
 	tc.Close(code, actors.TruncateReason(reason))
 }
@@ -395,12 +402,36 @@ type Stats struct {
 	// and handshakes being read, WebSockets) and the handshakes and
 	// WebSockets of upgrades served through ServeHTTP.
 	ConnectionsHeld int64
+	// RejectedBy splits ConnectionsRejected by reason: "auth" (credentials
+	// missing, invalid or expired, permission denied), "origin", "limit"
+	// (MaxConnections), "path" (no route), "handshake" (not a WebSocket
+	// upgrade, or a bad one), "unavailable" (shutting down or suspended),
+	// "connect" (the handler's Connect refused) and "error" (the
+	// authenticator or Connect failed).
+	RejectedBy map[string]int64
+	// Closes counts the connections that ended, by close code and by who
+	// ended them, sorted by code.
+	Closes []CloseCount
+	// MailboxLatency is the time from reading a message off the socket to
+	// the end of the handler's OnMessage, sampled on one message in 64 of
+	// each connection.
+	MailboxLatency metrics.Snapshot
+}
+
+// CloseCount is how many connections ended with one close code, ended by
+// one side: By is "client" (a close frame, or the socket lost), "server"
+// (the handler, an API call, shutdown, a failure), "timeout" (idle or ping
+// timeout) or "limit" (slow consumer, message too big, rate limit).
+type CloseCount struct {
+	Code  StatusCode
+	By    string
+	Count int64
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	c := &s.counters
-	return Stats{
+	st := Stats{
 		ConnectionsOpen:     c.Open.Load(),
 		ConnectionsAccepted: c.Accepted.Load(),
 		ConnectionsRejected: c.Rejected.Load(),
@@ -415,7 +446,16 @@ func (s *Server) Stats() Stats {
 		RateLimited:         c.RateLimited.Load(),
 		MessagesUndecodable: c.Undecodable.Load(),
 		ConnectionsHeld:     s.admitted.Load(),
+		RejectedBy:          make(map[string]int64, metrics.NumRejectReasons),
+		MailboxLatency:      c.MailboxLatency.Snapshot(),
 	}
+	for r := range metrics.NumRejectReasons {
+		st.RejectedBy[r.String()] = c.RejectedBy[r].Load()
+	}
+	for _, cc := range c.Closes.Snapshot() {
+		st.Closes = append(st.Closes, CloseCount{Code: StatusCode(cc.Code), By: cc.By.String(), Count: cc.Count})
+	}
+	return st
 }
 
 // ActorSystem returns the actor system hosting the connection actors.

@@ -60,6 +60,14 @@ type Conn struct {
 	started bool
 	closed  bool // OnClose has run; written under mu
 
+	// The mailbox latency sample (see sampleFrame): frames counts frames
+	// sent to the mailbox (reader goroutine only), handled those the actor
+	// took (actor goroutine only); sampleSeq and sampleAt are the number
+	// and send time of the last frame sampled.
+	frames, handled uint64
+	sampleSeq       atomic.Uint64
+	sampleAt        atomic.Int64
+
 	closeRequested atomic.Bool
 	actorDone      atomic.Bool
 	pending        atomic.Int32 // actor and reader both have to finish

@@ -14,6 +14,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/wsactor/wsactor/actors"
+	"github.com/wsactor/wsactor/internal/metrics"
 	"github.com/wsactor/wsactor/internal/wire"
 )
 
@@ -51,7 +52,8 @@ type Options struct {
 // no goroutine per member); a slow member only fills its own send queue.
 type Hub struct {
 	rt     *actors.Runtime
-	dir    Directory
+	dir    Directory // counts its calls (stats.go)
+	rawDir Directory // as the options gave it
 	pres   *presence // nil without Options.PresenceEvents
 	logger *slog.Logger
 
@@ -79,6 +81,10 @@ type Hub struct {
 	errors atomic.Int64
 	// stopped is set by Stop.
 	stopped atomic.Bool
+
+	dirStats  dirStats
+	bcastTime metrics.Histogram
+	bcastN    metrics.CountHistogram
 }
 
 // localGroup is a group's members on this node. Joins and leaves change
@@ -128,9 +134,10 @@ func NewHub(rt *actors.Runtime, opts Options) *Hub {
 		opts.PresenceLargeGroup = DefaultPresenceLargeGroup
 	}
 	h := &Hub{
-		rt: rt, dir: opts.Directory, logger: opts.Logger, seed: maphash.MakeSeed(),
+		rt: rt, rawDir: opts.Directory, logger: opts.Logger, seed: maphash.MakeSeed(),
 		local: make(map[string]*localGroup), byConn: make(map[*actors.Conn]map[string]struct{}),
 	}
+	h.dir = countedDirectory{d: opts.Directory, s: &h.dirStats}
 	if opts.PresenceEvents {
 		h.pres = newPresence(h, opts.PresenceInterval, opts.PresenceLargeGroup)
 	}
@@ -141,7 +148,7 @@ func NewHub(rt *actors.Runtime, opts Options) *Hub {
 }
 
 // Directory returns the hub's directory.
-func (h *Hub) Directory() Directory { return h.dir }
+func (h *Hub) Directory() Directory { return h.rawDir }
 
 // DirectoryErrors counts directory operations that failed.
 func (h *Hub) DirectoryErrors() int64 { return h.errors.Load() }
@@ -215,6 +222,7 @@ func (h *Hub) broadcastLocal(group string, m actors.Message, except []actors.ID)
 	if lg == nil {
 		return 0
 	}
+	start := time.Now()
 	p := actors.Prepare(m)
 	n := 0
 	for _, lm := range h.snapshot(lg) {
@@ -224,6 +232,7 @@ func (h *Hub) broadcastLocal(group string, m actors.Message, except []actors.ID)
 		lm.conn.Post(p)
 		n++
 	}
+	h.observeBroadcast(start, n)
 	return n
 }
 

@@ -226,6 +226,9 @@ func (a *roomActor) claim() ([]byte, error) {
 		switch {
 		case err == nil:
 			a.epoch = epoch
+			if force {
+				a.m.failovers.Add(1)
+			}
 			return snap, nil
 		case errors.As(err, &held) && a.m.rt.NodeAlive(held.Owner):
 			time.Sleep(50 * time.Millisecond) // the other activation is saving its state

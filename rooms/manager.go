@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +57,7 @@ type Manager struct {
 	active, panics, restarts, fenced atomic.Int64
 	storeErrors, snapshotErrors      atomic.Int64
 	undecodable, deliveries          atomic.Int64
+	failovers                        atomic.Int64
 	storeDown                        atomic.Bool
 	ticks                            tickStats
 	savers                           sync.WaitGroup
@@ -117,6 +120,13 @@ func (m *Manager) Define(k Kind) {
 		panic(fmt.Sprintf("rooms: kind %q defined twice", k.Name))
 	}
 	m.kinds[k.Name] = k.withDefaults()
+}
+
+// Kinds returns the names of the kinds defined, sorted.
+func (m *Manager) Kinds() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return slices.Sorted(maps.Keys(m.kinds))
 }
 
 func (m *Manager) kind(name string) (Kind, bool) {
@@ -250,6 +260,10 @@ type Stats struct {
 	// node received for its players: one per room message and node,
 	// whatever the number of players here.
 	Deliveries int64
+	// Failovers counts rooms this node took over without a handover: their
+	// previous activation's node was gone (or did not let go in time), so
+	// they started from their last snapshot.
+	Failovers int64
 	// TickLateness is how late ticks ran (Tick.Late), over every room of
 	// this node since it started.
 	TickLateness metrics.Snapshot
@@ -260,7 +274,7 @@ func (m *Manager) Stats() Stats {
 	return Stats{
 		RoomsActive: m.active.Load(), Panics: m.panics.Load(), Restarts: m.restarts.Load(), Fenced: m.fenced.Load(),
 		StoreErrors: m.storeErrors.Load(), SnapshotErrors: m.snapshotErrors.Load(), Undecodable: m.undecodable.Load(),
-		Deliveries:   m.deliveries.Load(),
+		Deliveries: m.deliveries.Load(), Failovers: m.failovers.Load(),
 		TickLateness: m.ticks.h.Snapshot(),
 	}
 }

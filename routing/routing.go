@@ -12,6 +12,9 @@ import (
 // requests to a WebSocket route get 426 Upgrade Required.
 type Mux struct {
 	mux http.ServeMux
+	// Refused, if set, is told of every request the mux answers itself
+	// (404 or 426), for the server's counters.
+	Refused func(status int)
 }
 
 // Handle registers h for pattern (ServeMux syntax). h is only called for
@@ -20,6 +23,9 @@ type Mux struct {
 func (m *Mux) Handle(pattern string, h http.Handler) {
 	m.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !IsUpgrade(r) {
+			if m.Refused != nil {
+				m.Refused(http.StatusUpgradeRequired)
+			}
 			w.Header().Set("Connection", "Upgrade")
 			w.Header().Set("Upgrade", "websocket")
 			http.Error(w, "this is a WebSocket endpoint: connect with a WebSocket client", http.StatusUpgradeRequired)
@@ -30,7 +36,16 @@ func (m *Mux) Handle(pattern string, h http.Handler) {
 }
 
 // ServeHTTP dispatches r to the route whose pattern matches it.
-func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.mux.ServeHTTP(w, r) }
+func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if m.Refused != nil {
+		// Handler only finds the route (it does not set path values):
+		// the request is still served by ServeHTTP, which does.
+		if _, pattern := m.mux.Handler(r); pattern == "" {
+			m.Refused(http.StatusNotFound)
+		}
+	}
+	m.mux.ServeHTTP(w, r)
+}
 
 // IsUpgrade reports whether r asks for a WebSocket upgrade.
 func IsUpgrade(r *http.Request) bool {

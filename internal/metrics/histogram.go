@@ -79,3 +79,40 @@ func (s Snapshot) Quantile(q float64) time.Duration {
 	}
 	return s.Max
 }
+
+// CountHistogram counts non-negative integers (recipients of a broadcast) in
+// power-of-two buckets: bucket 0 holds 0, bucket i holds 2^(i-1) to 2^i-1.
+// Like Histogram it is lock-free and does not allocate.
+type CountHistogram struct {
+	counts [countBuckets]atomic.Int64
+	sum    atomic.Int64
+}
+
+const countBuckets = 32
+
+// Observe counts n.
+func (h *CountHistogram) Observe(n int) {
+	h.counts[min(bits.Len64(uint64(max(n, 0))), countBuckets-1)].Add(1)
+	h.sum.Add(int64(n))
+}
+
+// CountSnapshot is a CountHistogram's counts at one moment.
+type CountSnapshot struct {
+	Counts [countBuckets]int64
+	Count  int64
+	Sum    int64
+}
+
+// CountBucketUpper is the largest value bucket i holds.
+func CountBucketUpper(i int) int64 { return int64(1)<<i - 1 }
+
+// Snapshot reads the counts (not atomically as a whole).
+func (h *CountHistogram) Snapshot() CountSnapshot {
+	var s CountSnapshot
+	for i := range h.counts {
+		s.Counts[i] = h.counts[i].Load()
+		s.Count += s.Counts[i]
+	}
+	s.Sum = h.sum.Load()
+	return s
+}
