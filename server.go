@@ -597,3 +597,6 @@ func (rt *route) expiry() actors.Expiry {
 		},
 	}
 }
+
+// Name returns the server's name (Options.Name).
+func (s *Server) Name() string { return s.opts.Name }
