@@ -36,7 +36,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/metrics"
+	"github.com/wsactor/wsactor/statuspage"
 )
 
 //go:embed index.html
@@ -108,6 +113,17 @@ func newMux(logger *slog.Logger, limits wsactor.TransportOptions) (mux *http.Ser
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(indexHTML)
 	})
+	// What an operator looks at: Prometheus metrics, liveness, readiness
+	// and the live status page.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewCollector(s), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /healthz", wsactor.HealthHandler())
+	mux.Handle("GET /readyz", s.ReadyHandler())
+	status := statuspage.Handler(s)
+	mux.Handle("GET /status", status)
+	mux.Handle("GET /status.json", status)
 	return mux, s
 }
 

@@ -96,6 +96,7 @@ func New(cfg Config) (*http.ServeMux, *wsactor.Server) {
 	if cfg.AdminToken != "" {
 		a.adminRoutes(mux, cfg.AdminToken)
 	}
+	operationsRoutes(mux, s, cfg.Node)
 	return mux, s
 }
 

@@ -90,6 +90,7 @@ func New(cfg Config) (*http.ServeMux, *wsactor.Server) {
 	if cfg.AdminToken != "" {
 		mux.Handle("POST /api/send", requireBearer(cfg.AdminToken, http.HandlerFunc(g.apiSend)))
 	}
+	operationsRoutes(mux, g.srv, cfg.Node)
 	return mux, g.srv
 }
 
