@@ -382,7 +382,7 @@ func (s *Server) Close(ctx context.Context, id ID, code StatusCode, reason strin
 type Stats struct {
 	ConnectionsOpen     int64 // connections whose OnClose has not yet finished
 	ConnectionsAccepted int64 // upgrades that became connection actors
-	ConnectionsRejected int64 // handshakes refused, including accept-then-close, and TCP connections refused at MaxConnections
+	ConnectionsRejected int64 // handshakes refused (including accept-then-close, unknown paths and plain HTTP to a route), and TCP connections refused at MaxConnections
 	MessagesIn          int64
 	MessagesOut         int64
 	BytesIn             int64

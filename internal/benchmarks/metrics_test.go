@@ -180,4 +180,3 @@ func scrapeEverySecond(t *testing.T, url string, stop <-chan struct{}, scrapes *
 		scrapes.Add(1)
 	}
 }
-
