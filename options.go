@@ -63,6 +63,9 @@ type Options struct {
 	MaxConnections int
 	// HandshakeTimeout: see DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// Drain paces how Shutdown closes the connections: DefaultDrainBatch
+	// (10,000) every DefaultDrainInterval (2 s). See DrainOptions.
+	Drain DrainOptions
 	// HTTP limits the ordinary requests of ListenAndServe, Serve and
 	// ListenAndServeHandler. See HTTPOptions.
 	HTTP HTTPOptions
@@ -100,6 +103,7 @@ func (o Options) withDefaults() Options {
 		o.MaxConnections = DefaultMaxConnections()
 	}
 	o.HTTP = o.HTTP.withDefaults(o.HandshakeTimeout)
+	o.Drain = o.Drain.withDefaults()
 	return o
 }
 

@@ -3,7 +3,6 @@ package wsactor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -497,77 +496,6 @@ func (s *Server) ServeHandler(l net.Listener, h http.Handler) error {
 	s.httpSrvs = append(s.httpSrvs, hs)
 	s.mu.Unlock()
 	return hs.Serve(s.limitListener(l))
-}
-
-// Shutdown stops accepting upgrades (503), closes every connection with 1001
-// "going away" after what is queued for it, waits until every OnClose has run
-// and every socket is closed, and stops the connection actors. If ctx ends
-// first, the remaining sockets are torn down without a handshake (their
-// OnClose still runs) and ctx's error is returned.
-//
-// Shutdown may be called more than once and from several goroutines: later
-// calls wait for the first to finish (or their own ctx) and return its result.
-func (s *Server) Shutdown(ctx context.Context) error {
-	first := false
-	s.shutdownOnce.Do(func() {
-		first = true
-		s.shutdownErr = s.shutdown(ctx)
-		close(s.shutdownDone)
-	})
-	if first {
-		return s.shutdownErr
-	}
-	select {
-	case <-s.shutdownDone:
-		return s.shutdownErr
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *Server) shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shuttingDown.Store(true)
-	servers := s.httpSrvs
-	s.mu.Unlock()
-	var errs []error
-	for _, hs := range servers {
-		if err := hs.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("wsactor: http server: %w", err))
-			_ = hs.Close() // requests still running when ctx ended: their connections go now
-		}
-	}
-	if s.admitted.Load() == 0 {
-		s.drainedOnce.Do(func() { close(s.drained) })
-	}
-	s.rt.CloseAll(StatusGoingAway, transport.ReasonGoingAway)
-	select {
-	case <-s.drained:
-	case <-ctx.Done():
-		errs = append(errs, ctx.Err())
-		s.rt.AbortAll(StatusGoingAway, transport.ReasonGoingAway)
-		// Sockets are gone now; give the actors a moment to run OnClose.
-		select {
-		case <-s.drained:
-		case <-time.After(2 * time.Second):
-		}
-	}
-	// The players are gone (their seats held): each room saves its state
-	// and lets go, for its next activation, here after a restart or on
-	// another node.
-	if err := s.rooms.Stop(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("wsactor: rooms: %w", err))
-	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.rt.Stop(stopCtx); err != nil {
-		errs = append(errs, err)
-	}
-	s.hub.Stop()
-	if s.ownsSystem {
-		s.system.Shutdown()
-	}
-	return errors.Join(errs...)
 }
 
 // pathValues copies the route's path variables out of the request, which the

@@ -343,12 +343,31 @@ func (rt *Runtime) Tell(id ID, msg any) error {
 	return nil
 }
 
-// CloseAll marks the runtime closing (connections opened from now on close
-// at once) and asks every live connection to close with code and reason.
-func (rt *Runtime) CloseAll(code StatusCode, reason string) {
-	rt.closing.Store(true)
+// StopAdmitting marks the runtime closing: connections opened from now on
+// close at once with 1001 "going away".
+func (rt *Runtime) StopAdmitting() { rt.closing.Store(true) }
+
+// Live returns the live connections, in no particular order.
+func (rt *Runtime) Live() []*Conn {
+	var out []*Conn
 	rt.conns.Range(func(_, v any) bool {
-		rt.system.Root.Send(v.(*Conn).pid, &closeRequest{code: code, reason: reason})
+		out = append(out, v.(*Conn))
+		return true
+	})
+	return out
+}
+
+// AskClose asks c, through its mailbox, to close with code and reason
+// after the messages already queued for it; it does not wait.
+func (rt *Runtime) AskClose(c *Conn, code StatusCode, reason string) {
+	rt.system.Root.Send(c.pid, &closeRequest{code: code, reason: reason})
+}
+
+// CloseAllSoon sends every live connection's close frame as soon as its
+// socket is free, dropping what is queued for it (transport.Conn.CloseSoon).
+func (rt *Runtime) CloseAllSoon(code StatusCode, reason string) {
+	rt.conns.Range(func(_, v any) bool {
+		v.(*Conn).tc.CloseSoon(code, reason)
 		return true
 	})
 }
