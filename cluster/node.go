@@ -55,8 +55,9 @@ type Node struct {
 	RoomStore rooms.Store
 
 	view     *memberView
-	provider *redisprovider.Provider // nil with another provider
-	dropped  chan string             // member IDs the peers dropped (from the provider)
+	logs     *logging.ProtoactorHandler // protoactor's records, told when the node stops
+	provider *redisprovider.Provider    // nil with another provider
+	dropped  chan string                // member IDs the peers dropped (from the provider)
 
 	mu       sync.Mutex
 	servers  []*wsactor.Server // attached, and not shut down
@@ -125,11 +126,15 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 			return nil, err
 		}
 	}
-	actorLogger := slog.New(logging.MinLevel(logger.Handler(), slog.LevelWarn)).With(slog.String("component", "protoactor"))
+	// protoactor's routine events (a peer that left, this node leaving)
+	// go to Debug once the view below says who the members are.
+	actorLogs := logging.Protoactor(logger.Handler(), slog.LevelWarn)
+	actorLogger := slog.New(actorLogs).With(slog.String("component", "protoactor"))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLogger }))
 	c := cluster.New(system, cluster.Configure(cfg.Cluster.Name, provider, disthash.New(), rc,
 		cluster.WithRequestTimeout(cfg.Timeouts.Request), withoutGossipRounds, cluster.WithKinds(roomKind(system))))
 	view := newMemberView(c) // before StartMember, to see every topology event
+	actorLogs.SetMembers(view.Alive)
 	if err := startMember(c); err != nil {
 		view.close()
 		abandonMember(c)
@@ -145,6 +150,7 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 		Directory: redisdir.New(rdb, redisdir.Options{KeyPrefix: cfg.Redis.KeyPrefix + "dir:" + cfg.Cluster.Name + ":", Logger: logger}),
 		RoomStore: redisstore.New(rdb, redisstore.Options{KeyPrefix: cfg.Redis.KeyPrefix + "rooms:" + cfg.Cluster.Name + ":", Logger: logger}),
 		view:      view,
+		logs:      actorLogs,
 		provider:  rp,
 		dropped:   dropped,
 		stop:      make(chan struct{}),
@@ -501,6 +507,7 @@ func (n *Node) watchRedis() {
 func (n *Node) Stop(ctx context.Context) error {
 	var err error
 	n.once.Do(func() {
+		n.logs.SetStopping()
 		close(n.stop)
 		n.stopped.Wait()
 		done := make(chan struct{})

@@ -41,6 +41,7 @@ const (
 	helperPortEnv   = "WSACTOR_CLUSTER_TEST_PORT" // the remote port; default any
 	helperTTLEnv    = "WSACTOR_CLUSTER_TEST_TTL"  // the member TTL; default testTTL
 	helperDropEnv   = "WSACTOR_CLUSTER_TEST_WHEN_DROPPED"
+	helperLogEnv    = "WSACTOR_CLUSTER_TEST_LOG" // "json": every record, Debug and up, as JSON on stderr
 
 	helperURLPrefix  = "HELPER_URL="
 	helperNodePrefix = "HELPER_NODE="
@@ -422,6 +423,9 @@ func TestHelperNode(t *testing.T) {
 		cfg.Membership.WhenDropped = v
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if os.Getenv(helperLogEnv) == "json" {
+		logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	s, node, err := cluster.NewServer(context.Background(), cfg, wsactor.Options{
 		Name:   os.Getenv(helperServerEnv),
 		Logger: logger,

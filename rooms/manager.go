@@ -102,6 +102,7 @@ func NewManager(rt *actors.Runtime, opts Options) *Manager {
 	}
 	m.delivery = pid
 	managers.Store(managerKey{system: rt.System(), server: rt.ServerName()}, m)
+	stoppedManagers.Delete(managerKey{system: rt.System(), server: rt.ServerName()})
 	rt.AddMailboxHook(m.hook)
 	rt.AddCloseHook(m.closed)
 	return m
@@ -287,6 +288,10 @@ func (m *Manager) Stop(ctx context.Context) error {
 	if m.stopped.Swap(true) {
 		return nil
 	}
+	// First: no room of this server is activated here any more (a
+	// cluster's lookup may still place one on this node until it leaves).
+	stoppedManagers.Store(managerKey{system: m.rt.System(), server: m.rt.ServerName()}, struct{}{})
+	managers.CompareAndDelete(managerKey{system: m.rt.System(), server: m.rt.ServerName()}, m)
 	var err error
 	if m.local != nil {
 		err = m.local.stop(ctx)
@@ -303,7 +308,6 @@ func (m *Manager) Stop(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	_ = m.rt.System().Root.StopFuture(m.delivery).Wait()
-	managers.Delete(managerKey{system: m.rt.System(), server: m.rt.ServerName()})
 	return err
 }
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/wsactor/wsactor/actors"
 	"github.com/wsactor/wsactor/internal/wire"
 )
@@ -131,6 +133,14 @@ func ClusterIdentity(server string, key Key) string {
 // errNoManager: a room of a server that does not run on this node.
 var errNoManager = errors.New("rooms: no server of that name on this node")
 
+// errServerStopped: a room of a server that has shut down on this node.
+var errServerStopped = errors.New("rooms: the server of that name on this node has shut down")
+
+// stoppedManagers holds the keys of the managers that stopped (and no new
+// one took their place), so that a room asked of a node that is shutting
+// down is refused quietly.
+var stoppedManagers sync.Map // managerKey → struct{}
+
 // NewClusterRoom returns the actor of a room activated by a cluster's
 // identity lookup. Package cluster registers it as the cluster kind that
 // hosts rooms; identity is what ClusterIdentity returned. The actor learns
@@ -154,11 +164,23 @@ func (s *clusterShell) Receive(ctx actor.Context) {
 	if s.room == nil && s.err == nil {
 		s.room, s.err = s.resolve(ctx)
 		if s.err != nil {
-			ctx.Logger().Warn("rooms: cannot host room", "identity", s.ident(ctx), "err", s.err)
+			level := slog.LevelWarn
+			if errors.Is(s.err, errServerStopped) {
+				// Routine while the node shuts down: its server's rooms
+				// have handed over, and the node leaves the cluster next,
+				// after which the room is activated elsewhere.
+				level = slog.LevelDebug
+			}
+			ctx.Logger().Log(context.Background(), level, "rooms: cannot host room", "identity", s.ident(ctx), "err", s.err)
 			// Poison: the joins already queued are refused, then it stops,
 			// and a later request tries again.
 			ctx.Poison(ctx.Self())
 		}
+	}
+	if _, ok := ctx.Message().(*cluster.ClusterInit); ok {
+		// protoactor's grain initialisation, after Started: the room
+		// learnt its identity from the context already.
+		return
 	}
 	if s.room != nil {
 		s.room.Receive(ctx)
@@ -179,8 +201,12 @@ func (s *clusterShell) resolve(ctx actor.Context) (*roomActor, error) {
 		return nil, fmt.Errorf("rooms: malformed room identity %q", id)
 	}
 	s.key = Key{Kind: kind, Name: name}
-	v, ok := managers.Load(managerKey{system: s.system, server: server})
+	key := managerKey{system: s.system, server: server}
+	v, ok := managers.Load(key)
 	if !ok {
+		if _, ok := stoppedManagers.Load(key); ok {
+			return nil, errServerStopped
+		}
 		return nil, errNoManager
 	}
 	return newRoomActor(v.(*Manager), s.key), nil
