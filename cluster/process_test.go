@@ -438,6 +438,7 @@ func TestHelperNode(t *testing.T) {
 	s.Rooms().Define(echoKind)
 	s.Rooms().Define(tickerKind)
 	s.Rooms().Define(watchKind)
+	s.Rooms().Define(handoverKind)
 	s.Handle("/play", func() wsactor.Handler { return roomstest.NewPlayer(s.Rooms()) },
 		wsactor.WithRateLimit(wsactor.RateLimit{MessagesPerSecond: -1, BytesPerSecond: -1}))
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,6 +1,8 @@
 package cluster_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -8,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor/rooms"
 	"github.com/wsactor/wsactor/rooms/roomstest"
 )
 
@@ -100,6 +104,80 @@ func TestRoomSurvivesItsNode(t *testing.T) {
 	a.Expect(fmt.Sprintf("back:%d", int(seats[far])))
 	for _, n := range p.a {
 		waitUntil(t, testTimeout, "every node drops the killed one", func() bool { return !slices.Contains(n.Peers(), addr) })
+	}
+}
+
+// TestRoomHandsOverOnShutdown: the node hosting a room shuts down cleanly
+// (Server.Shutdown, then Node.Stop). The room saves its final snapshot
+// before the node leaves (its kind snapshots only hourly: nothing else
+// carries its count), and its next activation, on a surviving node,
+// restores it: the count goes on from where the players last saw it. The
+// players of the surviving nodes are attached to it again; the player of
+// the stopped node got 1001.
+func TestRoomHandsOverOnShutdown(t *testing.T) {
+	p := getPool(t)
+	dumpLogsOnFailure(t, p.a...)
+	s := startRoomServers(t, p.a, nil, echoKind, tickerKind, handoverKind)
+	h, helperURL, addr, room := helperRoom(t, p, s, "handover")
+
+	a := roomstest.Dial(t, s[0].url, "a")
+	b := roomstest.Dial(t, s[1].url, "b")
+	far := roomstest.Dial(t, helperURL, "far")
+	seats := map[*roomstest.Client]float64{}
+	for _, c := range []*roomstest.Client{a, b, far} {
+		seats[c] = c.Join("handover", room)["seat"].(float64)
+	}
+	last := waitTick(t, a, 20) // the room has ticked a second since its first snapshot
+	farClosed := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := far.Conn.Read(context.Background()); err != nil {
+				farClosed <- err
+				return
+			}
+		}
+	}()
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// a reads the ticks until the room moves: the last it sees is at most
+	// where the room stopped.
+	for {
+		msg := a.Read()
+		var n int64
+		if _, err := fmt.Sscanf(msg, "t:%d", &n); err == nil {
+			last = n
+			continue
+		}
+		var ev map[string]any
+		if json.Unmarshal([]byte(msg), &ev) == nil && ev["ev"] == "joined" {
+			if ev["again"] != true || ev["seat"] != seats[a] {
+				t.Fatalf("a after the room's node stopped: %v", ev)
+			}
+			break
+		}
+	}
+	if j := b.Event("joined"); j["again"] != true || j["seat"] != seats[b] {
+		t.Fatalf("b after the room's node stopped: %v", j)
+	}
+	after := waitTick(t, a, 0)
+	t.Logf("the room went on at tick %d; the players had last seen %d", after, last)
+	if after <= last {
+		t.Fatalf("the room's next activation started at tick %d, at or before %d that the players had seen: its final snapshot was lost", after, last)
+	}
+	if err := <-farClosed; websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("the stopped node's player: want 1001, got %v", err)
+	}
+	var output []string
+	if res := h.value(t, helperStopped, &output); res != "<nil>" {
+		t.Fatalf("the helper node's Shutdown and Stop: %s", res)
+	}
+	ls, err := s[0].Rooms().List(testCtx(t), "handover", nil)
+	if i := slices.IndexFunc(ls, func(l rooms.Listing) bool { return l.Name == room }); err != nil || i < 0 || ls[i].Node == "" || ls[i].Node == addr {
+		t.Fatalf("the room's listing: %+v, %v; want it on a surviving node", ls, err)
+	}
+	for _, n := range p.a {
+		waitUntil(t, testTimeout, "every node drops the stopped one", func() bool { return !slices.Contains(n.Peers(), addr) })
 	}
 }
 

@@ -187,6 +187,12 @@ func (r *tickerRoom) Snapshot(*rooms.Room) ([]byte, error) { return json.Marshal
 var tickerKind = rooms.Kind{Name: "ticker", TickRate: 20, SnapshotInterval: 100 * time.Millisecond,
 	New: func() rooms.Handler { return &tickerRoom{} }}
 
+// handoverKind is tickerKind without periodic snapshots (one an hour): a
+// room's next activation finds the count it had when it stopped only if
+// its final snapshot was saved.
+var handoverKind = rooms.Kind{Name: "handover", TickRate: 20, SnapshotInterval: time.Hour,
+	New: func() rooms.Handler { return &tickerRoom{} }}
+
 // watchRoom broadcasts "drop:<seat>" when a player drops.
 type watchRoom struct{ echoRoom }
 
