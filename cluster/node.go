@@ -501,26 +501,35 @@ func (n *Node) watchRedis() {
 }
 
 // Stop leaves the cluster: call it after the servers on the node have shut
-// down. It deregisters at once (peers drop the node without waiting for its
-// TTL), stops remote and the actor system, and closes the Redis client,
-// bounded by ctx.
+// down (their rooms have then handed over). It deregisters at once (peers
+// drop the node without waiting for its TTL), stops remote and the actor
+// system, and closes the Redis client. It returns when that is done or
+// shortly after ctx ends, whichever comes first: protoactor's part takes
+// about 2 s (a fixed pause for the hand-over of grains) and may wait up to
+// 10 s for its gRPC server; past ctx it goes on in the background, and the
+// Redis client is closed once it is done, so that the deregistration it
+// makes still reaches Redis.
 func (n *Node) Stop(ctx context.Context) error {
 	var err error
 	n.once.Do(func() {
 		n.logs.SetStopping()
 		close(n.stop)
-		n.stopped.Wait()
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
+			n.stopped.Wait() // the Redis watch and the rejoin loop, each within a request timeout
 			n.Cluster.Shutdown(true)
 		}()
 		select {
 		case <-done:
+			err = n.Redis.Close()
 		case <-ctx.Done():
 			err = fmt.Errorf("wsactor/cluster: leaving the cluster: %w", ctx.Err())
+			go func() {
+				<-done
+				_ = n.Redis.Close()
+			}()
 		}
-		err = errors.Join(err, n.Redis.Close())
 	})
 	return err
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/coder/websocket"
 
 	"github.com/redis/go-redis/v9"
 
@@ -41,7 +42,8 @@ const (
 	helperPortEnv   = "WSACTOR_CLUSTER_TEST_PORT" // the remote port; default any
 	helperTTLEnv    = "WSACTOR_CLUSTER_TEST_TTL"  // the member TTL; default testTTL
 	helperDropEnv   = "WSACTOR_CLUSTER_TEST_WHEN_DROPPED"
-	helperLogEnv    = "WSACTOR_CLUSTER_TEST_LOG" // "json": every record, Debug and up, as JSON on stderr
+	helperLogEnv    = "WSACTOR_CLUSTER_TEST_LOG"         // "json": every record, Debug and up, as JSON on stderr
+	helperWithinEnv = "WSACTOR_CLUSTER_TEST_STOP_WITHIN" // the context of Shutdown and Stop; default 2*testTimeout
 
 	helperURLPrefix  = "HELPER_URL="
 	helperNodePrefix = "HELPER_NODE="
@@ -50,6 +52,7 @@ const (
 	helperRejoined   = "HELPER_REJOINED=" // the new member ID, once the node rejoined
 	helperIsolated   = "HELPER_ISOLATED=" // once the node is out of its cluster
 	helperFenced     = "HELPER_FENCED="   // the room activations that lost their fence
+	helperOverrun    = "HELPER_OVERRUN="  // how long after their context's deadline Shutdown and Stop returned
 )
 
 // helper runs this test binary as a helper process.
@@ -288,6 +291,60 @@ func TestStoppedNodeLeaves(t *testing.T) {
 	}
 }
 
+// TestShortStopReturnsPromptly stops a node of another process with a
+// context too short for a graceful stop: a client that never reads holds
+// its closing handshake up for 5 s, a handler is stuck in OnMessage, a room
+// must hand over, and protoactor takes 2 s to leave. Shutdown and Node.Stop together return the context's
+// error shortly after it ends (Shutdown alone used to overrun it by up to 7 s).
+func TestShortStopReturnsPromptly(t *testing.T) {
+	r := redistest.Start(t)
+	name := randomName("short-")
+	h := startHelper(t, "TestHelperNode",
+		helperEnv+"=node",
+		helperRedisEnv+"="+r.Addr(),
+		helperNameEnv+"="+name,
+		helperPrefixEnv+"=wsactor-test:"+name+":",
+		helperServerEnv+"=short",
+		helperWithinEnv+"=500ms",
+	)
+	var output []string
+	url := h.value(t, helperURLPrefix, &output)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	deaf, _, err := websocket.Dial(ctx, url, nil) // never reads: never answers the closing handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deaf.CloseNow()
+	stuck, _, err := websocket.Dial(ctx, strings.TrimSuffix(url, "/ws")+"/stuck", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.CloseNow()
+	if err := stuck.Write(ctx, websocket.MessageText, []byte("hold on")); err != nil {
+		t.Fatal(err)
+	}
+	player := roomstest.Dial(t, strings.TrimSuffix(url, "/ws")+"/play", "p")
+	player.Join("ticker", "short")
+	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	over, err := time.ParseDuration(h.value(t, helperOverrun, &output))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := h.value(t, helperStopped, &output)
+	t.Logf("Shutdown and Stop returned %v after their context's deadline: %s", over, res)
+	if !strings.Contains(res, "context deadline exceeded") {
+		t.Fatalf("Shutdown and Stop: %s; want the context's error", res)
+	}
+	// Generous for a loaded machine, and far short of the 2 s protoactor's
+	// leaving alone takes.
+	if over > time.Second {
+		t.Fatalf("Shutdown and Stop returned %v after their context ended", over)
+	}
+}
+
 // TestNodeRestartedOnSameAddress kills a node of another process and
 // restarts it on the same address before its membership expires, so that no
 // survivor sees it leave. The new process clears what the old one left in the
@@ -441,6 +498,9 @@ func TestHelperNode(t *testing.T) {
 	s.Rooms().Define(handoverKind)
 	s.Handle("/play", func() wsactor.Handler { return roomstest.NewPlayer(s.Rooms()) },
 		wsactor.WithRateLimit(wsactor.RateLimit{MessagesPerSecond: -1, BytesPerSecond: -1}))
+	// A handler stuck in OnMessage until the process ends: its actor can
+	// neither close nor stop.
+	s.HandleFunc("/stuck", func(*wsactor.Conn, wsactor.Message) error { select {} })
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -465,11 +525,19 @@ func TestHelperNode(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("nobody stopped the helper node")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	within := 2 * testTimeout
+	if v := os.Getenv(helperWithinEnv); v != "" {
+		if within, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	err = errors.Join(s.Shutdown(ctx), node.Stop(ctx))
+	deadline, _ := ctx.Deadline()
+	fmt.Printf("%s%v\n", helperOverrun, time.Since(deadline))
 	fmt.Printf("%s%v\n", helperStopped, err)
-	if err != nil {
+	if err != nil && os.Getenv(helperWithinEnv) == "" {
 		t.Fatal(err)
 	}
 }
