@@ -335,8 +335,9 @@ func ExampleServer_Shutdown() {
 		clientErr <- err
 	}()
 
-	// Shutdown closes every connection with 1001 and returns once every
-	// OnClose has run (or ctx ends).
+	// Shutdown closes every connection with 1001, Options.Drain.Batch
+	// (10,000) at a time every Options.Drain.Interval (2 s), and returns
+	// once every OnClose has run (or shortly after ctx ends).
 	if err := s.Shutdown(ctx); err != nil {
 		fmt.Println(err)
 	}
