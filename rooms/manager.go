@@ -103,6 +103,7 @@ func NewManager(rt *actors.Runtime, opts Options) *Manager {
 	m.delivery = pid
 	managers.Store(managerKey{system: rt.System(), server: rt.ServerName()}, m)
 	stoppedManagers.Delete(managerKey{system: rt.System(), server: rt.ServerName()})
+	systemsWithServers.Store(rt.System(), struct{}{})
 	rt.AddMailboxHook(m.hook)
 	rt.AddCloseHook(m.closed)
 	return m

@@ -136,6 +136,14 @@ var errNoManager = errors.New("rooms: no server of that name on this node")
 // errServerStopped: a room of a server that has shut down on this node.
 var errServerStopped = errors.New("rooms: the server of that name on this node has shut down")
 
+// errNoServerYet: a room asked of a node that has no server yet (it is
+// starting).
+var errNoServerYet = errors.New("rooms: no server on this node yet")
+
+// systemsWithServers holds the actor systems that a manager has been made
+// for: on the others, no server has started yet.
+var systemsWithServers sync.Map // *actor.ActorSystem → struct{}
+
 // stoppedManagers holds the keys of the managers that stopped (and no new
 // one took their place), so that a room asked of a node that is shutting
 // down is refused quietly.
@@ -165,10 +173,11 @@ func (s *clusterShell) Receive(ctx actor.Context) {
 		s.room, s.err = s.resolve(ctx)
 		if s.err != nil {
 			level := slog.LevelWarn
-			if errors.Is(s.err, errServerStopped) {
-				// Routine while the node shuts down: its server's rooms
-				// have handed over, and the node leaves the cluster next,
-				// after which the room is activated elsewhere.
+			if errors.Is(s.err, errServerStopped) || errors.Is(s.err, errNoServerYet) {
+				// Routine while the node starts or shuts down: it is a
+				// member, and hosts rooms, a moment before its servers
+				// exist and after they have handed their rooms over. The
+				// room's players retry, and find it here or elsewhere.
 				level = slog.LevelDebug
 			}
 			ctx.Logger().Log(context.Background(), level, "rooms: cannot host room", "identity", s.ident(ctx), "err", s.err)
@@ -206,6 +215,9 @@ func (s *clusterShell) resolve(ctx actor.Context) (*roomActor, error) {
 	if !ok {
 		if _, ok := stoppedManagers.Load(key); ok {
 			return nil, errServerStopped
+		}
+		if _, ok := systemsWithServers.Load(s.system); !ok {
+			return nil, errNoServerYet
 		}
 		return nil, errNoManager
 	}
