@@ -23,22 +23,7 @@ const RoomKind = "wsactor-room"
 // the room that its identity names when it starts.
 func roomKind(system *actor.ActorSystem) *cluster.Kind {
 	ident := func(ctx actor.Context) string { return cluster.GetClusterIdentity(ctx).GetIdentity() }
-	return cluster.NewKind(RoomKind, actor.PropsFromProducer(func() actor.Actor {
-		return withoutClusterInit{rooms.NewClusterRoom(system, ident)}
-	}))
-}
-
-// withoutClusterInit keeps protoactor's *cluster.ClusterInit, which every
-// activation receives after Started, from reaching the room: the room reads
-// its identity from the context already, and would otherwise hand the
-// message to the application's Receive (or warn that it has none).
-type withoutClusterInit struct{ actor.Actor }
-
-func (w withoutClusterInit) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(*cluster.ClusterInit); ok {
-		return
-	}
-	w.Actor.Receive(ctx)
+	return cluster.NewKind(RoomKind, actor.PropsFromProducer(func() actor.Actor { return rooms.NewClusterRoom(system, ident) }))
 }
 
 // roomPlacement finds rooms through the cluster's identity lookup.
