@@ -147,7 +147,13 @@ func (c *Conn) readLoop() {
 	for {
 		var typ MessageType
 		var data []byte
+		if c.in != nil {
+			c.in.await()
+		}
 		typ, data, err = c.ws.Read(context.Background())
+		if errors.Is(err, errPark) {
+			continue // a control frame came alone (a pong): wait here
+		}
 		if err != nil {
 			if v := c.in.failed(); v != nil {
 				c.failInbound(v.code, v.reason)
@@ -188,6 +194,9 @@ func (c *Conn) readLoop() {
 			}
 		}
 		c.deliver(Frame{Type: typ, Data: data, Limited: limited})
+	}
+	if c.in != nil {
+		c.in.release()
 	}
 	c.end()
 	c.sendQueue.refuse()
@@ -337,8 +346,9 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// coder/websocket has set the response headers before hijacking.
 	deflate := strings.Contains(h.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate")
-	h.in = newInboundConn(h.conn, brw, deflate)
-	return h.in, brw, nil
+	h.in = newInboundConn(h.conn, conn, brw, deflate)
+	// net/http's 4 KiB reader and writer are left behind (buffers.go).
+	return h.in, smallReadWriter(h.in, h.conn), nil
 }
 
 // findHijacker follows Unwrap like http.ResponseController does.

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math/bits"
 	"net"
+	"sync"
 	"sync/atomic"
 )
 
@@ -28,15 +30,37 @@ import (
 // byte. Its state is a few words and it allocates nothing per frame.
 
 // inboundConn is the net.Conn coder/websocket reads: the hijacked socket
-// with the check on its Read.
+// with the check on its Read. It also buffers the socket (buffers.go): bytes
+// read ahead of coder/websocket wait in a pooled buffer, which goes back to
+// the pool once drained.
 type inboundConn struct {
 	net.Conn
+	fc      frameChecker
+	failure atomic.Pointer[inboundError] // set once; read by the read loop
+	sock    socketReader                 // reads the socket, waiting without a buffer where it can
+	// closing is set before the writer's closing handshake, in which
+	// coder/websocket reads on the writer goroutine: from then on Read
+	// waits for bytes itself rather than answering errPark.
+	closing atomic.Bool
+
+	// mu guards the fields below. The reader goroutine reads, except during
+	// the closing handshake; await holds mu only to read, not to wait.
+	mu sync.Mutex
 	// early holds what net/http had read past the upgrade request; it is
 	// checked and handed over before anything from the socket.
 	early   []byte
-	fc      frameChecker
-	failure atomic.Pointer[inboundError] // set once; read by the read loop
+	buf     *[ioBufSize]byte // pooled; nil when nothing is read ahead
+	r, w    int              // buf[r:w] is read ahead
+	sockErr error            // the socket's error, handed over once buf is drained
 }
+
+// errPark is what inboundConn.Read answers when coder/websocket, between
+// messages, asks the read loop for bytes that have not arrived: the read loop
+// then waits for them itself (await), on a shallow stack, instead of deep
+// inside coder/websocket. coder/websocket v1.8.15 passes an error from
+// between frames up from Conn.Read without closing the connection or losing
+// its state (read.go, Conn.reader); TestParkAfterControlFrames pins this.
+var errPark = errors.New("wsactor/transport: nothing to read yet")
 
 // inboundError is the sticky error of a stream that broke the protocol or
 // carried invalid UTF-8. It is not a CloseError: coder/websocket must not
@@ -49,37 +73,55 @@ type inboundError struct {
 
 func (e *inboundError) Error() string { return "wsactor/transport: inbound: " + e.detail }
 
-// newInboundConn wraps conn. brw is net/http's buffered reader of the
-// hijacked connection: the bytes it holds are moved in front of the check,
-// and it is left empty and reading from the returned conn, so that
-// coder/websocket (which takes over whatever brw holds, then reads conn)
-// sees every byte through the check and no extra buffer is made.
-func newInboundConn(conn net.Conn, brw *bufio.ReadWriter, deflate bool) *inboundConn {
-	ic := &inboundConn{Conn: conn}
+// newInboundConn wraps conn, which reads raw. brw is net/http's buffered
+// reader of the hijacked connection: the bytes it holds are moved in front
+// of the check.
+func newInboundConn(conn, raw net.Conn, brw *bufio.ReadWriter, deflate bool) *inboundConn {
+	ic := &inboundConn{Conn: conn, sock: newSocketReader(raw)}
 	ic.fc.deflate = deflate
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		ic.early = bytes.Clone(b)
 	}
-	brw.Reader.Reset(ic)
 	return ic
 }
 
-// Read reads from the socket and checks what it read.
+// Read hands over what is read ahead, or reads the socket, and checks it.
 func (ic *inboundConn) Read(p []byte) (int, error) {
 	if e := ic.failure.Load(); e != nil {
 		return 0, e
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
 	var n int
 	var err error
-	if len(ic.early) > 0 {
+	switch {
+	case len(ic.early) > 0:
+		p = ic.fc.clip(p)
 		n = copy(p, ic.early)
 		ic.early = ic.early[n:]
 		if len(ic.early) == 0 {
 			ic.early = nil
 		}
-	} else {
-		n, err = ic.Conn.Read(p)
+	case ic.buf != nil:
+		n = ic.take(ic.fc.clip(p))
+	case ic.sockErr != nil:
+		return 0, ic.sockErr
+	case ic.sock.parks() && ic.fc.betweenMessages() && !ic.closing.Load():
+		return 0, errPark
+	case len(ic.fc.clip(p)) >= ioBufSize:
+		p = ic.fc.clip(p)
+		n, err = ic.sock.read(p) // a large payload: straight into coder/websocket's buffer
+	default:
+		if ic.fill(); ic.buf != nil {
+			p = ic.fc.clip(p)
+			n = ic.take(p)
+		} else {
+			err = ic.sockErr
+		}
 	}
 	if n > 0 {
 		if ok, e := ic.fc.check(p[:n]); e != nil {
@@ -88,6 +130,76 @@ func (ic *inboundConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// fill reads the socket into a pooled buffer, waiting for bytes; ic.mu is
+// held. An error is kept for Read.
+func (ic *inboundConn) fill() {
+	b, n, err := ic.sock.readPooled()
+	if n > 0 {
+		ic.buf, ic.r, ic.w = b, 0, n
+	}
+	if err != nil {
+		ic.sockErr = err
+	}
+}
+
+// take copies read-ahead bytes into p and gives the buffer back once empty.
+func (ic *inboundConn) take(p []byte) int {
+	n := copy(p, ic.buf[ic.r:ic.w])
+	ic.r += n
+	if ic.r == ic.w {
+		putIOBuf(ic.buf)
+		ic.buf = nil
+	}
+	return n
+}
+
+// await is where an idle connection's reader waits for the client: on the
+// read loop's own shallow stack, which the runtime can then shrink to its
+// minimum (2 KiB), and without a buffer. It returns at once if bytes are
+// read ahead, and when another goroutine (the closing handshake's) reads.
+func (ic *inboundConn) await() {
+	if !ic.sock.parks() || ic.closing.Load() {
+		return
+	}
+	ic.mu.Lock()
+	ready := len(ic.early) > 0 || ic.buf != nil || ic.sockErr != nil
+	ic.mu.Unlock()
+	if ready {
+		return
+	}
+	err := ic.sock.poll(func(fd uintptr) bool {
+		if !ic.mu.TryLock() {
+			return true // the closing handshake reads
+		}
+		defer ic.mu.Unlock()
+		b, n, err, again := ic.sock.tryReadPooled(fd)
+		if n > 0 {
+			ic.buf, ic.r, ic.w = b, 0, n
+		}
+		if err != nil {
+			ic.sockErr = err
+		}
+		return !again
+	})
+	if err != nil {
+		ic.mu.Lock()
+		if ic.sockErr == nil {
+			ic.sockErr = err
+		}
+		ic.mu.Unlock()
+	}
+}
+
+// release gives the read-ahead buffer back once the read loop reads no more.
+func (ic *inboundConn) release() {
+	ic.mu.Lock()
+	if ic.buf != nil {
+		putIOBuf(ic.buf)
+		ic.buf = nil
+	}
+	ic.mu.Unlock()
 }
 
 // failed returns the violation the check found, or nil.
@@ -192,6 +304,34 @@ func (f *frameChecker) check(p []byte) (int, *inboundError) {
 	}
 	return len(p), nil
 }
+
+// clip shortens p to the bytes left in the current frame (as far as they are
+// known), so that coder/websocket's bufio.Reader never holds bytes of the
+// next frame: once it has read a message, every byte past it waits here, and
+// the read loop can tell from inboundConn alone whether it must wait.
+func (f *frameChecker) clip(p []byte) []byte {
+	var n uint64
+	switch f.step {
+	case stB0:
+		n = 2
+	case stB1:
+		n = 1
+	case stLen:
+		n = uint64(f.need)
+	case stMask:
+		n = uint64(f.need) + f.left
+	case stPayload:
+		n = f.left
+	}
+	if uint64(len(p)) > n {
+		return p[:n]
+	}
+	return p
+}
+
+// betweenMessages reports whether the stream is at a frame boundary with no
+// data message in progress: whatever comes next starts a frame of its own.
+func (f *frameChecker) betweenMessages() bool { return f.step == stB0 && f.msg == msgNone }
 
 // header consumes one header byte.
 func (f *frameChecker) header(b byte) *inboundError {

@@ -139,6 +139,11 @@ func (q *sendQueue) writeLoop() {
 			q.mu.Unlock()
 			if closing {
 				info := c.decided.Load()
+				if c.in != nil {
+					// coder/websocket reads the client's close frame on
+					// this goroutine if the reader is not inside Read.
+					c.in.closing.Store(true)
+				}
 				_ = c.ws.Close(info.Code, info.Reason)
 				c.end() // the socket is closed: a reader parked on inflight may go
 			}
@@ -149,7 +154,7 @@ func (q *sendQueue) writeLoop() {
 		q.bytes += size // still held until written
 		q.mu.Unlock()
 
-		err := c.ws.Write(context.Background(), m.typ, m.data)
+		err := c.writeMessage(m)
 
 		q.mu.Lock()
 		q.bytes -= size
@@ -164,6 +169,23 @@ func (q *sendQueue) writeLoop() {
 		c.opts.Counters.MessagesOut.Add(1)
 		c.opts.Counters.BytesOut.Add(int64(len(m.data)))
 	}
+}
+
+// writeMessage writes one message to the socket: coder/websocket frames it,
+// and the pieces leave in one write.
+func (c *Conn) writeMessage(m outbound) error {
+	if c.netConn == nil {
+		return c.ws.Write(context.Background(), m.typ, m.data)
+	}
+	c.netConn.cork()
+	err := c.ws.Write(context.Background(), m.typ, m.data)
+	if ferr := c.netConn.uncork(); ferr != nil && err == nil {
+		// coder/websocket closes the socket on a failed write; this one
+		// failed under it, so close it here.
+		err = ferr
+		_ = c.netConn.Close()
+	}
+	return err
 }
 
 // refuse stops accepting messages and drops what is queued.
@@ -265,27 +287,83 @@ const writeChunk = 32 << 10
 
 // watchedConn is the hijacked socket. It records the time of every write
 // that completes, for the stall watch; coder/websocket writes to it through
-// the bufio.Writer that net/http hands over with the connection.
+// a small bufio.Writer (buffers.go). While the writer goroutine writes a
+// message (corked), the pieces coder/websocket hands over gather in a pooled
+// buffer and leave in one write when it uncorks, as they did from net/http's
+// 4 KiB bufio.Writer; a frame another goroutine writes meanwhile (a pong,
+// a ping) joins them in order.
 type watchedConn struct {
 	net.Conn
 	progress atomic.Int64 // monotonic() of the last completed write
+
+	mu     sync.Mutex // serializes writes to the socket and guards the fields below
+	corked bool
+	pend   *[ioBufSize]byte // pooled while bytes are gathered
+	n      int              // pend[:n] is gathered
 }
 
-// watch wraps a just-hijacked socket and points brw's writer at the wrapper.
+// watch wraps a just-hijacked socket. brw is net/http's buffered pair: what
+// its writer holds is flushed first, so that no byte of the response is lost.
 func watch(conn net.Conn, brw *bufio.ReadWriter) (*watchedConn, error) {
-	wc := &watchedConn{Conn: conn}
 	if brw != nil {
-		// net/http has flushed the response head; flush anyway so that
-		// the reset cannot drop a byte.
 		if err := brw.Writer.Flush(); err != nil {
 			return nil, err
 		}
-		brw.Writer.Reset(wc)
 	}
-	return wc, nil
+	return &watchedConn{Conn: conn}, nil
 }
 
-func (w *watchedConn) Write(p []byte) (n int, err error) {
+func (w *watchedConn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.corked {
+		if w.pend == nil {
+			w.pend = getIOBuf()
+		}
+		if w.n+len(p) <= ioBufSize {
+			w.n += copy(w.pend[w.n:], p)
+			return len(p), nil
+		}
+		if err := w.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) < ioBufSize/2 {
+			w.n = copy(w.pend[:], p)
+			return len(p), nil
+		}
+	}
+	return w.writeLocked(p)
+}
+
+// cork starts gathering writes; uncork sends what gathered.
+func (w *watchedConn) cork() {
+	w.mu.Lock()
+	w.corked = true
+	w.mu.Unlock()
+}
+
+func (w *watchedConn) uncork() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.corked = false
+	err := w.flushLocked()
+	if w.pend != nil {
+		putIOBuf(w.pend)
+		w.pend = nil
+	}
+	return err
+}
+
+func (w *watchedConn) flushLocked() error {
+	if w.n == 0 {
+		return nil
+	}
+	_, err := w.writeLocked(w.pend[:w.n])
+	w.n = 0
+	return err
+}
+
+func (w *watchedConn) writeLocked(p []byte) (n int, err error) {
 	for len(p) > 0 {
 		chunk := p[:min(len(p), writeChunk)]
 		m, err := w.Conn.Write(chunk)

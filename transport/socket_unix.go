@@ -1,0 +1,109 @@
+//go:build unix
+
+package transport
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// socketReader reads a socket. On a plain TCP (or Unix) socket it waits for
+// bytes through the runtime's poller with no buffer (syscall.RawConn), and
+// takes a pooled buffer only once there is something to read, so an idle
+// connection holds none. Any other net.Conn (TLS, a wrapper) is read with a
+// pooled buffer held while waiting.
+type socketReader struct {
+	conn net.Conn
+	raw  syscall.RawConn // nil: read conn
+}
+
+func newSocketReader(conn net.Conn) socketReader {
+	s := socketReader{conn: conn}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			s.raw = rc
+		}
+	}
+	return s
+}
+
+// parks reports whether waiting for bytes needs no buffer.
+func (s *socketReader) parks() bool { return s.raw != nil }
+
+// read reads into p, waiting for bytes.
+func (s *socketReader) read(p []byte) (n int, err error) {
+	if s.raw == nil {
+		return s.conn.Read(p)
+	}
+	perr := s.raw.Read(func(fd uintptr) bool {
+		var again bool
+		n, err, again = s.tryRead(fd, p)
+		return !again
+	})
+	if perr != nil {
+		return 0, perr // the poller's: closed, or a deadline; already a *net.OpError
+	}
+	return n, err
+}
+
+// readPooled waits for bytes and reads them into a pooled buffer, which it
+// returns when n > 0 (the caller owns it then).
+func (s *socketReader) readPooled() (b *[ioBufSize]byte, n int, err error) {
+	if s.raw == nil {
+		b = getIOBuf()
+		n, err = s.conn.Read(b[:])
+	} else {
+		perr := s.raw.Read(func(fd uintptr) bool {
+			var again bool
+			b, n, err, again = s.tryReadPooled(fd)
+			return !again
+		})
+		if perr != nil {
+			err = perr
+		}
+	}
+	if n == 0 && b != nil {
+		putIOBuf(b)
+		b = nil
+	}
+	return b, n, err
+}
+
+// poll runs f when the socket may be readable, until f reports done.
+func (s *socketReader) poll(f func(fd uintptr) (done bool)) error { return s.raw.Read(f) }
+
+// tryReadPooled reads what is there into a pooled buffer; again reports
+// that nothing was, and then no buffer is held.
+func (s *socketReader) tryReadPooled(fd uintptr) (b *[ioBufSize]byte, n int, err error, again bool) {
+	b = getIOBuf()
+	n, err, again = s.tryRead(fd, b[:])
+	if n == 0 {
+		putIOBuf(b)
+		b = nil
+	}
+	return b, n, err, again
+}
+
+// tryRead is one read(2), answered as net.Conn.Read would; again reports
+// that nothing was there to read.
+func (s *socketReader) tryRead(fd uintptr, p []byte) (n int, err error, again bool) {
+	for {
+		n, err = syscall.Read(int(fd), p)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, syscall.EAGAIN):
+		return 0, nil, true
+	case err != nil:
+		return 0, &net.OpError{Op: "read", Net: s.conn.LocalAddr().Network(), Source: s.conn.LocalAddr(),
+			Addr: s.conn.RemoteAddr(), Err: os.NewSyscallError("read", err)}, false
+	case n == 0:
+		return 0, io.EOF, false
+	}
+	return n, nil, false
+}
