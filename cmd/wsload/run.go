@@ -36,6 +36,7 @@ type runConfig struct {
 	PushN          int           `json:"push_n"`
 	PushEvery      time.Duration `json:"push_every"`
 	PingInterval   time.Duration `json:"ping_interval"`
+	Group          bool          `json:"group"`
 	Sources        []string      `json:"sources"`
 	DialRate       float64       `json:"dial_rate"`
 	ConnectTimeout time.Duration `json:"connect_timeout"`
@@ -73,6 +74,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.PushN, "push-n", 1, "N of \"push N\" in push mode")
 	fs.DurationVar(&cfg.PushEvery, "push-every", 0, "servers push to every connection this often (for -mode listen)")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "wsactor's heartbeat ping interval (0: its default, 30 s; negative: no pings, like bare)")
+	fs.BoolVar(&cfg.Group, "group", false, "every connection joins one group (wsactor: Conn.Join; bare: a set under a mutex)")
 	fs.StringVar(&sources, "source", "127.0.0.2,127.0.0.3,127.0.0.4", "loopback source `addresses` the clients spread their connections over")
 	fs.Float64Var(&cfg.DialRate, "dial-rate", 2000, "connections opened per second, all client processes together")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 2*time.Minute, "bound on each ramp")
@@ -197,6 +199,9 @@ func runRound(ctx context.Context, cfg runConfig, k string, round int) (res roun
 	}
 	if cfg.PingInterval != 0 {
 		serveArgs = append(serveArgs, "-ping-interval", cfg.PingInterval.String())
+	}
+	if cfg.Group {
+		serveArgs = append(serveArgs, "-group")
 	}
 	srv, err := startChild(ctx, cfg.Exe, cfg.Env, k+" server", logPath("server"), serveArgs...)
 	if err != nil {

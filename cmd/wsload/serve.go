@@ -17,6 +17,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -53,6 +54,10 @@ type serveConfig struct {
 	// pingInterval is wsactor's TransportOptions.PingInterval; the bare
 	// server sends no pings.
 	pingInterval time.Duration
+	// group: every connection is a member of one group for its life
+	// (wsactor: Conn.Join; bare: a set of connections under a mutex, the
+	// least a hub needs).
+	group bool
 }
 
 // loadServer is the WebSocket route of one kind of server, with its counters.
@@ -73,6 +78,7 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.pushSize, "push-size", 256, "size in `bytes` of pushed messages")
 	fs.DurationVar(&cfg.statsEvery, "stats-every", 0, "also print a stats line on stdout this often (0: never)")
 	fs.DurationVar(&cfg.pingInterval, "ping-interval", 0, "wsactor's heartbeat ping interval (0: its default, 30 s; negative: no pings, like bare)")
+	fs.BoolVar(&cfg.group, "group", false, "every connection joins one group (bare: a set under a mutex)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -259,6 +265,9 @@ func pushPayload(size int) []byte {
 type bareServer struct {
 	cfg                     serveConfig
 	open, accepted, in, out atomic.Int64
+
+	mu    sync.Mutex
+	group map[*websocket.Conn]struct{} // with -group
 }
 
 func (s *bareServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -271,6 +280,19 @@ func (s *bareServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.accepted.Add(1)
 	s.open.Add(1)
 	defer s.open.Add(-1)
+	if s.cfg.group {
+		s.mu.Lock()
+		if s.group == nil {
+			s.group = make(map[*websocket.Conn]struct{})
+		}
+		s.group[ws] = struct{}{}
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.group, ws)
+			s.mu.Unlock()
+		}()
+	}
 	if s.cfg.pushEvery > 0 {
 		var t *time.Timer
 		t = time.AfterFunc(s.cfg.pushEvery, func() {
@@ -327,7 +349,15 @@ type pushTick struct{}
 
 type actorHandler struct{ cfg serveConfig }
 
+// loadGroup is the group every connection joins with -group.
+const loadGroup = "all"
+
 func (h *actorHandler) OnOpen(c *wsactor.Conn) error {
+	if h.cfg.group {
+		if err := c.Join(loadGroup, nil); err != nil {
+			return err
+		}
+	}
 	if h.cfg.pushEvery > 0 {
 		c.Every(h.cfg.pushEvery, pushTick{})
 	}
