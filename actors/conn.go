@@ -43,8 +43,7 @@ type Conn struct {
 	tc   *transport.Conn
 
 	path       map[string]string
-	url        *url.URL
-	header     http.Header
+	request    packedRequest // URL and headers of the upgrade request
 	remoteAddr string
 	user       atomic.Pointer[auth.User] // replaced when credentials are refreshed
 	expiry     Expiry
@@ -131,17 +130,22 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 func (c *Conn) PathValue(name string) string { return c.path[name] }
 
 // Query returns the query parameters of the upgrade request.
-func (c *Conn) Query() url.Values { return c.url.Query() }
+func (c *Conn) Query() url.Values { return c.request.url().Query() }
 
-// URL returns the upgrade request's URL.
-func (c *Conn) URL() *url.URL { return c.url }
+// URL returns a copy of the upgrade request's URL, decoded at each call from
+// the compact form a connection keeps (see Header).
+func (c *Conn) URL() *url.URL { return c.request.url() }
 
-// Header returns the upgrade request's headers.
-func (c *Conn) Header() http.Header { return c.header }
+// Header returns a copy of the upgrade request's headers. A connection keeps
+// them in a compact form, which costs an idle connection a fraction of
+// net/http's map, and each call decodes a fresh copy: a handler that
+// consults them often keeps what it needs from OnOpen (or Connect, through
+// Handshake.SetValue).
+func (c *Conn) Header() http.Header { return c.request.header() }
 
 // Cookie returns a cookie of the upgrade request, or http.ErrNoCookie.
 func (c *Conn) Cookie(name string) (*http.Cookie, error) {
-	r := http.Request{Header: c.header}
+	r := http.Request{Header: c.Header()}
 	return r.Cookie(name)
 }
 

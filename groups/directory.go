@@ -69,7 +69,7 @@ type Directory interface {
 type MemoryDirectory struct {
 	mu     sync.RWMutex
 	groups map[string]map[actors.ID]Member
-	byConn map[actors.ID]map[string]struct{}
+	byConn map[actors.ID]*groupSet
 	users  map[string]map[actors.ID]struct{}
 }
 
@@ -77,7 +77,7 @@ type MemoryDirectory struct {
 func NewMemoryDirectory() *MemoryDirectory {
 	return &MemoryDirectory{
 		groups: make(map[string]map[actors.ID]Member),
-		byConn: make(map[actors.ID]map[string]struct{}),
+		byConn: make(map[actors.ID]*groupSet),
 		users:  make(map[string]map[actors.ID]struct{}),
 	}
 }
@@ -97,10 +97,12 @@ func (d *MemoryDirectory) Join(_ context.Context, group string, m Member) (bool,
 	_, had := g[m.ID]
 	m.Meta = cloneMeta(m.Meta)
 	g[m.ID] = m
-	if d.byConn[m.ID] == nil {
-		d.byConn[m.ID] = make(map[string]struct{})
+	gs := d.byConn[m.ID]
+	if gs == nil {
+		gs = new(groupSet)
+		d.byConn[m.ID] = gs
 	}
-	d.byConn[m.ID][group] = struct{}{}
+	gs.add(group)
 	return !had, nil
 }
 
@@ -120,9 +122,11 @@ func (d *MemoryDirectory) leaveLocked(group string, id actors.ID) bool {
 	if len(g) == 0 {
 		delete(d.groups, group)
 	}
-	delete(d.byConn[id], group)
-	if len(d.byConn[id]) == 0 {
-		delete(d.byConn, id)
+	if gs := d.byConn[id]; gs != nil {
+		gs.remove(group)
+		if gs.len() == 0 {
+			delete(d.byConn, id)
+		}
 	}
 	return true
 }
@@ -131,14 +135,14 @@ func (d *MemoryDirectory) leaveLocked(group string, id actors.ID) bool {
 func (d *MemoryDirectory) LeaveAll(_ context.Context, id actors.ID) ([]string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var left []string
-	for g := range d.byConn[id] {
-		left = append(left, g)
+	gs := d.byConn[id]
+	if gs == nil {
+		return nil, nil
 	}
+	left := gs.sorted()
 	for _, g := range left {
 		d.leaveLocked(g, id)
 	}
-	slices.Sort(left)
 	return left, nil
 }
 
@@ -167,12 +171,11 @@ func (d *MemoryDirectory) Count(_ context.Context, group string) (int, error) {
 func (d *MemoryDirectory) Groups(_ context.Context, id actors.ID) ([]string, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	out := make([]string, 0, len(d.byConn[id]))
-	for g := range d.byConn[id] {
-		out = append(out, g)
+	gs := d.byConn[id]
+	if gs == nil {
+		return []string{}, nil
 	}
-	slices.Sort(out)
-	return out, nil
+	return gs.sorted(), nil
 }
 
 // AddUserConn implements Directory.

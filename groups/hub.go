@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -76,7 +75,7 @@ type Hub struct {
 	// that lost its data (Redis restarted empty, FLUSHALL) reports no
 	// groups, and a dead connection left in local would be delivered to,
 	// and written back to the directory by the next Resync.
-	byConn map[*actors.Conn]map[string]struct{}
+	byConn map[*actors.Conn]*groupSet
 	// errors counts directory failures, for Stats.
 	errors atomic.Int64
 	// stopped is set by Stop.
@@ -135,7 +134,7 @@ func NewHub(rt *actors.Runtime, opts Options) *Hub {
 	}
 	h := &Hub{
 		rt: rt, rawDir: opts.Directory, logger: opts.Logger, seed: maphash.MakeSeed(),
-		local: make(map[string]*localGroup), byConn: make(map[*actors.Conn]map[string]struct{}),
+		local: make(map[string]*localGroup), byConn: make(map[*actors.Conn]*groupSet),
 	}
 	h.dir = countedDirectory{d: opts.Directory, s: &h.dirStats}
 	if opts.PresenceEvents {
@@ -325,10 +324,10 @@ func (h *Hub) join(ctx context.Context, c *actors.Conn, group string, meta map[s
 	lg.snap.Store(nil)
 	gs := h.byConn[c]
 	if gs == nil {
-		gs = make(map[string]struct{}, 1)
+		gs = new(groupSet)
 		h.byConn[c] = gs
 	}
-	gs[group] = struct{}{}
+	gs.add(group)
 	h.localMu.Unlock()
 	// Whether it is news is this node's to say, not the directory's: the
 	// local index is the truth about local connections (a directory that
@@ -382,8 +381,8 @@ func (h *Hub) dropLocalLocked(group string, c *actors.Conn) (m Member, found boo
 		delete(h.local, group)
 	}
 	if gs := h.byConn[c]; gs != nil {
-		delete(gs, group)
-		if len(gs) == 0 {
+		gs.remove(group)
+		if gs.len() == 0 {
 			delete(h.byConn, c)
 		}
 	}
@@ -436,7 +435,10 @@ func (s service) Closed(c *actors.Conn) {
 	// may have lost the connection's entries (its groups are then written
 	// back by the next Resync, which must not find it).
 	h.localMu.Lock()
-	groups := slices.Sorted(maps.Keys(h.byConn[c]))
+	var groups []string
+	if gs := h.byConn[c]; gs != nil {
+		groups = gs.sorted()
+	}
 	gone := make([]Member, 0, len(groups))
 	for _, g := range groups {
 		m, _ := h.dropLocalLocked(g, c)

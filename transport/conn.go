@@ -50,8 +50,8 @@ type Conn struct {
 	in      *inboundConn // what coder/websocket reads: netConn with the inbound check
 	opts    *Options
 
-	// The rate limits' buckets; nil when that limit is off. Touched by the
-	// reader goroutine only.
+	// The rate limits' buckets, made at the first message; nil when that
+	// limit is off. Touched by the reader goroutine only.
 	msgLimit, byteLimit *rate.Limiter
 
 	deliver  func(Frame)
@@ -102,12 +102,6 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error
 		opts:     opts,
 		inflight: make(chan struct{}, opts.MaxInflight),
 		ending:   make(chan struct{}),
-	}
-	if rl := opts.RateLimit; rl.MessagesPerSecond > 0 {
-		c.msgLimit = rate.NewLimiter(rate.Limit(rl.MessagesPerSecond), rl.MessageBurst)
-	}
-	if rl := opts.RateLimit; rl.BytesPerSecond > 0 {
-		c.byteLimit = rate.NewLimiter(rate.Limit(rl.BytesPerSecond), rl.ByteBurst)
 	}
 	c.sendQueue.conn = c
 	return c, nil
@@ -222,11 +216,22 @@ func (c *Conn) checkUTF8() bool { return c.in == nil || c.in.fc.deflate }
 // rateLimited takes a message of n bytes from the rate limits' buckets and
 // reports whether it did not fit.
 func (c *Conn) rateLimited(now time.Time, n int) bool {
-	if c.msgLimit == nil && c.byteLimit == nil {
+	rl := &c.opts.RateLimit
+	if rl.MessagesPerSecond <= 0 && rl.BytesPerSecond <= 0 {
 		return false
 	}
 	if c.opts.now != nil {
 		now = c.opts.now()
+	}
+	if c.msgLimit == nil && c.byteLimit == nil {
+		// Made at the first message, full, as they would have filled up
+		// by now: a connection that never sends holds none.
+		if rl.MessagesPerSecond > 0 {
+			c.msgLimit = rate.NewLimiter(rate.Limit(rl.MessagesPerSecond), rl.MessageBurst)
+		}
+		if rl.BytesPerSecond > 0 {
+			c.byteLimit = rate.NewLimiter(rate.Limit(rl.BytesPerSecond), rl.ByteBurst)
+		}
 	}
 	if c.msgLimit != nil && !c.msgLimit.AllowN(now, 1) {
 		return true
