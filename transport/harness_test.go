@@ -86,6 +86,12 @@ type testServer struct {
 // left.
 func newServer(t *testing.T, cfg serverConfig) *testServer {
 	t.Helper()
+	return newServerWithListener(t, cfg, nil)
+}
+
+// newServerWithListener is newServer with the listener wrapped by wrap.
+func newServerWithListener(t *testing.T, cfg serverConfig, wrap func(net.Listener) net.Listener) *testServer {
+	t.Helper()
 	ts := &testServer{
 		cfg:        cfg,
 		opts:       cfg.opts.WithDefaults(),
@@ -110,6 +116,9 @@ func newServer(t *testing.T, cfg serverConfig) *testServer {
 	ts.srv = httptest.NewUnstartedServer(http.HandlerFunc(ts.handle))
 	if cfg.smallBuffers {
 		ts.srv.Listener = smallBufListener{ts.srv.Listener}
+	}
+	if wrap != nil {
+		ts.srv.Listener = wrap(ts.srv.Listener)
 	}
 	ts.srv.Start()
 	ts.url = "ws" + strings.TrimPrefix(ts.srv.URL, "http")
