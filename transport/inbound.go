@@ -42,6 +42,9 @@ type inboundConn struct {
 	// coder/websocket reads on the writer goroutine: from then on Read
 	// waits for bytes itself rather than answering errPark.
 	closing atomic.Bool
+	// onReadable is readable as a func value, for the poller; the read
+	// loop's only.
+	onReadable func(fd uintptr) bool
 
 	// mu guards the fields below. The reader goroutine reads, except during
 	// the closing handshake; await holds mu only to read, not to wait.
@@ -169,27 +172,33 @@ func (ic *inboundConn) await() {
 	if ready {
 		return
 	}
-	err := ic.sock.poll(func(fd uintptr) bool {
-		if !ic.mu.TryLock() {
-			return true // the closing handshake reads
-		}
-		defer ic.mu.Unlock()
-		b, n, err, again := ic.sock.tryReadPooled(fd)
-		if n > 0 {
-			ic.buf, ic.r, ic.w = b, 0, n
-		}
-		if err != nil {
-			ic.sockErr = err
-		}
-		return !again
-	})
-	if err != nil {
+	if ic.onReadable == nil {
+		ic.onReadable = ic.readable // made once: a closure per wait would be an allocation per message
+	}
+	if err := ic.sock.poll(ic.onReadable); err != nil {
 		ic.mu.Lock()
 		if ic.sockErr == nil {
 			ic.sockErr = err
 		}
 		ic.mu.Unlock()
 	}
+}
+
+// readable runs in await when the socket may have bytes: it reads them into
+// a pooled buffer and reports whether the wait is over.
+func (ic *inboundConn) readable(fd uintptr) bool {
+	if !ic.mu.TryLock() {
+		return true // the closing handshake reads
+	}
+	defer ic.mu.Unlock()
+	b, n, err, again := ic.sock.tryReadPooled(fd)
+	if n > 0 {
+		ic.buf, ic.r, ic.w = b, 0, n
+	}
+	if err != nil {
+		ic.sockErr = err
+	}
+	return !again
 }
 
 // release gives the read-ahead buffer back once the read loop reads no more.
