@@ -2,6 +2,7 @@ package wsactor_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
@@ -254,5 +256,80 @@ func TestCrossNodeGroups(t *testing.T) {
 	}
 	if got := readText(t, clients[5]); got != "marker" {
 		t.Fatalf("a member that left got %q", got)
+	}
+}
+
+// TestCrossNodeSendsMatchTheirAnswers sends from many goroutines at once to
+// live and closed connections on another node: every answer must reach the
+// Send that asked, so each Send to a live connection succeeds, each to the
+// closed one fails with ErrConnectionNotFound, and every client reads its
+// senders' messages in order.
+func TestCrossNodeSendsMatchTheirAnswers(t *testing.T) {
+	nodes := startNodes(t, 2, wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024}})
+	one, two := nodes[0], nodes[1]
+	const live, senders, each = 3, 6, 40
+	clients := make([]*websocket.Conn, live)
+	ids := make([]wsactor.ID, live)
+	for i := range live {
+		clients[i], ids[i] = two.connect(t)
+	}
+	gone, goneID := two.connect(t)
+	_ = gone.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, "the closed connection to be gone", func() bool { return two.Stats().ConnectionsOpen == live })
+
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range each {
+				if err := one.Send(ctx, goneID, wsactor.Text("lost")); !errors.Is(err, wsactor.ErrConnectionNotFound) {
+					t.Errorf("sender %d: Send to the closed connection: want ErrConnectionNotFound, got %v", s, err)
+					return
+				}
+				if err := one.Send(ctx, ids[s%live], wsactor.Text(fmt.Sprintf("%d:%d", s, i))); err != nil {
+					t.Errorf("sender %d: Send %d to a live connection: %v", s, i, err)
+					return
+				}
+			}
+		})
+	}
+	for c := range live {
+		next := map[int]int{}
+		for range senders / live * each {
+			var s, i int
+			if _, err := fmt.Sscanf(readText(t, clients[c]), "%d:%d", &s, &i); err != nil || s%live != c || i != next[s] {
+				t.Fatalf("client %d: got %d:%d, want %d:%d (%v)", c, s, i, s, next[s], err)
+			}
+			next[s]++
+		}
+	}
+	wg.Wait()
+}
+
+// TestCrossNodeSendWithoutAnswer sends to a node that the view says is live
+// but that never answers (nothing listens at its address): Send returns the
+// context's error when it ends, and the next Send to a node that answers is
+// not disturbed by the late or missing answer.
+func TestCrossNodeSendWithoutAnswer(t *testing.T) {
+	nodes := startNodes(t, 2, wsactor.Options{})
+	one, two := nodes[0], nodes[1]
+	c, id := two.connect(t)
+	const silent = "127.0.0.1:1"
+	one.view.set(silent, true)
+	parts := strings.Split(string(id), ".")
+	parts[2] = base64.RawURLEncoding.EncodeToString([]byte(silent))
+	lost := wsactor.ID(strings.Join(parts, "."))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := one.Send(ctx, lost, wsactor.Text("x")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Send to a silent node: want the context's deadline, got %v", err)
+	}
+	if err := one.Send(context.Background(), id, wsactor.Text("after")); err != nil {
+		t.Fatalf("Send to a live node after a silent one: %v", err)
+	}
+	if got := readText(t, c); got != "after" {
+		t.Fatalf("got %q", got)
 	}
 }

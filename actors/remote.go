@@ -54,29 +54,36 @@ func (rt *Runtime) isLocal(id ID) bool {
 }
 
 // request sends a request to a remote actor and waits for its Result,
-// bounded by ctx and the runtime's request timeout.
+// bounded by ctx and the runtime's request timeout. The answer comes back to
+// the runtime's replies process under a request ID of this call (see
+// replies), not to a protoactor future per call.
 func (rt *Runtime) request(ctx context.Context, pid *actor.PID, msg proto.Message) error {
 	timeout := rt.requestTimeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
-	res, err := rt.system.Root.RequestFuture(pid, msg, timeout).Result()
-	switch {
-	case errors.Is(err, actor.ErrDeadLetter):
-		return ErrConnectionNotFound
-	case errors.Is(err, actor.ErrTimeout):
+	id, p := rt.replies.register()
+	defer rt.replies.done(id, p)
+	p.timer.Reset(timeout)
+	rt.system.Root.RequestWithCustomSender(pid, msg, rt.replies.sender(id))
+	var res any
+	select {
+	case res = <-p.answer:
+	case <-p.timer.C:
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fmt.Errorf("wsactor: no answer from node %s within %v: %w", pid.Address, timeout, context.DeadlineExceeded)
-	case err != nil:
-		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	r, ok := res.(*wire.Result)
-	if !ok {
-		return fmt.Errorf("wsactor: unexpected answer %T from node %s", res, pid.Address)
+	switch r := res.(type) {
+	case *wire.Result:
+		return statusError(r)
+	case *actor.DeadLetterResponse:
+		return ErrConnectionNotFound
 	}
-	return statusError(r)
+	return fmt.Errorf("wsactor: unexpected answer %T from node %s", res, pid.Address)
 }
 
 func statusError(r *wire.Result) error {

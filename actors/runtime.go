@@ -61,6 +61,7 @@ type Runtime struct {
 	counters       *metrics.Counters
 	supervisor     *actor.PID
 	requestTimeout time.Duration
+	replies        *replies
 	onGone         func()
 	groups         GroupService
 	hooks          []MailboxHook
@@ -109,6 +110,7 @@ func NewRuntime(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("wsactor: spawn supervisor for server %q: %w", cfg.ServerName, err)
 	}
 	rt.supervisor = pid
+	rt.replies = newReplies(cfg.System, cfg.ServerName)
 	return rt, nil
 }
 
