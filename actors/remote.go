@@ -58,6 +58,15 @@ func (rt *Runtime) isLocal(id ID) bool {
 // the runtime's replies process under a request ID of this call (see
 // replies), not to a protoactor future per call.
 func (rt *Runtime) request(ctx context.Context, pid *actor.PID, msg proto.Message) error {
+	return rt.await(ctx, pid.Address, func(id uint32) {
+		rt.system.Root.RequestWithCustomSender(pid, msg, rt.replies.sender(id))
+	})
+}
+
+// await registers a request, calls send with its ID, and waits for the
+// answer from the node at address, bounded by ctx and the runtime's request
+// timeout.
+func (rt *Runtime) await(ctx context.Context, address string, send func(id uint32)) error {
 	timeout := rt.requestTimeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), time.Millisecond)
@@ -65,7 +74,7 @@ func (rt *Runtime) request(ctx context.Context, pid *actor.PID, msg proto.Messag
 	id, p := rt.replies.register()
 	defer rt.replies.done(id, p)
 	p.timer.Reset(timeout)
-	rt.system.Root.RequestWithCustomSender(pid, msg, rt.replies.sender(id))
+	send(id)
 	var res any
 	select {
 	case res = <-p.answer:
@@ -73,7 +82,7 @@ func (rt *Runtime) request(ctx context.Context, pid *actor.PID, msg proto.Messag
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("wsactor: no answer from node %s within %v: %w", pid.Address, timeout, context.DeadlineExceeded)
+		return fmt.Errorf("wsactor: no answer from node %s within %v: %w", address, timeout, context.DeadlineExceeded)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -83,7 +92,7 @@ func (rt *Runtime) request(ctx context.Context, pid *actor.PID, msg proto.Messag
 	case *actor.DeadLetterResponse:
 		return ErrConnectionNotFound
 	}
-	return fmt.Errorf("wsactor: unexpected answer %T from node %s", res, pid.Address)
+	return fmt.Errorf("wsactor: unexpected answer %T from node %s", res, address)
 }
 
 func statusError(r *wire.Result) error {

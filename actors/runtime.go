@@ -62,6 +62,7 @@ type Runtime struct {
 	supervisor     *actor.PID
 	requestTimeout time.Duration
 	replies        *replies
+	outboxes       sync.Map // peer address + "/" + server → *outbox
 	onGone         func()
 	groups         GroupService
 	hooks          []MailboxHook
@@ -111,6 +112,7 @@ func NewRuntime(cfg Config) (*Runtime, error) {
 	}
 	rt.supervisor = pid
 	rt.replies = newReplies(cfg.System, cfg.ServerName)
+	rt.registerReceiver()
 	return rt, nil
 }
 
@@ -257,7 +259,10 @@ func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
 	case err != nil:
 		return err
 	case pid != nil:
-		return rt.request(ctx, pid, &wire.Deliver{Type: WireType(m), Data: m.Data})
+		o, name := rt.outboxOf(pid)
+		return rt.await(ctx, pid.Address, func(id uint32) {
+			o.push(outItem{name: name, reqID: id, typ: WireType(m), data: m.Data})
+		})
 	}
 	reply := make(chan error, 1)
 	rt.system.Root.Send(c.pid, &outbound{msg: m, reply: reply})
@@ -286,7 +291,8 @@ func (rt *Runtime) Post(id ID, m Message) error {
 	case err != nil:
 		return err
 	case pid != nil:
-		rt.system.Root.Send(pid, &wire.Deliver{Type: WireType(m), Data: m.Data})
+		o, name := rt.outboxOf(pid)
+		o.push(outItem{name: name, typ: WireType(m), data: m.Data})
 		return nil
 	}
 	rt.system.Root.Send(c.pid, &outbound{msg: m})
@@ -308,7 +314,11 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 	case pid != nil:
 		stopped, unwatch := rt.watchStopped(pid)
 		defer unwatch()
-		if err := rt.request(ctx, pid, &wire.Close{Code: int32(code), Reason: reason}); err != nil {
+		o, _ := rt.outboxOf(pid)
+		err := rt.await(ctx, pid.Address, func(id uint32) {
+			o.push(outItem{pid: pid, msg: &wire.Close{Code: int32(code), Reason: reason}, reqID: id})
+		})
+		if err != nil {
 			return err
 		}
 		select {
@@ -337,7 +347,8 @@ func (rt *Runtime) Tell(id ID, msg any) error {
 		if err != nil {
 			return err
 		}
-		rt.system.Root.Send(pid, m)
+		o, _ := rt.outboxOf(pid)
+		o.push(outItem{pid: pid, msg: m})
 		return nil
 	}
 	rt.system.Root.Send(c.pid, msg)

@@ -545,6 +545,140 @@ func (x *Value) GetJson() []byte {
 	return nil
 }
 
+// DeliverBatch carries data messages from one node to connections of one
+// server on another, several per network message: what Post and Send queued
+// for that node while the previous batch was on its way. Sent to the
+// server's batch receiver on that node (wsactor-deliver-<server>), which
+// posts each item to its connection's mailbox in order.
+type DeliverBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sender's reply process, which answers items with a request_id.
+	ReplyAddress  string               `protobuf:"bytes,1,opt,name=reply_address,json=replyAddress,proto3" json:"reply_address,omitempty"`
+	ReplyId       string               `protobuf:"bytes,2,opt,name=reply_id,json=replyId,proto3" json:"reply_id,omitempty"`
+	Items         []*DeliverBatch_Item `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverBatch) Reset() {
+	*x = DeliverBatch{}
+	mi := &file_wire_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverBatch) ProtoMessage() {}
+
+func (x *DeliverBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverBatch.ProtoReflect.Descriptor instead.
+func (*DeliverBatch) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeliverBatch) GetReplyAddress() string {
+	if x != nil {
+		return x.ReplyAddress
+	}
+	return ""
+}
+
+func (x *DeliverBatch) GetReplyId() string {
+	if x != nil {
+		return x.ReplyId
+	}
+	return ""
+}
+
+func (x *DeliverBatch) GetItems() []*DeliverBatch_Item {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type DeliverBatch_Item struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`                             // the connection actor's name (the ID's middle part)
+	RequestId     uint32                 `protobuf:"varint,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // a Send waiting for a Result, or 0 for a Post
+	Type          int32                  `protobuf:"varint,3,opt,name=type,proto3" json:"type,omitempty"`                            // 1 text, 2 binary
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverBatch_Item) Reset() {
+	*x = DeliverBatch_Item{}
+	mi := &file_wire_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverBatch_Item) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverBatch_Item) ProtoMessage() {}
+
+func (x *DeliverBatch_Item) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverBatch_Item.ProtoReflect.Descriptor instead.
+func (*DeliverBatch_Item) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{8, 0}
+}
+
+func (x *DeliverBatch_Item) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeliverBatch_Item) GetRequestId() uint32 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *DeliverBatch_Item) GetType() int32 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *DeliverBatch_Item) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_wire_proto protoreflect.FileDescriptor
 
 const file_wire_proto_rawDesc = "" +
@@ -581,7 +715,17 @@ const file_wire_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"/\n" +
 	"\x05Value\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04json\x18\x02 \x01(\fR\x04json*H\n" +
+	"\x04json\x18\x02 \x01(\fR\x04json\"\xeb\x01\n" +
+	"\fDeliverBatch\x12#\n" +
+	"\rreply_address\x18\x01 \x01(\tR\freplyAddress\x12\x19\n" +
+	"\breply_id\x18\x02 \x01(\tR\areplyId\x128\n" +
+	"\x05items\x18\x03 \x03(\v2\".wsactor.wire.v1.DeliverBatch.ItemR\x05items\x1aa\n" +
+	"\x04Item\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\rR\trequestId\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\x05R\x04type\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data*H\n" +
 	"\x06Status\x12\x06\n" +
 	"\x02OK\x10\x00\x12\r\n" +
 	"\tNOT_FOUND\x10\x01\x12\x0e\n" +
@@ -604,27 +748,30 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_wire_proto_goTypes = []any{
-	(Status)(0),       // 0: wsactor.wire.v1.Status
-	(*Deliver)(nil),   // 1: wsactor.wire.v1.Deliver
-	(*Close)(nil),     // 2: wsactor.wire.v1.Close
-	(*Result)(nil),    // 3: wsactor.wire.v1.Result
-	(*Broadcast)(nil), // 4: wsactor.wire.v1.Broadcast
-	(*PostMany)(nil),  // 5: wsactor.wire.v1.PostMany
-	(*Join)(nil),      // 6: wsactor.wire.v1.Join
-	(*Leave)(nil),     // 7: wsactor.wire.v1.Leave
-	(*Value)(nil),     // 8: wsactor.wire.v1.Value
-	nil,               // 9: wsactor.wire.v1.Join.MetaEntry
+	(Status)(0),               // 0: wsactor.wire.v1.Status
+	(*Deliver)(nil),           // 1: wsactor.wire.v1.Deliver
+	(*Close)(nil),             // 2: wsactor.wire.v1.Close
+	(*Result)(nil),            // 3: wsactor.wire.v1.Result
+	(*Broadcast)(nil),         // 4: wsactor.wire.v1.Broadcast
+	(*PostMany)(nil),          // 5: wsactor.wire.v1.PostMany
+	(*Join)(nil),              // 6: wsactor.wire.v1.Join
+	(*Leave)(nil),             // 7: wsactor.wire.v1.Leave
+	(*Value)(nil),             // 8: wsactor.wire.v1.Value
+	(*DeliverBatch)(nil),      // 9: wsactor.wire.v1.DeliverBatch
+	nil,                       // 10: wsactor.wire.v1.Join.MetaEntry
+	(*DeliverBatch_Item)(nil), // 11: wsactor.wire.v1.DeliverBatch.Item
 }
 var file_wire_proto_depIdxs = []int32{
-	0, // 0: wsactor.wire.v1.Result.status:type_name -> wsactor.wire.v1.Status
-	9, // 1: wsactor.wire.v1.Join.meta:type_name -> wsactor.wire.v1.Join.MetaEntry
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	0,  // 0: wsactor.wire.v1.Result.status:type_name -> wsactor.wire.v1.Status
+	10, // 1: wsactor.wire.v1.Join.meta:type_name -> wsactor.wire.v1.Join.MetaEntry
+	11, // 2: wsactor.wire.v1.DeliverBatch.items:type_name -> wsactor.wire.v1.DeliverBatch.Item
+	3,  // [3:3] is the sub-list for method output_type
+	3,  // [3:3] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -638,7 +785,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
