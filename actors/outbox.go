@@ -65,6 +65,22 @@ func (o *outbox) push(it outItem) {
 	}
 }
 
+// sendOrPush calls direct at once, under the outbox's lock, if nothing is
+// queued or being handed over (so nothing can be overtaken), and queues it
+// otherwise. A Send waits for its answer anyway, so it gains nothing from
+// waiting for a flusher goroutine to start; it takes the flusher's way only
+// behind earlier messages, which it must not overtake.
+func (o *outbox) sendOrPush(it outItem, direct func()) {
+	o.mu.Lock()
+	if !o.flushing {
+		direct()
+		o.mu.Unlock()
+		return
+	}
+	o.items = append(o.items, it)
+	o.mu.Unlock()
+}
+
 // flush hands everything queued to protoactor, consecutive data messages as
 // one batch, until the outbox is empty.
 func (o *outbox) flush() {

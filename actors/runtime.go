@@ -261,7 +261,9 @@ func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
 	case pid != nil:
 		o, name := rt.outboxOf(pid)
 		return rt.await(ctx, pid.Address, func(id uint32) {
-			o.push(outItem{name: name, reqID: id, typ: WireType(m), data: m.Data})
+			o.sendOrPush(outItem{name: name, reqID: id, typ: WireType(m), data: m.Data}, func() {
+				rt.system.Root.RequestWithCustomSender(pid, &wire.Deliver{Type: WireType(m), Data: m.Data}, rt.replies.sender(id))
+			})
 		})
 	}
 	reply := make(chan error, 1)
@@ -316,7 +318,10 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 		defer unwatch()
 		o, _ := rt.outboxOf(pid)
 		err := rt.await(ctx, pid.Address, func(id uint32) {
-			o.push(outItem{pid: pid, msg: &wire.Close{Code: int32(code), Reason: reason}, reqID: id})
+			msg := &wire.Close{Code: int32(code), Reason: reason}
+			o.sendOrPush(outItem{pid: pid, msg: msg, reqID: id}, func() {
+				rt.system.Root.RequestWithCustomSender(pid, msg, rt.replies.sender(id))
+			})
 		})
 		if err != nil {
 			return err
