@@ -25,6 +25,16 @@ const (
 	modeEcho   = "echo"   // send binary messages, time their echoes
 	modePush   = "push"   // send "push N", time the N pushed messages
 	modeListen = "listen" // send nothing, time what the server pushes (serve -push-every)
+	// modeBroadcast sends nothing and times the broadcasts the orchestrator
+	// has the server make (POST /broadcast), reporting each one once every
+	// connection of the process has it.
+	modeBroadcast = "broadcast"
+)
+
+// Client protocols.
+const (
+	protoPlain      = "plain"      // bare and wsactor: WebSocket messages as they are
+	protoCentrifugo = "centrifugo" // Centrifugo's JSON protocol: connect, subscribe, pushes, pings
 )
 
 const (
@@ -49,6 +59,9 @@ type clientConfig struct {
 	connectTimeout  time.Duration
 	drain           time.Duration
 	orchestrated    bool
+	protocol        string
+	channel         string // Centrifugo: the channel each connection subscribes to ("": none)
+	broadcasts      int    // broadcast mode: the most broadcasts the run may make
 }
 
 // clientSummary is one client process's result. Latencies are round trips
@@ -92,6 +105,7 @@ type loadClient struct {
 	counting  atomic.Bool // arrivals count: steady phase and drain
 	loop      atomic.Bool // closed loop: readers send the next message
 	closing   atomic.Bool // the client is closing: read errors are expected
+	bcast     *broadcastTracker
 
 	mu             sync.Mutex
 	dropped        int
@@ -100,12 +114,14 @@ type loadClient struct {
 	dialErrs       int
 	dialErrSamples []string
 	readers        sync.WaitGroup
+	commands       <-chan string // the orchestrator's lines
 }
 
 type clientConn struct {
 	ws      *websocket.Conn
 	buf     []byte // payload of the connection's single sender at a time
 	pending int    // push, closed loop: messages still due for the last command (reader only)
+	lastSeq int64  // broadcast: the last sequence number received (reader only)
 }
 
 func clientsMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -119,7 +135,10 @@ func clientsMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	fs.Float64Var(&cfg.rate, "rate", 1, "messages (echo) or push commands per second `per connection`; 0 = closed loop: each connection sends again as soon as its reply arrives")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "length of the steady phase")
 	fs.IntVar(&cfg.msgSize, "msg-size", 256, "size in `bytes` of echo messages")
-	fs.StringVar(&cfg.mode, "mode", modeEcho, "echo, push (send \"push N\", time the pushes) or listen (time the server's periodic pushes)")
+	fs.StringVar(&cfg.mode, "mode", modeEcho, "echo, push (send \"push N\", time the pushes), listen (time the server's periodic pushes) or broadcast (time the broadcasts the orchestrator asks for)")
+	fs.StringVar(&cfg.protocol, "protocol", protoPlain, "plain (bare, wsactor) or centrifugo (its JSON protocol: connect, then subscribe to -channel)")
+	fs.StringVar(&cfg.channel, "channel", "", "centrifugo: the `channel` every connection subscribes to")
+	fs.IntVar(&cfg.broadcasts, "broadcasts", 100, "broadcast mode: the most broadcasts the run makes")
 	fs.IntVar(&cfg.pushN, "push-n", 1, "N of \"push N\" (at most 256)")
 	fs.Float64Var(&cfg.dialRate, "dial-rate", 1000, "connections opened per second during the ramp (0: as fast as possible)")
 	fs.IntVar(&cfg.dialConcurrency, "dial-concurrency", 64, "dials in flight at once")
@@ -139,6 +158,7 @@ func clientsMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 
 	lc := newLoadClient(cfg)
 	commands := readLines(stdin)
+	lc.commands = commands
 	rampStart := time.Now()
 	lc.dialAll(ctx)
 	ramp := time.Since(rampStart)
@@ -152,6 +172,12 @@ func clientsMain(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		fmt.Fprintf(stderr, "wsload clients: %d connected, %d failed in %.1fs\n", len(lc.conns), cfg.conns-len(lc.conns), ramp.Seconds())
 	}
 	cpu0 := cpuTime()
+	if cfg.mode == modeBroadcast {
+		rctx, stopReports := context.WithCancel(ctx)
+		reported := make(chan struct{})
+		go func() { lc.bcast.report(rctx, stdout); close(reported) }()
+		defer func() { stopReports(); <-reported }()
+	}
 	steady := lc.steady(ctx)
 	sum := lc.summary(ramp, steady, cpuTime()-cpu0)
 	if !cfg.orchestrated {
@@ -180,8 +206,14 @@ func (cfg *clientConfig) validate() error {
 		return errors.New("-duration must be positive")
 	case cfg.msgSize < headerSize || cfg.msgSize > readLimit:
 		return fmt.Errorf("-msg-size must be between %d and %d", headerSize, readLimit)
-	case cfg.mode != modeEcho && cfg.mode != modePush && cfg.mode != modeListen:
+	case cfg.mode != modeEcho && cfg.mode != modePush && cfg.mode != modeListen && cfg.mode != modeBroadcast:
 		return fmt.Errorf("unknown -mode %q", cfg.mode)
+	case cfg.protocol != protoPlain && cfg.protocol != protoCentrifugo:
+		return fmt.Errorf("unknown -protocol %q (want %s or %s)", cfg.protocol, protoPlain, protoCentrifugo)
+	case cfg.protocol == protoCentrifugo && cfg.mode != modeBroadcast:
+		return fmt.Errorf("-protocol centrifugo supports -mode %s only (Centrifugo has no echo)", modeBroadcast)
+	case cfg.broadcasts < 1 || cfg.broadcasts > maxBroadcasts:
+		return fmt.Errorf("-broadcasts must be between 1 and %d", maxBroadcasts)
 	case cfg.pushN < 1 || cfg.pushN > maxPush:
 		return fmt.Errorf("-push-n must be between 1 and %d", maxPush)
 	case cfg.dialConcurrency < 1:
@@ -240,12 +272,16 @@ func waitCommand(ctx context.Context, lines <-chan string, want string) error {
 }
 
 func newLoadClient(cfg clientConfig) *loadClient {
-	return &loadClient{
+	lc := &loadClient{
 		cfg:        cfg,
 		epoch:      time.Now(),
 		pushCmd:    []byte("push " + strconv.Itoa(cfg.pushN)),
 		closeCodes: make(map[string]int),
 	}
+	if cfg.mode == modeBroadcast {
+		lc.bcast = newBroadcastTracker(cfg.broadcasts)
+	}
+	return lc
 }
 
 func (lc *loadClient) newConn(ws *websocket.Conn) *clientConn {
@@ -306,6 +342,13 @@ func (lc *loadClient) dialAll(ctx context.Context) {
 					continue
 				}
 				ws.SetReadLimit(readLimit)
+				if lc.cfg.protocol == protoCentrifugo {
+					if err := centrifugoHandshake(ctx, ws, lc.cfg.channel); err != nil {
+						ws.CloseNow()
+						lc.dialFailed(fmt.Errorf("centrifugo handshake: %w", err))
+						continue
+					}
+				}
 				cc := lc.newConn(ws)
 				conns[i] = cc
 				lc.readers.Add(1)
@@ -318,6 +361,9 @@ func (lc *loadClient) dialAll(ctx context.Context) {
 		if cc != nil {
 			lc.conns = append(lc.conns, cc)
 		}
+	}
+	if lc.bcast != nil {
+		lc.bcast.conns = int64(len(lc.conns))
 	}
 	// Dials the ramp's deadline left unattempted are failures too.
 	if missing := n - len(lc.conns) - lc.dialErrs; missing > 0 {
@@ -357,6 +403,10 @@ func (lc *loadClient) read(cc *clientConn) {
 			lc.ended(err)
 			return
 		}
+		if typ == websocket.MessageText && lc.cfg.mode == modeBroadcast {
+			lc.readBroadcast(cc, b)
+			continue
+		}
 		var lat int64
 		switch {
 		case typ != websocket.MessageBinary || len(b) < headerSize:
@@ -388,6 +438,51 @@ func (lc *loadClient) read(cc *clientConn) {
 			lc.send(cc, cc.buf)
 		}
 	}
+}
+
+// readBroadcast handles one text frame in broadcast mode: a broadcast, or
+// Centrifugo's frames (pings are answered; pushes other than publications
+// are skipped). A broadcast out of order (lost, repeated or reordered) on a
+// connection is counted as bad.
+func (lc *loadClient) readBroadcast(cc *clientConn, b []byte) {
+	now := time.Now().UnixNano()
+	if lc.cfg.protocol != protoCentrifugo {
+		seq, t, ok := scanStamp(b)
+		if !ok {
+			lc.bad.Add(1)
+			return
+		}
+		lc.gotBroadcast(cc, seq, now-t)
+		return
+	}
+	msgs, err := parseCentrifugoFrame(b)
+	if err != nil {
+		lc.bad.Add(1)
+	}
+	for _, m := range msgs {
+		switch m.kind {
+		case cfPing:
+			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+			_ = cc.ws.Write(ctx, websocket.MessageText, []byte("{}"))
+			cancel()
+		case cfPublication:
+			lc.gotBroadcast(cc, m.seq, now-m.t)
+		case cfReply:
+			lc.bad.Add(1) // no command is outstanding after the handshake
+		}
+	}
+}
+
+func (lc *loadClient) gotBroadcast(cc *clientConn, seq, lat int64) {
+	if seq != cc.lastSeq+1 || !lc.bcast.arrived(seq, lat) {
+		lc.bad.Add(1)
+	}
+	cc.lastSeq = max(cc.lastSeq, seq)
+	// Counted whether or not this process has read "start" yet: the
+	// orchestrator broadcasts only after sending it, and may be quicker
+	// than the process's command reader.
+	lc.received.Add(1)
+	lc.hist.record(lat)
 }
 
 // ended records a connection that ended before the client closed it.
@@ -436,6 +531,8 @@ func (lc *loadClient) steady(ctx context.Context) time.Duration {
 	start := time.Now()
 	end := start.Add(lc.cfg.duration)
 	switch {
+	case lc.cfg.mode == modeBroadcast:
+		lc.awaitEnd(ctx, end)
 	case len(lc.conns) == 0 || lc.cfg.mode == modeListen:
 		sleepUntil(ctx, end)
 	case lc.cfg.rate == 0:
@@ -461,13 +558,38 @@ func (lc *loadClient) steady(ctx context.Context) time.Duration {
 		wg.Wait()
 	}
 	d := time.Since(start)
-	if lc.cfg.mode != modeListen {
+	if lc.cfg.mode != modeListen && lc.cfg.mode != modeBroadcast {
 		deadline := time.Now().Add(lc.cfg.drain)
 		for lc.received.Load() < lc.expected.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	return d
+}
+
+// awaitEnd waits for the orchestrator's "end N" (N broadcasts were made:
+// each connection expects N), bounded by end.
+func (lc *loadClient) awaitEnd(ctx context.Context, end time.Time) {
+	t := time.NewTimer(time.Until(end))
+	defer t.Stop()
+	for {
+		select {
+		case line, ok := <-lc.commands:
+			if !ok {
+				return
+			}
+			if rest, found := strings.CutPrefix(line, "end "); found {
+				if n, err := strconv.Atoi(rest); err == nil && n >= 0 {
+					lc.expected.Store(uint64(n) * uint64(len(lc.conns)))
+				}
+				return
+			}
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // pace is open-loop sender w: it sends to its share of the connections in

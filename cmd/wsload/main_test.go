@@ -53,6 +53,53 @@ func TestRunPushModes(t *testing.T) {
 	}
 }
 
+// TestRunBroadcast runs the broadcast scenario against bare and wsactor:
+// every connection in one group, broadcasts one at a time, each reaching
+// every member in order.
+func TestRunBroadcast(t *testing.T) {
+	cfg := broadcastTestConfig(t)
+	rep, out := runForTest(t, cfg)
+	for _, r := range rep.Rounds {
+		checkBroadcastRound(t, r, cfg)
+	}
+	if !strings.Contains(out, "| broadcast: last member p99, ms |") {
+		t.Errorf("no broadcast rows in the table")
+	}
+}
+
+func broadcastTestConfig(t *testing.T) runConfig {
+	cfg := quickConfig(testConfig(t))
+	cfg.Conns, cfg.Procs, cfg.Mode, cfg.Broadcasts, cfg.BroadcastTimeout = 100, 2, modeBroadcast, 5, 30*time.Second
+	return cfg
+}
+
+func checkBroadcastRound(t *testing.T, r roundResult, cfg runConfig) {
+	t.Helper()
+	b := r.Broadcast
+	if b == nil {
+		t.Fatalf("%s: no broadcast result", r.Kind)
+	}
+	if r.Connected != cfg.Conns || r.errors() != 0 {
+		t.Errorf("%s: %d of %d connected; errors: dial %d, dropped %d (codes %v), lost %d, out of order or corrupt %d",
+			r.Kind, r.Connected, cfg.Conns, r.DialErrors, r.Dropped, r.CloseCodes, r.Lost, r.BadMessages)
+	}
+	if want := uint64(cfg.Conns * cfg.Broadcasts); b.Complete != cfg.Broadcasts || r.Received != want {
+		t.Errorf("%s: %d of %d broadcasts complete, %d deliveries; want %d", r.Kind, b.Complete, cfg.Broadcasts, r.Received, want)
+	}
+	if b.Members != -1 && b.Members != cfg.Conns {
+		t.Errorf("%s: the server broadcast to %d members, want %d", r.Kind, b.Members, cfg.Conns)
+	}
+	if !(b.FirstP50Ms > 0 && b.FirstP50Ms <= b.LastP50Ms && b.LastP50Ms <= b.LastP99Ms) || b.DeliveriesPS <= 0 || b.CPUPerMember <= 0 {
+		t.Errorf("%s: implausible figures %+v", r.Kind, *b)
+	}
+	if g := r.IdleGoroutinesPerConn; g < 0.9 || g > 1.2 {
+		t.Errorf("%s: %.2f goroutines per idle connection, want about 1", r.Kind, g)
+	}
+	if r.IdleRSSPerConn <= 0 {
+		t.Errorf("%s: %.0f B RSS per idle connection", r.Kind, r.IdleRSSPerConn)
+	}
+}
+
 func testConfig(t *testing.T) runConfig {
 	return runConfig{
 		Kinds:   []string{"bare", "wsactor"},

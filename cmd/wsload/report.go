@@ -106,6 +106,9 @@ type roundResult struct {
 	LoadRSSPerConn        float64 `json:"load_rss_b_per_conn"`
 	LoadGoroutinesPerConn float64 `json:"load_goroutines_per_conn"`
 
+	// Broadcast is the broadcast mode's result.
+	Broadcast *broadcastRound `json:"broadcast,omitempty"`
+
 	Server struct {
 		Base, Idle, Start, Load, End serverStats
 	} `json:"server"`
@@ -145,6 +148,9 @@ func (r *roundResult) derive() {
 	if steady > 0 {
 		r.ServerCores = float64(s.End.CPUNs-s.Start.CPUNs) / 1e9 / steady
 	}
+	if b := r.Broadcast; b != nil && b.Complete > 0 && r.Connected > 0 {
+		b.CPUPerMember = float64(s.End.CPUNs-s.Start.CPUNs) / float64(b.Complete*r.Connected) / 1e3
+	}
 	if n := float64(s.Idle.Open); n > 0 {
 		r.IdleHeapStackPerConn = (float64(s.Idle.HeapInuse+s.Idle.StackInuse) - float64(s.Base.HeapInuse+s.Base.StackInuse)) / n
 		r.IdleRSSPerConn = (float64(s.Idle.RSS) - float64(s.Base.RSS)) / n
@@ -162,6 +168,11 @@ func (r roundResult) errors() int {
 }
 
 func (r roundResult) oneLine() string {
+	if b := r.Broadcast; b != nil {
+		return fmt.Sprintf("round %d %-10s conns %d/%d, errors %d; %d/%d broadcasts complete, last member p50 %.1f ms p99 %.1f ms, first p50 %.2f ms, call %.2f ms, %.0f deliveries/s, server %.1f µs CPU/delivery; idle RSS %.0f B/conn, %.2f goroutines/conn; load avg %s → %s, CPU pressure %s",
+			r.Round, r.Kind, r.Connected, r.Conns, r.errors(), b.Complete, b.Broadcasts, b.LastP50Ms, b.LastP99Ms, b.FirstP50Ms, b.CallMeanMs,
+			b.DeliveriesPS, b.CPUPerMember, r.IdleRSSPerConn, r.IdleGoroutinesPerConn, r.LoadAvgBefore, r.LoadAvgAfter, r.CPUPressure)
+	}
 	return fmt.Sprintf("round %d %-7s conns %d/%d (ramp %.1fs), errors %d; %.0f msg/s, p50 %.0fµs p99 %.0fµs max %.0fµs; server %.1f µs CPU/msg, idle %.0f B/conn (RSS %.0f), %.2f goroutines/conn; load avg %s → %s, CPU pressure %s",
 		r.Round, r.Kind, r.Connected, r.Conns, r.RampSec, r.errors(), r.ThroughputPerSec,
 		r.Latency.P50Us, r.Latency.P99Us, r.Latency.MaxUs,
@@ -195,6 +206,17 @@ var metrics = []metric{
 	{"under load: goroutines per conn", func(r roundResult) float64 { return r.LoadGoroutinesPerConn }, 3, true},
 }
 
+// broadcastMetrics are the broadcast mode's rows, after the others.
+var broadcastMetrics = []metric{
+	{"broadcast: last member p50, ms", func(r roundResult) float64 { return r.Broadcast.LastP50Ms }, 1, true},
+	{"broadcast: last member p99, ms", func(r roundResult) float64 { return r.Broadcast.LastP99Ms }, 1, true},
+	{"broadcast: first member p50, ms", func(r roundResult) float64 { return r.Broadcast.FirstP50Ms }, 2, true},
+	{"broadcast: the call, mean ms", func(r roundResult) float64 { return r.Broadcast.CallMeanMs }, 2, true},
+	{"broadcast: deliveries/s", func(r roundResult) float64 { return r.Broadcast.DeliveriesPS }, 0, true},
+	{"broadcast: server CPU per delivery, µs", func(r roundResult) float64 { return r.Broadcast.CPUPerMember }, 1, true},
+	{"broadcast: complete broadcasts (median)", func(r roundResult) float64 { return float64(r.Broadcast.Complete) }, 0, false},
+}
+
 // writeTables prints every round, then the medians per kind and each kind's
 // ratio to the first, as Markdown.
 func (rep *report) writeTables(w io.Writer) {
@@ -217,7 +239,11 @@ func (rep *report) writeTables(w io.Writer) {
 		fmt.Fprintf(w, " %s/%s |", k, kinds[0])
 	}
 	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---:|", 2*len(kinds)-1))
-	for _, m := range metrics {
+	rows := metrics
+	if rep.Config.Mode == modeBroadcast {
+		rows = append(slices.Clone(metrics), broadcastMetrics...)
+	}
+	for _, m := range rows {
 		fmt.Fprintf(w, "| %s |", m.name)
 		vals := make([]float64, len(kinds))
 		for i, k := range kinds {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,11 +37,20 @@ type runConfig struct {
 	PushN          int           `json:"push_n"`
 	PushEvery      time.Duration `json:"push_every"`
 	PingInterval   time.Duration `json:"ping_interval"`
-	Group          bool          `json:"group"`
 	Sources        []string      `json:"sources"`
 	DialRate       float64       `json:"dial_rate"`
 	ConnectTimeout time.Duration `json:"connect_timeout"`
 	Settle         time.Duration `json:"settle"`
+	// Group makes every connection a member of one group (implied by the
+	// broadcast mode).
+	Group bool `json:"group"`
+	// Broadcasts is how many broadcasts each round of -mode broadcast
+	// makes, one at a time; BroadcastTimeout bounds the wait for each.
+	Broadcasts       int           `json:"broadcasts"`
+	BroadcastTimeout time.Duration `json:"broadcast_timeout"`
+	// Centrifugo is the binary of the centrifugo kind ("": found as
+	// wsload serve finds it).
+	Centrifugo string `json:"centrifugo,omitempty"`
 
 	// Exe and Env run the children: wsload itself, or a test binary that
 	// acts as wsload when Env says so.
@@ -63,18 +73,21 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var cfg runConfig
 	var kinds, sources, jsonPath string
 	var quick bool
-	fs.StringVar(&kinds, "kinds", "bare,wsactor", "server `kinds` to compare, in the order each round runs them")
+	fs.StringVar(&kinds, "kinds", "bare,wsactor", "server `kinds` to compare, in the order each round runs them: bare, wsactor, centrifugo (-mode broadcast only)")
 	fs.IntVar(&cfg.Conns, "conns", 10000, "total connections, held by one server process (< its fd limit)")
 	fs.IntVar(&cfg.Procs, "procs", 0, "client processes (0: enough for ≤ 9,000 connections each)")
 	fs.IntVar(&cfg.Rounds, "rounds", 2, "rounds; each runs every kind once")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "steady phase of each run")
 	fs.Float64Var(&cfg.Rate, "rate", 1, "messages per second per connection (0: closed loop)")
 	fs.IntVar(&cfg.MsgSize, "msg-size", 256, "echo message size in `bytes`")
-	fs.StringVar(&cfg.Mode, "mode", modeEcho, "client mode: echo, push or listen (see wsload clients)")
+	fs.StringVar(&cfg.Mode, "mode", modeEcho, "client mode: echo, push, listen or broadcast (see wsload clients)")
+	fs.BoolVar(&cfg.Group, "group", false, "every connection joins one group (the broadcast mode implies it)")
+	fs.IntVar(&cfg.Broadcasts, "broadcasts", 50, "broadcast mode: broadcasts per round, one at a time")
+	fs.DurationVar(&cfg.BroadcastTimeout, "broadcast-timeout", 30*time.Second, "broadcast mode: bound on each broadcast reaching every member")
+	fs.StringVar(&cfg.Centrifugo, "centrifugo", "", "centrifugo `binary` (default: on $PATH, else $GOBIN or $GOPATH/bin; install with cmd/wsload/install-centrifugo.sh)")
 	fs.IntVar(&cfg.PushN, "push-n", 1, "N of \"push N\" in push mode")
 	fs.DurationVar(&cfg.PushEvery, "push-every", 0, "servers push to every connection this often (for -mode listen)")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "wsactor's heartbeat ping interval (0: its default, 30 s; negative: no pings, like bare)")
-	fs.BoolVar(&cfg.Group, "group", false, "every connection joins one group (wsactor: Conn.Join; bare: a set under a mutex)")
 	fs.StringVar(&sources, "source", "127.0.0.2,127.0.0.3,127.0.0.4", "loopback source `addresses` the clients spread their connections over")
 	fs.Float64Var(&cfg.DialRate, "dial-rate", 2000, "connections opened per second, all client processes together")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 2*time.Minute, "bound on each ramp")
@@ -130,8 +143,23 @@ func (c *runConfig) validate() error {
 		return errors.New("-kinds is empty")
 	}
 	for _, k := range c.Kinds {
-		if k != "bare" && k != "wsactor" {
-			return fmt.Errorf("unknown kind %q (want bare or wsactor)", k)
+		switch k {
+		case "bare", "wsactor":
+		case "centrifugo":
+			if c.Mode != modeBroadcast {
+				return fmt.Errorf("kind centrifugo runs -mode %s only (it has no echo)", modeBroadcast)
+			}
+			if _, err := findCentrifugo(c.Centrifugo); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("unknown kind %q (want bare, wsactor or centrifugo)", k)
+		}
+	}
+	if c.Mode == modeBroadcast {
+		c.Group = true
+		if c.Broadcasts < 1 || c.Broadcasts > maxBroadcasts || c.BroadcastTimeout <= 0 {
+			return fmt.Errorf("-broadcasts must be between 1 and %d and -broadcast-timeout positive", maxBroadcasts)
 		}
 	}
 	if c.Conns < 1 || c.Rounds < 1 || c.Duration <= 0 {
@@ -203,6 +231,12 @@ func runRound(ctx context.Context, cfg runConfig, k string, round int) (res roun
 	if cfg.Group {
 		serveArgs = append(serveArgs, "-group")
 	}
+	if cfg.Mode == modeBroadcast {
+		serveArgs = append(serveArgs, "-push-size", strconv.Itoa(cfg.MsgSize))
+	}
+	if k == "centrifugo" && cfg.Centrifugo != "" {
+		serveArgs = append(serveArgs, "-centrifugo", cfg.Centrifugo)
+	}
 	srv, err := startChild(ctx, cfg.Exe, cfg.Env, k+" server", logPath("server"), serveArgs...)
 	if err != nil {
 		return res, err
@@ -212,6 +246,10 @@ func runRound(ctx context.Context, cfg runConfig, k string, round int) (res roun
 			err = serr
 		}
 	}()
+	target, err := srv.expect(ctx, "target ", time.Minute)
+	if err != nil {
+		return res, err
+	}
 	addr, err := srv.expect(ctx, "listening ", 30*time.Second)
 	if err != nil {
 		return res, err
@@ -235,9 +273,8 @@ func runRound(ctx context.Context, cfg runConfig, k string, round int) (res roun
 		if i < cfg.Conns%cfg.Procs {
 			n++
 		}
-		c, err := startChild(ctx, cfg.Exe, cfg.Env, fmt.Sprintf("client process %d", i+1), logPath(fmt.Sprintf("clients%d", i+1)),
-			"clients", "-orchestrated",
-			"-target", "ws://"+addr+wsPath,
+		args := []string{"clients", "-orchestrated",
+			"-target", target,
 			"-conns", strconv.Itoa(n),
 			"-source", strings.Join(cfg.Sources, ","),
 			"-rate", strconv.FormatFloat(cfg.Rate, 'g', -1, 64),
@@ -247,7 +284,17 @@ func runRound(ctx context.Context, cfg runConfig, k string, round int) (res roun
 			"-push-n", strconv.Itoa(cfg.PushN),
 			"-dial-rate", strconv.FormatFloat(cfg.DialRate/float64(cfg.Procs), 'g', -1, 64),
 			"-connect-timeout", cfg.ConnectTimeout.String(),
-		)
+		}
+		if cfg.Mode == modeBroadcast {
+			// The clients' steady phase ends with the orchestrator's
+			// "end N"; the duration only bounds it.
+			bound := time.Duration(cfg.Broadcasts)*cfg.BroadcastTimeout + time.Minute
+			args = append(args, "-broadcasts", strconv.Itoa(cfg.Broadcasts), "-duration", bound.String())
+		}
+		if k == "centrifugo" {
+			args = append(args, "-protocol", protoCentrifugo, "-channel", groupName)
+		}
+		c, err := startChild(ctx, cfg.Exe, cfg.Env, fmt.Sprintf("client process %d", i+1), logPath(fmt.Sprintf("clients%d", i+1)), args...)
 		if err != nil {
 			return res, err
 		}
@@ -293,14 +340,27 @@ func runRound(ctx context.Context, cfg runConfig, k string, round int) (res roun
 			return res, fmt.Errorf("%s: %w", c.name, err)
 		}
 	}
-	// Under load, without a forced collection: what the process holds
-	// while serving.
-	sleepUntil(ctx, time.Now().Add(cfg.Duration*6/10))
-	if res.Server.Load, err = stats(false); err != nil {
-		return res, err
+	summaryWait := cfg.Duration + time.Minute
+	if cfg.Mode == modeBroadcast {
+		if res.Broadcast, err = runBroadcasts(ctx, cfg, addr, clients, &res.Server.Load, connected); err != nil {
+			return res, err
+		}
+		for _, c := range clients {
+			if err := c.send(fmt.Sprintf("end %d", cfg.Broadcasts)); err != nil {
+				return res, fmt.Errorf("%s: %w", c.name, err)
+			}
+		}
+		summaryWait = time.Minute
+	} else {
+		// Under load, without a forced collection: what the process holds
+		// while serving.
+		sleepUntil(ctx, time.Now().Add(cfg.Duration*6/10))
+		if res.Server.Load, err = stats(false); err != nil {
+			return res, err
+		}
 	}
 	for _, c := range clients {
-		line, err := c.expect(ctx, "summary ", cfg.Duration+time.Minute)
+		line, err := c.expect(ctx, "summary ", summaryWait)
 		if err != nil {
 			return res, err
 		}
@@ -324,6 +384,87 @@ func runRound(ctx context.Context, cfg runConfig, k string, round int) (res roun
 	}
 	res.derive()
 	return res, nil
+}
+
+// runBroadcasts makes cfg.Broadcasts broadcasts, one at a time: it asks the
+// server for one, waits for every client process to report it complete (or
+// for cfg.BroadcastTimeout), and goes on. It reads the server's stats into
+// load halfway.
+func runBroadcasts(ctx context.Context, cfg runConfig, addr string, clients []*child, load *serverStats, connected int) (*broadcastRound, error) {
+	br := &broadcastRound{Broadcasts: cfg.Broadcasts, Members: -1}
+	var first []float64
+	var call time.Duration
+	start := time.Now()
+	for seq := 1; seq <= cfg.Broadcasts; seq++ {
+		if seq == cfg.Broadcasts/2+1 {
+			st, err := getStats(ctx, addr, false)
+			if err != nil {
+				return br, err
+			}
+			*load = st
+		}
+		rep, err := requestBroadcast(ctx, addr, seq)
+		if err != nil {
+			return br, err
+		}
+		call += time.Duration(rep.CallNs)
+		if seq == 1 {
+			br.Members = rep.Members
+			if rep.Members >= 0 && rep.Members != connected {
+				return br, fmt.Errorf("the server broadcast to %d members; %d connections are open", rep.Members, connected)
+			}
+		}
+		var last, firstNs int64
+		complete := true
+		deadline := time.Now().Add(cfg.BroadcastTimeout)
+		for _, c := range clients {
+			l, f, err := expectBroadcast(ctx, c, seq, time.Until(deadline))
+			if err != nil {
+				complete = false
+				break
+			}
+			last = max(last, l)
+			if firstNs == 0 || f < firstNs {
+				firstNs = f
+			}
+		}
+		if !complete {
+			continue // the clients count what never arrived as lost
+		}
+		br.Complete++
+		br.LastMs = append(br.LastMs, float64(last)/1e6)
+		first = append(first, float64(firstNs)/1e6)
+	}
+	wall := time.Since(start)
+	sorted := slices.Sorted(slices.Values(br.LastMs))
+	slices.Sort(first)
+	br.LastP50Ms, br.LastP99Ms = nearestRank(sorted, 0.5), nearestRank(sorted, 0.99)
+	if len(sorted) > 0 {
+		br.LastMaxMs = sorted[len(sorted)-1]
+	}
+	br.FirstP50Ms = nearestRank(first, 0.5)
+	br.CallMeanMs = float64(call) / float64(cfg.Broadcasts) / 1e6
+	br.DeliveriesPS = float64(connected) * float64(br.Complete) / wall.Seconds()
+	return br, nil
+}
+
+// expectBroadcast waits for the client process's report of broadcast seq
+// and returns its latest and earliest arrival, in ns after the stamp.
+// Reports of earlier broadcasts (complete after their timeout) are skipped.
+func expectBroadcast(ctx context.Context, c *child, seq int, timeout time.Duration) (last, first int64, err error) {
+	for {
+		line, err := c.expect(ctx, "bcast ", max(timeout, time.Millisecond))
+		if err != nil {
+			return 0, 0, err
+		}
+		var s int
+		if _, err := fmt.Sscanf(line, "%d %d %d", &s, &last, &first); err != nil {
+			return 0, 0, fmt.Errorf("%s: bad line %q", c.name, line)
+		}
+		if s == seq {
+			return last, first, nil
+		}
+	}
 }
 
 var statsClient = &http.Client{Timeout: time.Minute}

@@ -17,7 +17,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -54,31 +53,45 @@ type serveConfig struct {
 	// pingInterval is wsactor's TransportOptions.PingInterval; the bare
 	// server sends no pings.
 	pingInterval time.Duration
-	// group: every connection is a member of one group for its life
-	// (wsactor: Conn.Join; bare: a set of connections under a mutex, the
-	// least a hub needs).
+	// group makes every connection a member of one group (bare: a member
+	// set; wsactor: Conn.Join in OnOpen), for the idle figure with a
+	// membership and for POST /broadcast.
 	group bool
+	// centrifugo is the binary of the centrifugo kind ("": found by
+	// findCentrifugo).
+	centrifugo string
 }
 
 // loadServer is the WebSocket route of one kind of server, with its counters.
 type loadServer interface {
 	http.Handler
 	counts() (open, accepted, in, out int64)
+	// broadcast sends b (a JSON text message) to every member of the group
+	// and returns how many it was sent to (-1: the server does not say).
+	broadcast(ctx context.Context, b []byte) (int, error)
 	// shutdown closes the connections still open, bounded by ctx.
 	shutdown(ctx context.Context) error
+}
+
+// childServer is a loadServer that runs in another process (Centrifugo):
+// its stats are that process's, not the serve process's.
+type childServer interface {
+	stats(collect bool) serverStats
+	target() string
 }
 
 func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg serveConfig
-	fs.StringVar(&cfg.kind, "kind", "wsactor", "server `kind`: bare (coder/websocket, a goroutine per connection) or wsactor")
+	fs.StringVar(&cfg.kind, "kind", "wsactor", "server `kind`: bare (coder/websocket, a goroutine per connection), wsactor, or centrifugo (Centrifugo "+CentrifugoVersion+" as a child process; see install-centrifugo.sh)")
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:0", "listen `address`; port 0 picks a free port (printed on stdout)")
 	fs.DurationVar(&cfg.pushEvery, "push-every", 0, "push a message to every connection this often (0: only on \"push N\")")
 	fs.IntVar(&cfg.pushSize, "push-size", 256, "size in `bytes` of pushed messages")
 	fs.DurationVar(&cfg.statsEvery, "stats-every", 0, "also print a stats line on stdout this often (0: never)")
 	fs.DurationVar(&cfg.pingInterval, "ping-interval", 0, "wsactor's heartbeat ping interval (0: its default, 30 s; negative: no pings, like bare)")
-	fs.BoolVar(&cfg.group, "group", false, "every connection joins one group (bare: a set under a mutex)")
+	fs.BoolVar(&cfg.group, "group", false, "make every connection a member of the group \""+groupName+"\" (POST "+broadcastPath+"?seq=N broadcasts to it)")
+	fs.StringVar(&cfg.centrifugo, "centrifugo", "", "centrifugo `binary` for -kind centrifugo (default: on $PATH, else $GOBIN or $GOPATH/bin)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,8 +105,16 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		srv = &bareServer{cfg: cfg}
 	case "wsactor":
 		srv = newActorServer(cfg, logger)
+	case "centrifugo":
+		bin, err := findCentrifugo(cfg.centrifugo)
+		if err != nil {
+			return err
+		}
+		if srv, err = startCentrifugo(ctx, bin, stderr); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("unknown -kind %q (want bare or wsactor)", cfg.kind)
+		return fmt.Errorf("unknown -kind %q (want bare, wsactor or centrifugo)", cfg.kind)
 	}
 
 	l, err := net.Listen("tcp", cfg.addr)
@@ -103,6 +124,7 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	started := time.Now()
 	mux := http.NewServeMux()
 	mux.Handle(wsPath, srv)
+	mux.HandleFunc("POST "+broadcastPath, serveBroadcast(srv, cfg.pushSize))
 	mux.HandleFunc("GET "+statsPath, func(w http.ResponseWriter, r *http.Request) {
 		st := readServerStats(cfg.kind, srv, started, r.URL.Query().Has("gc"))
 		w.Header().Set("Content-Type", "application/json")
@@ -118,6 +140,11 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(l) }()
+	target := "ws://" + l.Addr().String() + wsPath
+	if cs, ok := srv.(childServer); ok {
+		target = cs.target()
+	}
+	fmt.Fprintf(stdout, "target %s\n", target)
 	fmt.Fprintf(stdout, "listening %s\n", l.Addr())
 
 	var tick <-chan time.Time
@@ -177,6 +204,11 @@ type serverStats struct {
 }
 
 func readServerStats(kind string, srv loadServer, started time.Time, collect bool) serverStats {
+	if cs, ok := srv.(childServer); ok {
+		st := cs.stats(collect)
+		st.UptimeSec = time.Since(started).Seconds()
+		return st
+	}
 	if collect {
 		runtime.GC()
 		runtime.GC()
@@ -208,6 +240,11 @@ func readRSS() uint64 {
 	if err != nil {
 		return 0
 	}
+	return parseVmRSS(b)
+}
+
+// parseVmRSS reads VmRSS from the text of a /proc/PID/status.
+func parseVmRSS(b []byte) uint64 {
 	for line := range strings.Lines(string(b)) {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
@@ -265,9 +302,7 @@ func pushPayload(size int) []byte {
 type bareServer struct {
 	cfg                     serveConfig
 	open, accepted, in, out atomic.Int64
-
-	mu    sync.Mutex
-	group map[*websocket.Conn]struct{} // with -group
+	members                 memberSet[*websocket.Conn] // with -group
 }
 
 func (s *bareServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -281,17 +316,8 @@ func (s *bareServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.open.Add(1)
 	defer s.open.Add(-1)
 	if s.cfg.group {
-		s.mu.Lock()
-		if s.group == nil {
-			s.group = make(map[*websocket.Conn]struct{})
-		}
-		s.group[ws] = struct{}{}
-		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			delete(s.group, ws)
-			s.mu.Unlock()
-		}()
+		s.members.add(ws)
+		defer s.members.remove(ws)
 	}
 	if s.cfg.pushEvery > 0 {
 		var t *time.Timer
@@ -336,6 +362,18 @@ func (s *bareServer) counts() (open, accepted, in, out int64) {
 	return s.open.Load(), s.accepted.Load(), s.in.Load(), s.out.Load()
 }
 
+// broadcast is the naive loop: the calling goroutine writes to each member
+// in turn, each write bounded by the write timeout, as a hand-written server
+// would. A member whose write fails is closed by coder/websocket; its read
+// loop then removes it.
+func (s *bareServer) broadcast(_ context.Context, b []byte) (int, error) {
+	members := s.members.list()
+	for _, ws := range members {
+		_ = s.write(ws, websocket.MessageText, b)
+	}
+	return len(members), nil
+}
+
 // shutdown does nothing: the hijacked sockets end with the process.
 func (s *bareServer) shutdown(context.Context) error { return nil }
 
@@ -349,12 +387,9 @@ type pushTick struct{}
 
 type actorHandler struct{ cfg serveConfig }
 
-// loadGroup is the group every connection joins with -group.
-const loadGroup = "all"
-
 func (h *actorHandler) OnOpen(c *wsactor.Conn) error {
 	if h.cfg.group {
-		if err := c.Join(loadGroup, nil); err != nil {
+		if err := c.Join(groupName, nil); err != nil {
 			return err
 		}
 	}
@@ -405,6 +440,12 @@ func (a *actorServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.s.Se
 func (a *actorServer) counts() (open, accepted, in, out int64) {
 	st := a.s.Stats()
 	return st.ConnectionsOpen, st.ConnectionsAccepted, st.MessagesIn, st.MessagesOut
+}
+
+// broadcast is Groups().Broadcast: the message is prepared once and posted
+// to every member's mailbox; the call does not wait for the writes.
+func (a *actorServer) broadcast(ctx context.Context, b []byte) (int, error) {
+	return a.s.Groups().Broadcast(ctx, groupName, wsactor.Message{Type: wsactor.MessageText, Data: b})
 }
 
 func (a *actorServer) shutdown(ctx context.Context) error { return a.s.Shutdown(ctx) }

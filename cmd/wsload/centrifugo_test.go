@@ -1,0 +1,103 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestParseCentrifugoFrame covers the frames of Centrifugo's JSON protocol
+// that the clients meet: replies (with and without an error), pings,
+// publications carrying a broadcast stamp, other pushes, and several
+// replies in one frame. It needs no Centrifugo binary.
+func TestParseCentrifugoFrame(t *testing.T) {
+	pub := `{"push":{"channel":"bench","pub":{"data":` + string(broadcastPayload(42, 120)) + `}}}`
+	frame := strings.Join([]string{
+		`{"id":1,"connect":{"client":"c1","version":"6.9.1","ping":25,"pong":true}}`,
+		`{}`,
+		pub,
+		`{"id":2,"error":{"code":103,"message":"permission denied"}}`,
+		`{"push":{"channel":"bench","join":{"info":{"client":"c2"}}}}`,
+		`{"push":{"disconnect":{"code":3001,"reason":"shutdown"}}}`,
+		"",
+	}, "\n")
+	msgs, err := parseCentrifugoFrame([]byte(frame))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []centrifugoMsg{
+		{kind: cfReply, id: 1},
+		{kind: cfPing},
+		{kind: cfPublication, seq: 42},
+		{kind: cfReply, id: 2, err: "103 permission denied"},
+		{kind: cfOther},
+		{kind: cfDisconnect},
+	}
+	if len(msgs) != len(want) {
+		t.Fatalf("got %d messages, want %d: %+v", len(msgs), len(want), msgs)
+	}
+	for i, w := range want {
+		m := msgs[i]
+		if m.kind != w.kind || m.id != w.id || m.seq != w.seq || (w.err != "" && m.err != w.err) {
+			t.Errorf("message %d: got %+v, want %+v", i, m, w)
+		}
+	}
+	if age := time.Now().UnixNano() - msgs[2].t; age < 0 || age > int64(time.Minute) {
+		t.Errorf("publication stamp %d is %v from now", msgs[2].t, time.Duration(age))
+	}
+	for _, bad := range []string{`{"push":{"channel":"bench","pub":{"data":{"x":1}}}}`, `{"id":`, `not json`} {
+		if _, err := parseCentrifugoFrame([]byte(bad)); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+func TestBroadcastPayload(t *testing.T) {
+	for _, size := range []int{1, 64, 256, 4096} {
+		b := broadcastPayload(7, size)
+		if size >= 64 && len(b) != size {
+			t.Errorf("size %d: got %d bytes", size, len(b))
+		}
+		seq, ts, ok := scanStamp(b)
+		if !ok || seq != 7 || ts <= 0 {
+			t.Errorf("size %d: scanStamp(%s) = %d, %d, %v", size, b, seq, ts, ok)
+		}
+	}
+	if _, _, ok := scanStamp([]byte(`{"seq":1}`)); ok {
+		t.Error("a message without \"t\" was accepted")
+	}
+}
+
+func TestParsePromText(t *testing.T) {
+	m := parsePromText(strings.NewReader(`# HELP go_goroutines Number of goroutines.
+# TYPE go_goroutines gauge
+go_goroutines 3012
+centrifugo_node_num_clients 3000
+centrifugo_node_num_subscriptions{channel="a"} 2
+centrifugo_node_num_subscriptions{channel="b"} 3
+go_memstats_heap_inuse_bytes 1.2345e+07
+`))
+	for name, want := range map[string]float64{
+		"go_goroutines": 3012, "centrifugo_node_num_clients": 3000,
+		"centrifugo_node_num_subscriptions": 5, "go_memstats_heap_inuse_bytes": 12345000,
+	} {
+		if m[name] != want {
+			t.Errorf("%s = %v, want %v", name, m[name], want)
+		}
+	}
+}
+
+// TestRunCentrifugo runs the broadcast scenario against a real Centrifugo
+// next to wsactor, when the binary is installed (install-centrifugo.sh);
+// it is not required in CI.
+func TestRunCentrifugo(t *testing.T) {
+	if _, err := findCentrifugo(""); err != nil {
+		t.Skipf("SKIPPED, Centrifugo is not installed: %v", err)
+	}
+	cfg := broadcastTestConfig(t)
+	cfg.Kinds = []string{"wsactor", "centrifugo"}
+	rep, _ := runForTest(t, cfg)
+	for _, r := range rep.Rounds {
+		checkBroadcastRound(t, r, cfg)
+	}
+}
