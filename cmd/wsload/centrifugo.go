@@ -204,6 +204,7 @@ func (cs *centrifugoServer) stats(collect bool) serverStats {
 	st.StackInuse = uint64(m["go_memstats_stack_inuse_bytes"])
 	st.Sys = uint64(m["go_memstats_sys_bytes"])
 	st.Goroutines = int(m["go_goroutines"])
+	st.NumGC = uint32(m["go_gc_duration_seconds_count"])
 	st.Open = int64(m["centrifugo_node_num_clients"])
 	st.Accepted = st.Open
 	return st

@@ -214,6 +214,7 @@ var broadcastMetrics = []metric{
 	{"broadcast: the call, mean ms", func(r roundResult) float64 { return r.Broadcast.CallMeanMs }, 2, true},
 	{"broadcast: deliveries/s", func(r roundResult) float64 { return r.Broadcast.DeliveriesPS }, 0, true},
 	{"broadcast: server CPU per delivery, µs", func(r roundResult) float64 { return r.Broadcast.CPUPerMember }, 1, true},
+	{"broadcast: server GC cycles during the broadcasts", func(r roundResult) float64 { return float64(r.Server.End.NumGC - r.Server.Start.NumGC) }, 0, false},
 	{"broadcast: complete broadcasts (median)", func(r roundResult) float64 { return float64(r.Broadcast.Complete) }, 0, false},
 }
 

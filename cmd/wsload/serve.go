@@ -133,6 +133,7 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// Profiles of the server under load: go tool pprof http://ADDR/debug/pprof/profile?seconds=20
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: wsactor.DefaultHandshakeTimeout,
