@@ -54,6 +54,7 @@ func centrifugoConfig(port int) map[string]any {
 		"http_api":    map[string]any{"key": centrifugoAPIKey},
 		"prometheus":  map[string]any{"enabled": true},
 		"debug":       map[string]any{"enabled": true}, // /debug/pprof/heap?gc=1 collects garbage before the idle figure
+		"health":      map[string]any{"enabled": true}, // /health: the front process waits for it at start
 		"usage_stats": map[string]any{"disabled": true},
 	}
 }
