@@ -71,6 +71,9 @@ type Conn struct {
 	actorDone      atomic.Bool
 	pending        atomic.Int32 // actor and reader both have to finish
 	done           chan struct{}
+	// inbox counts the messages posted to the actor's mailbox and not yet
+	// handled, so that Post can skip the mailbox when it is empty.
+	inbox mailboxLoad
 
 	mu     sync.Mutex // guards the lazily made fields below
 	timers map[*Timer]struct{}

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 )
 
 // GroupService is what connections use to join groups and broadcast; the
@@ -54,14 +55,41 @@ type Prepared struct{ out *outbound }
 // afterwards.
 func Prepare(m Message) *Prepared { return &Prepared{out: &outbound{msg: m}} }
 
-// Post queues p for the connection through its mailbox, without waiting.
-// It never blocks: the connection's own send-queue policy applies when it
-// reaches the socket.
+// Post queues p for the connection, without waiting. It never blocks: the
+// connection's own send-queue policy applies.
+//
+// When the connection's mailbox is empty, with nothing posted and not yet
+// handled, p goes straight into its send queue: everything posted to the
+// connection before (by this goroutine or any other) has then been handled,
+// so the per-sender order holds, and a broadcast costs each idle member
+// neither a mailbox goroutine nor an actor dispatch (about a fifth of a
+// delivery's CPU). Otherwise it goes through the mailbox, behind what is
+// there.
 func (c *Conn) Post(p *Prepared) {
-	if !c.actorDone.Load() {
-		c.rt.system.Root.Send(c.pid, p.out)
+	if c.actorDone.Load() {
+		return
 	}
+	if c.inbox.idle() {
+		_ = c.Send(p.out.msg) // a closing connection refuses it, as its actor would
+		return
+	}
+	c.rt.system.Root.Send(c.pid, p.out)
 }
+
+// mailboxLoad is a connection mailbox's middleware: it counts what was
+// posted (user and system messages alike) and not yet handled. protoactor
+// calls MessagePosted before queueing a message and MessageReceived after
+// the actor has handled it; a message whose handling panicked is never
+// counted out, which only keeps Post on the mailbox path for that
+// connection.
+type mailboxLoad struct{ n atomic.Int64 }
+
+func (l *mailboxLoad) idle() bool { return l.n.Load() == 0 }
+
+func (l *mailboxLoad) MailboxStarted()     {}
+func (l *mailboxLoad) MessagePosted(any)   { l.n.Add(1) }
+func (l *mailboxLoad) MessageReceived(any) { l.n.Add(-1) }
+func (l *mailboxLoad) MailboxEmpty()       {}
 
 // PostTo sends m to another connection, by ID, through that connection's
 // mailbox, wherever it runs, without waiting. Use it rather than Server.Send

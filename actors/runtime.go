@@ -125,7 +125,8 @@ type spawnConn struct{ conn *Conn }
 func (s *supervisorActor) Receive(ctx actor.Context) {
 	if m, ok := ctx.Message().(*spawnConn); ok {
 		c := m.conn
-		props := actor.PropsFromProducer(func() actor.Actor { return &connActor{conn: c} })
+		props := actor.PropsFromProducer(func() actor.Actor { return &connActor{conn: c} },
+			actor.WithMailbox(actor.Unbounded(&c.inbox)))
 		if _, err := ctx.SpawnNamed(props, c.name); err != nil {
 			// Cannot happen with 128-bit random names; never leak the socket.
 			c.rt.logger.Error("wsactor: spawn connection actor", slog.Any("err", err))
