@@ -21,6 +21,9 @@ import (
 // descriptors a process may hold here.
 const maxConnsPerProc = 9000
 
+// altSuffix marks a kind served by -alt-exe.
+const altSuffix = "-old"
+
 // fdMargin is what a server process needs besides its connections: the
 // listener, the stats requests, stdio, the runtime's own.
 const fdMargin = 200
@@ -51,6 +54,10 @@ type runConfig struct {
 	// Centrifugo is the binary of the centrifugo kind ("": found as
 	// wsload serve finds it).
 	Centrifugo string `json:"centrifugo,omitempty"`
+	// AltExe runs the kinds named with the suffix altSuffix (wsactor-old):
+	// another build of wsload, to compare two versions of a server in the
+	// same run.
+	AltExe string `json:"alt_exe,omitempty"`
 
 	// Exe and Env run the children: wsload itself, or a test binary that
 	// acts as wsload when Env says so.
@@ -84,6 +91,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&cfg.Group, "group", false, "every connection joins one group (the broadcast mode implies it)")
 	fs.IntVar(&cfg.Broadcasts, "broadcasts", 50, "broadcast mode: broadcasts per round, one at a time")
 	fs.DurationVar(&cfg.BroadcastTimeout, "broadcast-timeout", 30*time.Second, "broadcast mode: bound on each broadcast reaching every member")
+	fs.StringVar(&cfg.AltExe, "alt-exe", "", "another wsload `binary` (an older build) that serves the kinds named with the suffix \""+altSuffix+"\", e.g. -kinds wsactor,wsactor"+altSuffix)
 	fs.StringVar(&cfg.Centrifugo, "centrifugo", "", "centrifugo `binary` (default: on $PATH, else $GOBIN or $GOPATH/bin; install with cmd/wsload/install-centrifugo.sh)")
 	fs.IntVar(&cfg.PushN, "push-n", 1, "N of \"push N\" in push mode")
 	fs.DurationVar(&cfg.PushEvery, "push-every", 0, "servers push to every connection this often (for -mode listen)")
@@ -143,6 +151,12 @@ func (c *runConfig) validate() error {
 		return errors.New("-kinds is empty")
 	}
 	for _, k := range c.Kinds {
+		if base, ok := strings.CutSuffix(k, altSuffix); ok {
+			if c.AltExe == "" {
+				return fmt.Errorf("kind %q needs -alt-exe", k)
+			}
+			k = base
+		}
 		switch k {
 		case "bare", "wsactor":
 		case "centrifugo":
@@ -221,7 +235,11 @@ func runRound(ctx context.Context, cfg runConfig, k string, round int) (res roun
 	logPath := func(name string) string {
 		return filepath.Join(cfg.LogDir, fmt.Sprintf("r%d-%s-%s.log", round, k, name))
 	}
-	serveArgs := []string{"serve", "-kind", k, "-addr", "127.0.0.1:0"}
+	kind, exe := k, cfg.Exe
+	if base, ok := strings.CutSuffix(k, altSuffix); ok {
+		kind, exe = base, cfg.AltExe
+	}
+	serveArgs := []string{"serve", "-kind", kind, "-addr", "127.0.0.1:0"}
 	if cfg.PushEvery > 0 {
 		serveArgs = append(serveArgs, "-push-every", cfg.PushEvery.String())
 	}
@@ -234,10 +252,10 @@ func runRound(ctx context.Context, cfg runConfig, k string, round int) (res roun
 	if cfg.Mode == modeBroadcast {
 		serveArgs = append(serveArgs, "-push-size", strconv.Itoa(cfg.MsgSize))
 	}
-	if k == "centrifugo" && cfg.Centrifugo != "" {
+	if kind == "centrifugo" && cfg.Centrifugo != "" {
 		serveArgs = append(serveArgs, "-centrifugo", cfg.Centrifugo)
 	}
-	srv, err := startChild(ctx, cfg.Exe, cfg.Env, k+" server", logPath("server"), serveArgs...)
+	srv, err := startChild(ctx, exe, cfg.Env, k+" server", logPath("server"), serveArgs...)
 	if err != nil {
 		return res, err
 	}
@@ -291,7 +309,7 @@ func runRound(ctx context.Context, cfg runConfig, k string, round int) (res roun
 			bound := time.Duration(cfg.Broadcasts)*cfg.BroadcastTimeout + time.Minute
 			args = append(args, "-broadcasts", strconv.Itoa(cfg.Broadcasts), "-duration", bound.String())
 		}
-		if k == "centrifugo" {
+		if kind == "centrifugo" {
 			args = append(args, "-protocol", protoCentrifugo, "-channel", groupName)
 		}
 		c, err := startChild(ctx, cfg.Exe, cfg.Env, fmt.Sprintf("client process %d", i+1), logPath(fmt.Sprintf("clients%d", i+1)), args...)
