@@ -48,7 +48,7 @@ func (c *Conn) Broadcast(group string, m Message, except ...ID) error {
 }
 
 // Prepared is a message serialized once to be posted to many connections:
-// they all share its bytes and one mailbox message.
+// they all share its bytes (and, through their mailboxes, one message).
 type Prepared struct{ out *outbound }
 
 // Prepare wraps m for posting to many connections. m.Data must not change

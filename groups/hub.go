@@ -47,8 +47,10 @@ type Options struct {
 
 // Hub runs groups for one server: it keeps the Directory up to date and
 // delivers broadcasts to the local members of a group. A broadcast is
-// serialized once and posted to each member's mailbox (one shared message,
-// no goroutine per member); a slow member only fills its own send queue.
+// serialized once and handed to each member with Conn.Post (one shared
+// message, no goroutine per member: straight into an idle member's send
+// queue, else behind its mailbox); a slow member only fills its own send
+// queue.
 type Hub struct {
 	rt     *actors.Runtime
 	dir    Directory // counts its calls (stats.go)
