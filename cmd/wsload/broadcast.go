@@ -154,7 +154,7 @@ func (s *memberSet[T]) list() []T {
 // broadcast and its latest and earliest arrival, and reports a broadcast
 // once every connection of the process has it.
 type broadcastTracker struct {
-	conns int64 // connections that must receive each broadcast
+	conns atomic.Int64 // connections still open, which must receive each broadcast
 	slots []broadcastSlot
 	done  chan int64 // sequence numbers complete in this process
 }
@@ -163,6 +163,7 @@ type broadcastSlot struct {
 	count atomic.Int64
 	last  atomic.Int64 // latest latency, ns
 	first atomic.Int64 // earliest latency, ns (0: none yet)
+	told  atomic.Bool  // reported on done
 }
 
 func newBroadcastTracker(broadcasts int) *broadcastTracker {
@@ -188,10 +189,32 @@ func (bt *broadcastTracker) arrived(seq, lat int64) bool {
 			break
 		}
 	}
-	if s.count.Add(1) == bt.conns {
-		bt.done <- seq
+	if s.count.Add(1) >= bt.conns.Load() {
+		bt.complete(seq)
 	}
 	return true
+}
+
+// complete reports seq once.
+func (bt *broadcastTracker) complete(seq int64) {
+	if bt.slots[seq].told.CompareAndSwap(false, true) {
+		bt.done <- seq
+	}
+}
+
+// dropped takes a connection that ended out of the count: the broadcasts
+// every remaining connection has are complete (its missing deliveries are
+// counted as lost), rather than each waiting for the orchestrator's timeout.
+func (bt *broadcastTracker) dropped() {
+	n := bt.conns.Add(-1)
+	if n <= 0 {
+		return
+	}
+	for seq := 1; seq < len(bt.slots); seq++ {
+		if c := bt.slots[seq].count.Load(); c > 0 && c >= n {
+			bt.complete(int64(seq))
+		}
+	}
 }
 
 // report prints "bcast SEQ LAST_NS FIRST_NS" for each complete broadcast

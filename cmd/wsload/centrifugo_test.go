@@ -101,3 +101,30 @@ func TestRunCentrifugo(t *testing.T) {
 		checkBroadcastRound(t, r, cfg)
 	}
 }
+
+// TestBroadcastTrackerCountsOnlyOpenConnections checks that a broadcast is
+// reported once every connection still open has it: a connection that
+// dropped must not hold up every later broadcast until its timeout.
+func TestBroadcastTrackerCountsOnlyOpenConnections(t *testing.T) {
+	bt := newBroadcastTracker(3)
+	bt.conns.Store(3)
+	bt.arrived(1, 5)
+	bt.arrived(1, 9)
+	select {
+	case seq := <-bt.done:
+		t.Fatalf("broadcast %d reported with 2 of 3 connections", seq)
+	default:
+	}
+	bt.dropped() // the third connection ends without it
+	if seq := <-bt.done; seq != 1 {
+		t.Fatalf("reported %d, want 1", seq)
+	}
+	bt.arrived(2, 3)
+	bt.arrived(2, 4)
+	if seq := <-bt.done; seq != 2 || bt.slots[2].last.Load() != 4 || bt.slots[2].first.Load() != 3 {
+		t.Fatalf("reported %d (last %d, first %d), want 2 (4, 3)", seq, bt.slots[2].last.Load(), bt.slots[2].first.Load())
+	}
+	if bt.arrived(4, 1) || bt.arrived(0, 1) {
+		t.Error("a broadcast outside 1..3 was accepted")
+	}
+}

@@ -363,7 +363,7 @@ func (lc *loadClient) dialAll(ctx context.Context) {
 		}
 	}
 	if lc.bcast != nil {
-		lc.bcast.conns = int64(len(lc.conns))
+		lc.bcast.conns.Store(int64(len(lc.conns)))
 	}
 	// Dials the ramp's deadline left unattempted are failures too.
 	if missing := n - len(lc.conns) - lc.dialErrs; missing > 0 {
@@ -489,6 +489,9 @@ func (lc *loadClient) gotBroadcast(cc *clientConn, seq, lat int64) {
 func (lc *loadClient) ended(err error) {
 	if lc.closing.Load() {
 		return
+	}
+	if lc.bcast != nil {
+		lc.bcast.dropped()
 	}
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
