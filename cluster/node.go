@@ -297,7 +297,8 @@ func (n *Node) ServerOptions(opts wsactor.Options) wsactor.Options {
 	if server == "" {
 		server = wsactor.DefaultName
 	}
-	opts.Rooms.Placement = &roomPlacement{c: n.Cluster, server: server}
+	opts.Rooms.Placement = &roomPlacement{c: n.Cluster, server: server, view: n.view,
+		settle: n.cfg.Membership.MemberTTL + n.cfg.Membership.HeartbeatInterval}
 	opts.Rooms.Store = n.RoomStore
 	if opts.Rooms.Logger == nil {
 		opts.Rooms.Logger = n.logger

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -30,12 +31,34 @@ func roomKind(system *actor.ActorSystem) *cluster.Kind {
 type roomPlacement struct {
 	c      *cluster.Cluster
 	server string
+	// view and settle: a lookup waits (up to settle) while a member whose
+	// connection broke is still in the topology; see Get.
+	view   *memberView
+	settle time.Duration
 }
 
 // Get implements rooms.Placement. protoactor's lookup waits up to 5 s for
 // an activation and takes no context: Get gives up when ctx ends.
+//
+// Right after a node dies, the topology still lists it until its
+// membership expires, and the identity lookup may place a room there (the
+// room it hosted, or a new one): protoactor then waits its full 5 s for the
+// dead node, and this node's other lookups queue behind that one. So a
+// lookup that is not answered from the cache waits, first, for a member
+// whose connection broke to leave the topology or come back, at most
+// settle (the member TTL and a heartbeat: by then the membership has
+// decided).
 func (p *roomPlacement) Get(ctx context.Context, key rooms.Key) (*actor.PID, error) {
 	id := rooms.ClusterIdentity(p.server, key)
+	if _, cached := p.c.PidCache.Get(id, RoomKind); !cached && p.view != nil {
+		for p.view.suspect(p.settle) {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w: %v", rooms.ErrUnavailable, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
 	got := make(chan *actor.PID, 1)
 	go func() { got <- p.c.Get(id, RoomKind) }()
 	select {

@@ -83,6 +83,12 @@ func TestRoomSurvivesItsNode(t *testing.T) {
 	}
 	killed := time.Now()
 	_ = h.cmd.Wait()
+	// The dead node's player comes back through another node with its
+	// token at once, as a page does, while the survivors still list the
+	// dead node: the lookup must not be sent to it (protoactor would wait
+	// 5 s for it, and every lookup of that node behind it).
+	again := roomstest.Dial(t, s[1].url, "far-again")
+	again.Send(map[string]string{"op": "reconnect", "token": token})
 	for _, c := range []*roomstest.Client{a, b} {
 		j := c.Event("joined")
 		if j["again"] != true || j["seat"] != seats[c] {
@@ -95,13 +101,12 @@ func TestRoomSurvivesItsNode(t *testing.T) {
 	if after < last-5 {
 		t.Fatalf("the room restarted at tick %d; its snapshot was at %d or later", after, last-5)
 	}
-	// The dead node's player comes back through another node with its token.
-	again := roomstest.Dial(t, s[1].url, "far-again")
-	again.Send(map[string]string{"op": "reconnect", "token": token})
 	if j := again.Event("joined"); j["again"] != true || j["seat"] != seats[far] {
 		t.Fatalf("the dead node's player reconnecting: %v", j)
 	}
-	a.Expect(fmt.Sprintf("back:%d", int(seats[far])))
+	t.Logf("the dead node's player was back in its seat %v after SIGKILL", time.Since(killed).Round(time.Millisecond))
+	// (The room's "back:<seat>" may reach a before a is attached again: the
+	// two happen at once now, so the test does not wait for it.)
 	for _, n := range p.a {
 		waitUntil(t, testTimeout, "every node drops the killed one", func() bool { return !slices.Contains(n.Peers(), addr) })
 	}

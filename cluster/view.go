@@ -4,10 +4,12 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/asynkron/protoactor-go/remote"
 )
 
 // memberView is a node's view of the live members, kept current from
@@ -20,6 +22,10 @@ type memberView struct {
 
 	mu     sync.Mutex
 	onLeft []func(address, memberID string)
+	// broken holds the members whose connection from this node broke, and
+	// when: a member killed outright is seen here at once, but stays in the
+	// topology until its membership expires.
+	broken map[string]time.Time
 }
 
 // newMemberView follows c's topology. Call it before c.StartMember: the view
@@ -32,8 +38,17 @@ func newMemberView(c *cluster.Cluster) *memberView {
 	v := &memberView{system: c.ActorSystem}
 	v.members.Store(&map[string]bool{})
 	v.sub = c.ActorSystem.EventStream.Subscribe(func(evt any) {
-		t, ok := evt.(*cluster.ClusterTopology)
-		if !ok {
+		var t *cluster.ClusterTopology
+		switch e := evt.(type) {
+		case *remote.EndpointTerminatedEvent:
+			v.endpoint(e.Address, true)
+			return
+		case *remote.EndpointConnectedEvent:
+			v.endpoint(e.Address, false)
+			return
+		case *cluster.ClusterTopology:
+			t = e
+		default:
 			return
 		}
 		v.set(t.Members)
@@ -62,6 +77,44 @@ func (v *memberView) set(members []*cluster.Member) {
 		m[member.Address()] = true
 	}
 	v.members.Store(&m)
+	v.mu.Lock()
+	for addr := range v.broken {
+		if !m[addr] {
+			delete(v.broken, addr)
+		}
+	}
+	v.mu.Unlock()
+}
+
+// endpoint records that the connection to a member broke, or is up again.
+func (v *memberView) endpoint(address string, broke bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch {
+	case !broke:
+		delete(v.broken, address)
+	case v.Alive(address) && address != v.self():
+		if v.broken == nil {
+			v.broken = make(map[string]time.Time)
+		}
+		if _, ok := v.broken[address]; !ok {
+			v.broken[address] = time.Now()
+		}
+	}
+}
+
+// suspect reports whether a member whose connection broke less than within
+// ago is still in the topology: most likely a node that died and that the
+// membership has not dropped yet.
+func (v *memberView) suspect(within time.Duration) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for addr, since := range v.broken {
+		if time.Since(since) < within && v.Alive(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // close stops following the topology.
