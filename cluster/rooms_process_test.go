@@ -42,7 +42,9 @@ func helperRoom(t *testing.T, p *pool, s []*roomServer, kind string) (*helper, s
 		return n
 	}
 	for i := range 50 {
-		name := fmt.Sprintf("far%d", i)
+		// Named after the servers: the nodes' room store is the cluster's,
+		// so the rooms of earlier tests' servers share its keys.
+		name := fmt.Sprintf("%s-far%d", s[0].name, i)
 		before := active()
 		probe := roomstest.Dial(t, s[0].url, "probe")
 		probe.Join(kind, name)
@@ -262,10 +264,32 @@ func TestRoomLearnsThatAPlayersNodeDied(t *testing.T) {
 	dumpLogsOnFailure(t, p.a...)
 	s := startRoomServers(t, p.a, nil, echoKind, tickerKind, watchKind)
 	h, helperURL, addr, _ := helperRoom(t, p, s, "echo")
+	// A room on one of the pool's nodes (not the helper's, which dies).
+	active := func() (n int64) {
+		for _, srv := range s {
+			n += srv.Rooms().Stats().RoomsActive
+		}
+		return n
+	}
+	room := ""
+	for i := 0; room == "" && i < 50; i++ {
+		name := fmt.Sprintf("%s-w%d", s[0].name, i)
+		before := active()
+		probe := roomstest.Dial(t, s[0].url, "probe")
+		probe.Join("watch", name)
+		if active() > before {
+			room = name
+		}
+		probe.Send(map[string]string{"op": "leave"})
+		_ = probe.Conn.CloseNow()
+	}
+	if room == "" {
+		t.Fatal("no room name of 50 was placed on the pool's nodes")
+	}
 	local := roomstest.Dial(t, s[0].url, "local")
-	local.Join("watch", "w")
+	local.Join("watch", room)
 	far := roomstest.Dial(t, helperURL, "far")
-	seat := far.Join("watch", "w")["seat"].(float64)
+	seat := far.Join("watch", room)["seat"].(float64)
 	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -111,6 +111,7 @@ type pendingJoin struct {
 	match       bool // matchmaking: key.Name is chosen by Reserve
 	reattach    bool // the room moved: take the held seat back
 	attempts    int
+	started     time.Time // the first attempt
 	gen         uint64
 	pid         *actor.PID // the room asked
 }
@@ -185,6 +186,9 @@ func (m *Manager) startJoin(c *actors.Conn, pj *pendingJoin) {
 	ms.mu.Lock()
 	ms.gen++
 	pj.gen = ms.gen
+	if pj.started.IsZero() {
+		pj.started = time.Now()
+	}
 	ms.pending[pj.key] = pj
 	ms.mu.Unlock()
 	self, root := c.Self(), m.rt.System().Root
@@ -435,10 +439,14 @@ func (m *Manager) retryOrFail(c *actors.Conn, key Key, gen uint64, err error) an
 	if pj == nil {
 		return nil
 	}
-	if pj.attempts+1 < maxAttempts {
+	// A reattach follows a room that moved: its next activation may need a
+	// while (its node's membership expiring, its claim taken over), so it
+	// keeps trying for the whole JoinTimeout rather than a fixed count.
+	retry := pj.attempts+1 < maxAttempts || pj.reattach && time.Since(pj.started) < m.opts.JoinTimeout
+	if retry {
 		pj.attempts++
 		self, root := c.Self(), m.rt.System().Root
-		time.AfterFunc(time.Duration(pj.attempts)*250*time.Millisecond, func() { root.Send(self, &retryJoin{pj: pj}) })
+		time.AfterFunc(min(time.Duration(pj.attempts)*250*time.Millisecond, time.Second), func() { root.Send(self, &retryJoin{pj: pj}) })
 		return nil
 	}
 	if pj.reattach {
