@@ -44,14 +44,15 @@ type roomPlacement struct {
 // membership expires, and the identity lookup may place a room there (the
 // room it hosted, or a new one): protoactor then waits its full 5 s for the
 // dead node, and this node's other lookups queue behind that one. So a
-// lookup that is not answered from the cache waits, first, for a member
-// whose connection broke to leave the topology or come back, at most
+// lookup that is not answered from the cache, and whose owner (by the same
+// rendezvous hashing protoactor uses) is a member whose connection broke,
+// waits first for that member to leave the topology or come back, at most
 // settle (the member TTL and a heartbeat: by then the membership has
-// decided).
+// decided). Lookups of rooms owned by other members go ahead.
 func (p *roomPlacement) Get(ctx context.Context, key rooms.Key) (*actor.PID, error) {
 	id := rooms.ClusterIdentity(p.server, key)
 	if _, cached := p.c.PidCache.Get(id, RoomKind); !cached && p.view != nil {
-		for p.view.suspect(p.settle) {
+		for p.view.suspectOwner(id, RoomKind, p.settle) {
 			select {
 			case <-ctx.Done():
 				return nil, fmt.Errorf("%w: %v", rooms.ErrUnavailable, ctx.Err())

@@ -26,6 +26,9 @@ type memberView struct {
 	// when: a member killed outright is seen here at once, but stays in the
 	// topology until its membership expires.
 	broken map[string]time.Time
+	// owners is protoactor's own rendezvous hashing over the same members,
+	// to tell which member the identity lookup will ask to own an identity.
+	owners *cluster.Rendezvous
 }
 
 // newMemberView follows c's topology. Call it before c.StartMember: the view
@@ -35,7 +38,7 @@ type memberView struct {
 // and a member joining between such a read and the subscription would be
 // missed until the next change.
 func newMemberView(c *cluster.Cluster) *memberView {
-	v := &memberView{system: c.ActorSystem}
+	v := &memberView{system: c.ActorSystem, owners: cluster.NewRendezvous()}
 	v.members.Store(&map[string]bool{})
 	v.sub = c.ActorSystem.EventStream.Subscribe(func(evt any) {
 		var t *cluster.ClusterTopology
@@ -52,6 +55,7 @@ func newMemberView(c *cluster.Cluster) *memberView {
 			return
 		}
 		v.set(t.Members)
+		v.owners.UpdateMembers(t.Members)
 		// Handlers run on protoactor's goroutine, inside the member list's
 		// lock: hand the departures over rather than work here.
 		v.mu.Lock()
@@ -103,18 +107,22 @@ func (v *memberView) endpoint(address string, broke bool) {
 	}
 }
 
-// suspect reports whether a member whose connection broke less than within
-// ago is still in the topology: most likely a node that died and that the
-// membership has not dropped yet.
-func (v *memberView) suspect(within time.Duration) bool {
+// suspectOwner reports whether the member that owns identity of kind (the
+// one protoactor's identity lookup asks to activate it) is one whose
+// connection broke less than within ago and that is still in the topology:
+// most likely a node that died and that the membership has not dropped yet.
+func (v *memberView) suspectOwner(identity, kind string, within time.Duration) bool {
+	v.mu.Lock()
+	empty := len(v.broken) == 0
+	v.mu.Unlock()
+	if empty {
+		return false
+	}
+	owner := v.owners.GetByClusterIdentity(&cluster.ClusterIdentity{Identity: identity, Kind: kind})
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for addr, since := range v.broken {
-		if time.Since(since) < within && v.Alive(addr) {
-			return true
-		}
-	}
-	return false
+	since, broken := v.broken[owner]
+	return broken && time.Since(since) < within && v.Alive(owner)
 }
 
 // close stops following the topology.
