@@ -157,6 +157,10 @@ func (a *roomActor) Receive(ctx actor.Context) {
 		}
 		a.receive(v)
 	case actor.SystemMessage, actor.AutoReceiveMessage:
+	case *actor.DeadLetterResponse:
+		// protoactor's answer to a message the room sent to an actor that
+		// is gone (a player's connection that ended meanwhile): the room
+		// learns of departures from Terminated, not from this.
 	default:
 		a.receive(msg)
 	}
