@@ -64,7 +64,8 @@ type PresenceEvent struct {
 	Group string
 	// Count is how many members the group had across the cluster when the
 	// event was sent, as the Directory counted them (it may already include
-	// changes on other nodes that their next events will announce), or -1
+	// changes that a later event announces: on other nodes, or here when a
+	// member joined or left while this event was being built), or -1
 	// when the directory could not be read; the JSON then has no "count".
 	Count int
 	// Lists reports whether the event carries Joins and Leaves. It is false
