@@ -15,9 +15,10 @@ import (
 //   - inboundConn reads the socket into a pooled buffer and gives it back as
 //     soon as coder/websocket has taken every byte. An idle connection waits
 //     for the socket to become readable without any buffer (socketReader).
-//   - watchedConn gathers the pieces of each message the writer goroutine
-//     sends (frame header, payload) in a pooled buffer and sends them in one
-//     write, as the 4 KiB bufio.Writer did, then gives the buffer back.
+//   - watchedConn gathers the pieces of each message (frame header,
+//     payload) in a pooled buffer and sends them in one write, as the 4 KiB
+//     bufio.Writer did, then gives the buffer back; it keeps it only for a
+//     remainder the socket did not take, until the writer goroutine sends it.
 
 // ioBufSize is the size of a pooled buffer: net/http's bufio size, so a
 // message costs the same number of system calls as before.

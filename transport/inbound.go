@@ -79,8 +79,8 @@ func (e *inboundError) Error() string { return "wsactor/transport: inbound: " + 
 // newInboundConn wraps conn, which reads raw. brw is net/http's buffered
 // reader of the hijacked connection: the bytes it holds are moved in front
 // of the check.
-func newInboundConn(conn, raw net.Conn, brw *bufio.ReadWriter, deflate bool) *inboundConn {
-	ic := &inboundConn{Conn: conn, sock: newSocketReader(raw)}
+func newInboundConn(conn *watchedConn, raw net.Conn, brw *bufio.ReadWriter, deflate bool) *inboundConn {
+	ic := &inboundConn{Conn: conn, sock: newSocketReader(raw, conn.raw)}
 	ic.fc.deflate = deflate
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)

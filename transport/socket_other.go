@@ -5,13 +5,21 @@ package transport
 import (
 	"errors"
 	"net"
+	"syscall"
 )
 
 // socketReader reads a socket with a pooled buffer held while waiting; on
 // Unix it waits without one (socket_unix.go).
 type socketReader struct{ conn net.Conn }
 
-func newSocketReader(conn net.Conn) socketReader { return socketReader{conn: conn} }
+func newSocketReader(conn net.Conn, _ syscall.RawConn) socketReader { return socketReader{conn: conn} }
+
+// rawConnOf returns nil: without a poller wait, the writer goroutine does
+// every write (write.go).
+func rawConnOf(net.Conn) syscall.RawConn { return nil }
+
+// tryWrite is never called where rawConnOf returns nil.
+func tryWrite(syscall.RawConn, net.Conn, []byte) (int, error) { return 0, errNoPoll }
 
 // parks reports whether waiting for bytes needs no buffer.
 func (s *socketReader) parks() bool { return false }

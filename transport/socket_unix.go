@@ -20,14 +20,48 @@ type socketReader struct {
 	raw  syscall.RawConn // nil: read conn
 }
 
-func newSocketReader(conn net.Conn) socketReader {
-	s := socketReader{conn: conn}
+// newSocketReader reads conn, through raw when it is not nil (rawConnOf).
+func newSocketReader(conn net.Conn, raw syscall.RawConn) socketReader {
+	return socketReader{conn: conn, raw: raw}
+}
+
+// rawConnOf returns conn's file descriptor access when conn is a plain
+// socket (TCP, Unix), or nil: a TLS connection or any other wrapper has
+// bytes of its own between the caller and the socket.
+func rawConnOf(conn net.Conn) syscall.RawConn {
 	if sc, ok := conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
-			s.raw = rc
+			return rc
 		}
 	}
-	return s
+	return nil
+}
+
+// tryWrite writes as much of p as the socket takes without waiting: n < len(p)
+// with a nil error means the socket's buffer is full. err is answered as
+// net.Conn.Write would.
+func tryWrite(raw syscall.RawConn, conn net.Conn, p []byte) (n int, err error) {
+	perr := raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, werr := syscall.Write(int(fd), p[n:])
+			switch {
+			case errors.Is(werr, syscall.EINTR):
+				continue
+			case errors.Is(werr, syscall.EAGAIN):
+				return true
+			case werr != nil:
+				err = &net.OpError{Op: "write", Net: conn.LocalAddr().Network(), Source: conn.LocalAddr(),
+					Addr: conn.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
+				return true
+			}
+			n += m
+		}
+		return true // done either way: this write never waits for the poller
+	})
+	if perr != nil {
+		return n, perr // the poller's: the socket is closed
+	}
+	return n, err
 }
 
 // parks reports whether waiting for bytes needs no buffer.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -21,8 +22,11 @@ type outbound struct {
 }
 
 // sendQueue is the bounded FIFO between writers (the connection's actor, any
-// goroutine) and the socket. A writer goroutine exists only while the queue
-// has work, so an idle connection costs no goroutine for writing.
+// goroutine) and the socket. A message written while the queue is idle goes
+// to the socket on the writing goroutine, as far as the socket takes it
+// without waiting (writeNow); a writer goroutine exists only while the
+// socket cannot keep up or a message is large, so an idle connection costs
+// no goroutine for writing and a prompt client's messages cost none at all.
 type sendQueue struct {
 	conn *Conn
 
@@ -72,11 +76,53 @@ func (c *Conn) Write(typ MessageType, data []byte) error {
 			return ErrQueueFull
 		}
 	}
+	if q.len() == 0 && !q.writing && c.netConn.canTryWrite(len(data)) {
+		// Nothing is queued or being written: write on this goroutine, as
+		// far as the socket takes it without waiting (writeNow).
+		q.writing = true
+		q.bytes += size
+		q.mu.Unlock()
+		q.writeNow(outbound{typ: typ, data: data}, size)
+		return nil
+	}
 	q.items = append(q.items, outbound{typ: typ, data: data})
 	q.bytes += size
 	q.startWriterLocked()
 	q.mu.Unlock()
 	return nil
+}
+
+// writeNow writes m on the calling goroutine (the connection's actor, or a
+// broadcaster) while the queue was idle, never waiting on the client: a
+// round trip then crosses no writer goroutine, and a broadcast starts none
+// per member. What the socket does not take at once, and what was queued
+// meanwhile, is left to a writer goroutine, which the stall watch judges
+// as usual; it sends that remainder first, so the order holds. The caller
+// has set q.writing (no other writer runs) and counted size in q.bytes.
+func (q *sendQueue) writeNow(m outbound, size int) {
+	c := q.conn
+	c.netConn.corkNonblocking()
+	err := c.ws.Write(context.Background(), m.typ, m.data)
+	left, ferr := c.netConn.uncorkNonblocking()
+	if ferr != nil && err == nil {
+		err = ferr
+		_ = c.netConn.Close() // as writeMessage: the failure was under coder/websocket
+	}
+	if err != nil {
+		c.decide(StatusAbnormalClosure, ReasonWriteFailed)
+		q.refuse()
+	} else {
+		c.opts.Counters.MessagesOut.Add(1)
+		c.opts.Counters.BytesOut.Add(int64(len(m.data)))
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.bytes -= size
+	if left || q.len() > 0 || q.closeQueued {
+		go q.writeLoop()
+		return
+	}
+	q.writing = false
 }
 
 // Queued reports the messages waiting for the socket and the bytes they count
@@ -127,6 +173,14 @@ func (q *sendQueue) startWriterLocked() {
 func (q *sendQueue) writeLoop() {
 	c := q.conn
 	c.watchWrites()
+	if c.netConn != nil {
+		// What writeNow left behind goes before anything queued after it.
+		if err := c.netConn.flushRemainder(); err != nil {
+			c.decide(StatusAbnormalClosure, ReasonWriteFailed)
+			q.refuse()
+			_ = c.netConn.Close()
+		}
+	}
 	for {
 		q.mu.Lock()
 		if q.len() == 0 {
@@ -287,20 +341,31 @@ const writeChunk = 32 << 10
 
 // watchedConn is the hijacked socket. It records the time of every write
 // that completes, for the stall watch; coder/websocket writes to it through
-// a small bufio.Writer (buffers.go). While the writer goroutine writes a
-// message (corked), the pieces coder/websocket hands over gather in a pooled
-// buffer and leave in one write when it uncorks, as they did from net/http's
-// 4 KiB bufio.Writer; a frame another goroutine writes meanwhile (a pong,
-// a ping) joins them in order.
+// a small bufio.Writer (buffers.go). While a message is written (corked),
+// the pieces coder/websocket hands over gather in a pooled buffer and leave
+// in one write when it uncorks, as they did from net/http's 4 KiB
+// bufio.Writer; a frame another goroutine writes meanwhile (a pong, a ping)
+// joins them in order.
+//
+// Two kinds of goroutine write: the writer goroutine waits for the socket
+// as long as the stall watch allows; any other (writeNow) never waits, and
+// what the socket did not take stays gathered (the remainder) until the
+// writer goroutine, or the next frame written, sends it first.
 type watchedConn struct {
 	net.Conn
-	progress atomic.Int64 // monotonic() of the last completed write
+	raw      syscall.RawConn // nil: every write goes through the writer goroutine (rawConnOf)
+	progress atomic.Int64    // monotonic() of the last completed write
+	waiting  atomic.Int32    // writes waiting for the socket to take their bytes
 
-	mu     sync.Mutex // serializes writes to the socket and guards the fields below
-	corked bool
-	pend   *[ioBufSize]byte // pooled while bytes are gathered
-	n      int              // pend[:n] is gathered
+	mu       sync.Mutex // serializes writes to the socket and guards the fields below
+	corked   bool
+	nonblock bool   // corked by writeNow: gather everything, never wait
+	pend     []byte // gathered; pend[off:] is still to be written. Its array is pooled when its cap is ioBufSize.
+	off      int
 }
+
+// maxFrameHeader is the longest header of a frame the server sends (no mask).
+const maxFrameHeader = 10
 
 // watch wraps a just-hijacked socket. brw is net/http's buffered pair: what
 // its writer holds is flushed first, so that no byte of the response is lost.
@@ -310,7 +375,7 @@ func watch(conn net.Conn, brw *bufio.ReadWriter) (*watchedConn, error) {
 			return nil, err
 		}
 	}
-	return &watchedConn{Conn: conn}, nil
+	return &watchedConn{Conn: conn, raw: rawConnOf(conn)}, nil
 }
 
 func (w *watchedConn) Write(p []byte) (int, error) {
@@ -318,21 +383,34 @@ func (w *watchedConn) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	if w.corked {
 		if w.pend == nil {
-			w.pend = getIOBuf()
+			w.pend = getIOBuf()[:0]
 		}
-		if w.n+len(p) <= ioBufSize {
-			w.n += copy(w.pend[w.n:], p)
+		if w.nonblock || len(w.pend)+len(p) <= cap(w.pend) {
+			// writeNow's messages fit the pooled buffer (canTryWrite);
+			// a compressed one that grew past it moves to the heap.
+			w.pend = append(w.pend, p...)
 			return len(p), nil
 		}
 		if err := w.flushLocked(); err != nil {
 			return 0, err
 		}
 		if len(p) < ioBufSize/2 {
-			w.n = copy(w.pend[:], p)
+			w.pend = append(getIOBuf()[:0], p...)
 			return len(p), nil
 		}
+	} else if err := w.flushLocked(); err != nil { // a remainder goes first
+		return 0, err
 	}
 	return w.writeLocked(p)
+}
+
+// canTryWrite reports whether writeNow may write a message of n bytes:
+// the socket supports writes that do not wait, the message fits a pooled
+// buffer, and no write is waiting for the socket (a ping or pong written
+// by another goroutine to a client that does not read would hold
+// coder/websocket's frame lock, and writeNow would wait for it).
+func (w *watchedConn) canTryWrite(n int) bool {
+	return w != nil && w.raw != nil && n <= ioBufSize-maxFrameHeader && w.waiting.Load() == 0
 }
 
 // cork starts gathering writes; uncork sends what gathered.
@@ -346,24 +424,70 @@ func (w *watchedConn) uncork() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.corked = false
-	err := w.flushLocked()
-	if w.pend != nil {
-		putIOBuf(w.pend)
-		w.pend = nil
+	return w.flushLocked()
+}
+
+// corkNonblocking starts gathering writes for writeNow.
+func (w *watchedConn) corkNonblocking() {
+	w.mu.Lock()
+	w.corked, w.nonblock = true, true
+	w.mu.Unlock()
+}
+
+// uncorkNonblocking writes what gathered as far as the socket takes it at
+// once; left reports a remainder, which the caller must have the writer
+// goroutine send (flushRemainder).
+func (w *watchedConn) uncorkNonblocking() (left bool, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.corked, w.nonblock = false, false
+	if w.off == len(w.pend) {
+		w.release()
+		return false, nil
 	}
+	n, err := tryWrite(w.raw, w.Conn, w.pend[w.off:])
+	if n > 0 {
+		w.progress.Store(monotonic())
+		w.off += n
+	}
+	if err != nil || w.off == len(w.pend) {
+		w.release()
+		return false, err
+	}
+	return true, nil
+}
+
+// flushRemainder sends what writeNow left, waiting for the socket.
+func (w *watchedConn) flushRemainder() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flushLocked()
+}
+
+// flushLocked sends what is gathered, waiting for the socket, and gives the
+// buffer back.
+func (w *watchedConn) flushLocked() error {
+	if w.off == len(w.pend) {
+		w.release()
+		return nil
+	}
+	_, err := w.writeLocked(w.pend[w.off:])
+	w.release()
 	return err
 }
 
-func (w *watchedConn) flushLocked() error {
-	if w.n == 0 {
-		return nil
+// release gives the gathering buffer back to the pool, or to the garbage
+// collector if a compressed message grew it.
+func (w *watchedConn) release() {
+	if cap(w.pend) == ioBufSize {
+		putIOBuf((*[ioBufSize]byte)(w.pend[:ioBufSize]))
 	}
-	_, err := w.writeLocked(w.pend[:w.n])
-	w.n = 0
-	return err
+	w.pend, w.off = nil, 0
 }
 
 func (w *watchedConn) writeLocked(p []byte) (n int, err error) {
+	w.waiting.Add(1)
+	defer w.waiting.Add(-1)
 	for len(p) > 0 {
 		chunk := p[:min(len(p), writeChunk)]
 		m, err := w.Conn.Write(chunk)
