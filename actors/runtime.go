@@ -69,6 +69,7 @@ type Runtime struct {
 	closeHooks     []CloseHook
 	cluster        Cluster
 	ctx            context.Context // for log calls
+	dispatch       *dispatcher     // runs the connections' mailboxes
 
 	conns    sync.Map // actor name → *Conn
 	closing  atomic.Bool
@@ -104,6 +105,7 @@ func NewRuntime(cfg Config) (*Runtime, error) {
 		requestTimeout: 5 * time.Second,
 		onGone:         cfg.Gone,
 		ctx:            context.Background(),
+		dispatch:       newDispatcher(),
 	}
 	props := actor.PropsFromProducer(func() actor.Actor { return &supervisorActor{} }, actor.WithSupervisor(strategy))
 	pid, err := cfg.System.Root.SpawnNamed(props, SupervisorPrefix+cfg.ServerName)
@@ -126,7 +128,7 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 	if m, ok := ctx.Message().(*spawnConn); ok {
 		c := m.conn
 		props := actor.PropsFromProducer(func() actor.Actor { return &connActor{conn: c} },
-			actor.WithMailbox(actor.Unbounded(&c.inbox)))
+			actor.WithMailbox(actor.Unbounded(&c.inbox)), actor.WithDispatcher(c.rt.dispatch))
 		if _, err := ctx.SpawnNamed(props, c.name); err != nil {
 			// Cannot happen with 128-bit random names; never leak the socket.
 			c.rt.logger.Error("wsactor: spawn connection actor", slog.Any("err", err))
@@ -418,6 +420,7 @@ func (rt *Runtime) AbortAll(code StatusCode, reason string) {
 func (rt *Runtime) Stop(ctx context.Context) error {
 	rt.stopping.Store(true)
 	rt.closing.Store(true)
+	defer rt.dispatch.stop()
 	f := rt.system.Root.StopFuture(rt.supervisor)
 	done := make(chan error, 1)
 	go func() { done <- f.Wait() }()

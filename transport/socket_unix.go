@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -41,27 +42,51 @@ func rawConnOf(conn net.Conn) syscall.RawConn {
 // with a nil error means the socket's buffer is full. err is answered as
 // net.Conn.Write would.
 func tryWrite(raw syscall.RawConn, conn net.Conn, p []byte) (n int, err error) {
-	perr := raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, werr := syscall.Write(int(fd), p[n:])
-			switch {
-			case errors.Is(werr, syscall.EINTR):
-				continue
-			case errors.Is(werr, syscall.EAGAIN):
-				return true
-			case werr != nil:
-				err = &net.OpError{Op: "write", Net: conn.LocalAddr().Network(), Source: conn.LocalAddr(),
-					Addr: conn.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
-				return true
-			}
-			n += m
-		}
-		return true // done either way: this write never waits for the poller
-	})
+	w := tryWriters.Get().(*tryWriter)
+	w.conn, w.p, w.n, w.err = conn, p, 0, nil
+	perr := raw.Write(w.call)
+	n, err = w.n, w.err
+	*w = tryWriter{call: w.call}
+	tryWriters.Put(w)
 	if perr != nil {
 		return n, perr // the poller's: the socket is closed
 	}
 	return n, err
+}
+
+// tryWriter is one write's state for the poller's callback. They are pooled
+// with their callback bound (call): a closure made per write would cost
+// allocations on every message, and one kept per connection its memory.
+type tryWriter struct {
+	call func(fd uintptr) bool // w.write
+	conn net.Conn
+	p    []byte
+	n    int
+	err  error
+}
+
+var tryWriters = sync.Pool{New: func() any {
+	w := new(tryWriter)
+	w.call = w.write
+	return w
+}}
+
+func (w *tryWriter) write(fd uintptr) bool {
+	for w.n < len(w.p) {
+		m, err := syscall.Write(int(fd), w.p[w.n:])
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN):
+			return true
+		case err != nil:
+			w.err = &net.OpError{Op: "write", Net: w.conn.LocalAddr().Network(), Source: w.conn.LocalAddr(),
+				Addr: w.conn.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+			return true
+		}
+		w.n += m
+	}
+	return true // done either way: this write never waits for the poller
 }
 
 // parks reports whether waiting for bytes needs no buffer.
