@@ -63,14 +63,16 @@ func Prepare(m Message) *Prepared { return &Prepared{out: &outbound{msg: m}} }
 // connection before (by this goroutine or any other) has then been handled,
 // so the per-sender order holds, and a broadcast costs each idle member
 // neither a mailbox goroutine nor an actor dispatch (about a fifth of a
-// delivery's CPU). Otherwise it goes through the mailbox, behind what is
-// there.
+// delivery's CPU). The socket write is left to the transport's flushers
+// (transport.Conn.Enqueue), so that a broadcast's writes spread over every
+// CPU while its caller goes on. Otherwise p goes through the mailbox, behind
+// what is there.
 func (c *Conn) Post(p *Prepared) {
 	if c.actorDone.Load() {
 		return
 	}
 	if c.inbox.idle() {
-		_ = c.Send(p.out.msg) // a closing connection refuses it, as its actor would
+		_ = c.tc.Enqueue(p.out.msg.Type, p.out.msg.Data) // a closing connection refuses it, as its actor would
 		return
 	}
 	c.rt.system.Root.Send(c.pid, p.out)

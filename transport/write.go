@@ -22,11 +22,14 @@ type outbound struct {
 }
 
 // sendQueue is the bounded FIFO between writers (the connection's actor, any
-// goroutine) and the socket. A message written while the queue is idle goes
-// to the socket on the writing goroutine, as far as the socket takes it
-// without waiting (writeNow); a writer goroutine exists only while the
-// socket cannot keep up or a message is large, so an idle connection costs
-// no goroutine for writing and a prompt client's messages cost none at all.
+// goroutine) and the socket. Three kinds of goroutine write to the socket,
+// one at a time (q.writing): the caller of Write while the queue is idle,
+// a shared flusher (Enqueue, and what queued behind a write), both only as
+// far as the socket takes the bytes without waiting (writeNonblocking); and
+// the connection's own writer goroutine, which waits for the socket under
+// the stall watch and exists only while the socket cannot keep up or a
+// message is large. An idle connection costs no goroutine for writing, and
+// a prompt client's messages cost no goroutine started.
 type sendQueue struct {
 	conn *Conn
 
@@ -34,7 +37,7 @@ type sendQueue struct {
 	items       []outbound // items[head:] are queued; the array is reused
 	head        int
 	bytes       int  // bytes queued (plus QueueOverhead each), including the message being written
-	writing     bool // a writer goroutine is running
+	writing     bool // someone holds the right to write: a goroutine in writeNonblocking, a flusher, or the writer goroutine
 	refusing    bool // no more messages are accepted
 	closeQueued bool // the writer performs the closing handshake once drained
 	overflowed  bool // OverflowClose has run
@@ -46,7 +49,22 @@ type sendQueue struct {
 // is ErrQueueFull (the connection may be closing because of it). data must
 // not be modified afterwards; it may be shared by many connections (a
 // prepared broadcast).
-func (c *Conn) Write(typ MessageType, data []byte) error {
+//
+// When nothing is queued or being written, Write writes the message on the
+// calling goroutine, as far as the socket takes it without waiting: a reply
+// from the connection's own actor then crosses no other goroutine. Use
+// Enqueue to leave the writing to others (a fan-out).
+func (c *Conn) Write(typ MessageType, data []byte) error { return c.write(typ, data, true) }
+
+// Enqueue is Write without the write on the calling goroutine: the message
+// is written by one of the process's shared flushers (one per CPU), or the
+// connection's own writer goroutine when its socket is full or the message
+// large. A broadcast to thousands of connections then costs its caller a
+// queue operation per member, and the socket writes spread over every CPU
+// with no goroutine started per member.
+func (c *Conn) Enqueue(typ MessageType, data []byte) error { return c.write(typ, data, false) }
+
+func (c *Conn) write(typ MessageType, data []byte, now bool) error {
 	q := &c.sendQueue
 	o := c.opts
 	size := len(data) + QueueOverhead
@@ -76,33 +94,43 @@ func (c *Conn) Write(typ MessageType, data []byte) error {
 			return ErrQueueFull
 		}
 	}
-	if q.len() == 0 && !q.writing && c.netConn.canTryWrite(len(data)) {
-		// Nothing is queued or being written: write on this goroutine, as
-		// far as the socket takes it without waiting (writeNow).
-		q.writing = true
-		q.bytes += size
+	m := outbound{typ: typ, data: data}
+	q.bytes += size
+	if q.writing {
+		q.items = append(q.items, m)
 		q.mu.Unlock()
-		q.writeNow(outbound{typ: typ, data: data}, size)
 		return nil
 	}
-	q.items = append(q.items, outbound{typ: typ, data: data})
-	q.bytes += size
-	q.startWriterLocked()
+	q.writing = true
+	fits := c.netConn.canTryWrite(len(data))
+	if now && fits {
+		// Nothing is queued or being written: write on this goroutine.
+		q.mu.Unlock()
+		left, err := q.writeNonblocking(m)
+		q.mu.Lock()
+		q.bytes -= size
+		q.handOnLocked(left, err)
+		q.mu.Unlock()
+		return nil
+	}
+	q.items = append(q.items, m)
+	if fits {
+		flushers.push(q)
+	} else {
+		go q.writeLoop()
+	}
 	q.mu.Unlock()
 	return nil
 }
 
-// writeNow writes m on the calling goroutine (the connection's actor, or a
-// broadcaster) while the queue was idle, never waiting on the client: a
-// round trip then crosses no writer goroutine, and a broadcast starts none
-// per member. What the socket does not take at once, and what was queued
-// meanwhile, is left to a writer goroutine, which the stall watch judges
-// as usual; it sends that remainder first, so the order holds. The caller
-// has set q.writing (no other writer runs) and counted size in q.bytes.
-func (q *sendQueue) writeNow(m outbound, size int) {
+// writeNonblocking writes m, never waiting on the client: what the socket
+// does not take at once stays in watchedConn (left), for the writer
+// goroutine to send first, so the order holds. The caller holds the right
+// to write (q.writing) and does not hold q.mu.
+func (q *sendQueue) writeNonblocking(m outbound) (left bool, err error) {
 	c := q.conn
 	c.netConn.corkNonblocking()
-	err := c.ws.Write(context.Background(), m.typ, m.data)
+	err = c.ws.Write(context.Background(), m.typ, m.data)
 	left, ferr := c.netConn.uncorkNonblocking()
 	if ferr != nil && err == nil {
 		err = ferr
@@ -110,19 +138,71 @@ func (q *sendQueue) writeNow(m outbound, size int) {
 	}
 	if err != nil {
 		c.decide(StatusAbnormalClosure, ReasonWriteFailed)
-		q.refuse()
-	} else {
-		c.opts.Counters.MessagesOut.Add(1)
-		c.opts.Counters.BytesOut.Add(int64(len(m.data)))
+		return false, err
 	}
+	c.opts.Counters.MessagesOut.Add(1)
+	c.opts.Counters.BytesOut.Add(int64(len(m.data)))
+	return left, nil
+}
+
+// handOnLocked decides who writes next after a write that did not wait: the
+// writer goroutine for a remainder the socket did not take (its stall watch
+// judges the client) or a closing handshake, a flusher for what was queued
+// meanwhile, or nobody. q.mu is held and the caller holds q.writing, which
+// passes on or is cleared.
+func (q *sendQueue) handOnLocked(left bool, err error) {
+	switch {
+	case err != nil:
+		q.refusing = true
+		q.reset()
+		if q.closeQueued {
+			go q.writeLoop() // it ends the connection as after any failed write
+			return
+		}
+		q.writing = false
+	case left || q.closeQueued:
+		go q.writeLoop()
+	case q.len() > 0:
+		flushers.push(q)
+	default:
+		q.writing = false
+	}
+}
+
+// flushBatch is how many messages a flusher writes to one connection before
+// it moves on to the next queued one, so that a connection with a long
+// queue does not hold up the others of a broadcast.
+const flushBatch = 16
+
+// flush runs on a flusher: it writes what is queued without waiting, and
+// hands the connection to its writer goroutine as soon as a write would
+// wait (socket full, a large message, a frame waiting under it).
+func (q *sendQueue) flush() {
+	c := q.conn
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.bytes -= size
-	if left || q.len() > 0 || q.closeQueued {
-		go q.writeLoop()
-		return
+	for range flushBatch {
+		if q.len() == 0 {
+			q.handOnLocked(false, nil)
+			return
+		}
+		if !c.netConn.canTryWrite(len(q.items[q.head].data)) {
+			go q.writeLoop()
+			return
+		}
+		m := q.pop()
+		size := len(m.data) + QueueOverhead
+		q.bytes += size // still held until written
+		q.mu.Unlock()
+		left, err := q.writeNonblocking(m)
+		q.mu.Lock()
+		q.bytes -= size
+		if left || err != nil {
+			q.handOnLocked(left, err)
+			return
+		}
 	}
-	q.writing = false
+	q.handOnLocked(false, nil)
 }
 
 // Queued reports the messages waiting for the socket and the bytes they count
@@ -174,7 +254,7 @@ func (q *sendQueue) writeLoop() {
 	c := q.conn
 	c.watchWrites()
 	if c.netConn != nil {
-		// What writeNow left behind goes before anything queued after it.
+		// What writeNonblocking left behind goes before anything queued after it.
 		if err := c.netConn.flushRemainder(); err != nil {
 			c.decide(StatusAbnormalClosure, ReasonWriteFailed)
 			q.refuse()
@@ -348,7 +428,7 @@ const writeChunk = 32 << 10
 // joins them in order.
 //
 // Two kinds of goroutine write: the writer goroutine waits for the socket
-// as long as the stall watch allows; any other (writeNow) never waits, and
+// as long as the stall watch allows; any other (writeNonblocking) never waits, and
 // what the socket did not take stays gathered (the remainder) until the
 // writer goroutine, or the next frame written, sends it first.
 type watchedConn struct {
@@ -359,7 +439,7 @@ type watchedConn struct {
 
 	mu       sync.Mutex // serializes writes to the socket and guards the fields below
 	corked   bool
-	nonblock bool   // corked by writeNow: gather everything, never wait
+	nonblock bool   // corked by writeNonblocking: gather everything, never wait
 	pend     []byte // gathered; pend[off:] is still to be written. Its array is pooled when its cap is ioBufSize.
 	off      int
 }
@@ -386,7 +466,7 @@ func (w *watchedConn) Write(p []byte) (int, error) {
 			w.pend = getIOBuf()[:0]
 		}
 		if w.nonblock || len(w.pend)+len(p) <= cap(w.pend) {
-			// writeNow's messages fit the pooled buffer (canTryWrite);
+			// writeNonblocking's messages fit the pooled buffer (canTryWrite);
 			// a compressed one that grew past it moves to the heap.
 			w.pend = append(w.pend, p...)
 			return len(p), nil
@@ -404,11 +484,11 @@ func (w *watchedConn) Write(p []byte) (int, error) {
 	return w.writeLocked(p)
 }
 
-// canTryWrite reports whether writeNow may write a message of n bytes:
+// canTryWrite reports whether writeNonblocking may write a message of n bytes:
 // the socket supports writes that do not wait, the message fits a pooled
 // buffer, and no write is waiting for the socket (a ping or pong written
 // by another goroutine to a client that does not read would hold
-// coder/websocket's frame lock, and writeNow would wait for it).
+// coder/websocket's frame lock, and writeNonblocking would wait for it).
 func (w *watchedConn) canTryWrite(n int) bool {
 	return w != nil && w.raw != nil && n <= ioBufSize-maxFrameHeader && w.waiting.Load() == 0
 }
@@ -427,7 +507,7 @@ func (w *watchedConn) uncork() error {
 	return w.flushLocked()
 }
 
-// corkNonblocking starts gathering writes for writeNow.
+// corkNonblocking starts gathering writes for writeNonblocking.
 func (w *watchedConn) corkNonblocking() {
 	w.mu.Lock()
 	w.corked, w.nonblock = true, true
@@ -457,7 +537,7 @@ func (w *watchedConn) uncorkNonblocking() (left bool, err error) {
 	return true, nil
 }
 
-// flushRemainder sends what writeNow left, waiting for the socket.
+// flushRemainder sends what writeNonblocking left, waiting for the socket.
 func (w *watchedConn) flushRemainder() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()

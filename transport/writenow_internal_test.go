@@ -49,7 +49,7 @@ func tcpPair(t *testing.T) (server, client *net.TCPConn) {
 }
 
 // TestWriteNowLeavesWhatTheSocketCannotTake checks the non-waiting write
-// beneath writeNow: against a peer that does not read, it returns at once
+// beneath writeNonblocking: against a peer that does not read, it returns at once
 // with a remainder, which flushRemainder sends whole and in order once the
 // peer reads; a frame written meanwhile by another goroutine goes after it.
 func TestWriteNowLeavesWhatTheSocketCannotTake(t *testing.T) {

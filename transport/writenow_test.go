@@ -2,7 +2,9 @@ package transport_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"runtime/metrics"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -29,13 +31,23 @@ func sized(i int) []byte {
 // whole and in order, answers to its pings meanwhile, and then the close
 // frame.
 func TestWritesTheSocketCannotTakeAtOnceKeepTheirOrder(t *testing.T) {
+	for _, how := range []string{"Write", "Enqueue", "both"} {
+		t.Run(how, func(t *testing.T) { testWritesKeepTheirOrder(t, how) })
+	}
+}
+
+func testWritesKeepTheirOrder(t *testing.T, how string) {
 	ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{SendQueueBytes: 64 << 20}})
 	client, sc := ts.dial(t, &websocket.DialOptions{HTTPClient: smallBufClient(t)})
 
 	const n = 1000 // about 2.4 MB: the small socket buffers hold about 128 KiB
 	for i := range n {
-		if err := sc.c.Write(websocket.MessageBinary, sized(i)); err != nil {
-			t.Fatalf("Write %d: %v", i, err)
+		write := sc.c.Write
+		if how == "Enqueue" || (how == "both" && i%2 == 1) {
+			write = sc.c.Enqueue
+		}
+		if err := write(websocket.MessageBinary, sized(i)); err != nil {
+			t.Fatalf("%s %d: %v", how, i, err)
 		}
 	}
 	if m, _ := sc.c.Queued(); m == 0 {
@@ -71,4 +83,59 @@ func TestWritesTheSocketCannotTakeAtOnceKeepTheirOrder(t *testing.T) {
 		t.Errorf("ping while the server's writes waited: %v", err)
 	}
 	wantInfo(t, sc.fin(t), transport.StatusNormalClosure, "done", true)
+}
+
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// TestEnqueueFansOutWithoutAGoroutinePerMessage checks the flushers: a
+// message enqueued to each of many connections, round after round, reaches
+// every client in order, and the writes start no goroutine per message
+// (a connection's writer goroutine used to start for each).
+func TestEnqueueFansOutWithoutAGoroutinePerMessage(t *testing.T) {
+	ts := newServer(t, serverConfig{})
+	const conns, rounds = 40, 25
+	clients := make([]*websocket.Conn, conns)
+	servers := make([]*serverConn, conns)
+	for i := range conns {
+		clients[i], servers[i] = ts.dial(t, nil)
+	}
+	got := make(chan error, conns)
+	for _, c := range clients {
+		go func() {
+			for r := range rounds {
+				_, b, err := c.Read(context.Background())
+				if err == nil && string(b) != fmt.Sprint(r) {
+					err = fmt.Errorf("got %q, want %d", b, r)
+				}
+				if err != nil {
+					got <- err
+					return
+				}
+			}
+			got <- nil
+		}()
+	}
+	before := goroutinesCreated()
+	for r := range rounds {
+		msg := []byte(fmt.Sprint(r))
+		for _, sc := range servers {
+			if err := sc.c.Enqueue(websocket.MessageText, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for range conns {
+		if err := recv(t, got, "a client to read every round"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perMessage := float64(goroutinesCreated()-before) / (conns * rounds)
+	t.Logf("%.3f goroutines created per message", perMessage)
+	if perMessage > 0.2 {
+		t.Errorf("%.3f goroutines created per enqueued message; want next to none", perMessage)
+	}
 }
