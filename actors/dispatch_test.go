@@ -38,7 +38,7 @@ func TestDispatcherReusesParkedWorkers(t *testing.T) {
 	run := func() { ran <- struct{}{} }
 	d.Schedule(run) // the first one starts a worker
 	<-ran
-	waitUntil(t, "the worker to park", func() bool { return len(d.idle) == 1 })
+	waitUntil(t, "the worker to park", func() bool { return d.idleWorkers() == 1 })
 	const n = 1000
 	before := goroutinesCreated()
 	for range n {
@@ -81,7 +81,7 @@ func TestDispatcherNeverWaitsForABlockedWorker(t *testing.T) {
 	}
 	close(release)
 	blocked.Wait()
-	waitUntil(t, "the workers to park", func() bool { return len(d.idle) == maxIdleWorkers })
+	waitUntil(t, "the workers to park", func() bool { return d.idleWorkers() == maxIdleWorkers })
 }
 
 // TestDispatcherStopEndsItsWorkers checks that stop leaves no goroutine
@@ -97,7 +97,7 @@ func TestDispatcherStopEndsItsWorkers(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
-	waitUntil(t, "the workers to park", func() bool { return len(d.idle) == 20 })
+	waitUntil(t, "the workers to park", func() bool { return d.idleWorkers() == 20 })
 	d.stop()
 	waitUntil(t, "the workers to end", func() bool { return runtime.NumGoroutine() <= before })
 	ran := make(chan struct{})
@@ -108,4 +108,23 @@ func TestDispatcherStopEndsItsWorkers(t *testing.T) {
 		t.Fatal("a mailbox scheduled after stop never ran")
 	}
 	waitUntil(t, "its goroutine to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// TestDispatcherWorkersEndWhenIdle checks that the workers a burst needed
+// end about workerLinger after it, so an idle node is back to one goroutine
+// per connection.
+func TestDispatcherWorkersEndWhenIdle(t *testing.T) {
+	before := runtime.NumGoroutine()
+	d := newDispatcher()
+	defer d.stop()
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range 30 {
+		wg.Add(1)
+		d.Schedule(func() { defer wg.Done(); <-release })
+	}
+	close(release)
+	wg.Wait()
+	waitUntil(t, "the workers to park", func() bool { return d.idleWorkers() == 30 })
+	waitUntil(t, "the idle workers to end", func() bool { return d.idleWorkers() == 0 && runtime.NumGoroutine() <= before })
 }
