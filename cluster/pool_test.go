@@ -184,14 +184,26 @@ func newPool() (p *pool, skip string, err error) {
 // letter over the reverse connection.
 func connectAll(group []*poolNode) error {
 	for _, n := range group {
+		var others []string
 		for _, m := range group {
-			if n == m {
-				continue
+			if n != m {
+				others = append(others, m.Address())
 			}
-			_, err := n.System.Root.RequestFuture(actor.NewPID(m.Address(), "wsactor-test-warmup"), &wire.Result{}, testTimeout).Result()
-			if !errors.Is(err, actor.ErrDeadLetter) {
-				return fmt.Errorf("warming up the connection from %s to %s: %v", n.Address(), m.Address(), err)
-			}
+		}
+		if err := connectTo(n.System, others); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// connectTo opens system's remote connection to each of addresses: a
+// message to a process that does not exist comes back as a dead letter.
+func connectTo(system *actor.ActorSystem, addresses []string) error {
+	for _, addr := range addresses {
+		_, err := system.Root.RequestFuture(actor.NewPID(addr, "wsactor-test-warmup"), &wire.Result{}, testTimeout).Result()
+		if !errors.Is(err, actor.ErrDeadLetter) {
+			return fmt.Errorf("warming up the connection from %s to %s: %v", system.Address(), addr, err)
 		}
 	}
 	return nil

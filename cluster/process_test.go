@@ -508,6 +508,14 @@ func TestHelperNode(t *testing.T) {
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM)
 	go func() { _ = s.Serve(l) }()
+	// Open this node's connection to every member now, before the test's
+	// scenario: protoactor reads its block list unlocked on each new inbound
+	// connection, so this node's first message to a pool node, at the moment
+	// that node blocks it for leaving, would race in the test process (see
+	// connectAll in pool_test.go).
+	if err := connectTo(node.System, node.Peers()); err != nil {
+		t.Fatal(err)
+	}
 	fmt.Println(helperURLPrefix + "ws://" + l.Addr().String() + "/ws")
 	fmt.Println(helperNodePrefix + node.Address())
 	fmt.Println(helperMemberID + node.System.ID)
