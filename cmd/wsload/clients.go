@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"bufio"
 	"context"
 	"encoding/binary"
@@ -348,6 +349,12 @@ func (lc *loadClient) dialAll(ctx context.Context) {
 						lc.dialFailed(fmt.Errorf("centrifugo handshake: %w", err))
 						continue
 					}
+				} else if lc.cfg.mode == modeBroadcast {
+					if err := warmUp(ctx, ws); err != nil {
+						ws.CloseNow()
+						lc.dialFailed(fmt.Errorf("warm-up echo: %w", err))
+						continue
+					}
 				}
 				cc := lc.newConn(ws)
 				conns[i] = cc
@@ -370,6 +377,23 @@ func (lc *loadClient) dialAll(ctx context.Context) {
 		lc.dialErrs += missing
 		lc.dialErrSamples = append(lc.dialErrSamples, fmt.Sprintf("%d connections not attempted: %v", missing, ctx.Err()))
 	}
+}
+
+// warmUp has a plain connection read one message (its own, echoed) before
+// the broadcasts, as a Centrifugo connection has read its connect and
+// subscribe replies: a connection's first read costs the client far more
+// than the next ones, and the first broadcast would otherwise time the
+// clients' warm-up on bare and wsactor only.
+func warmUp(ctx context.Context, ws *websocket.Conn) error {
+	msg := []byte("warm-up")
+	if err := ws.Write(ctx, websocket.MessageText, msg); err != nil {
+		return err
+	}
+	_, b, err := ws.Read(ctx)
+	if err == nil && !bytes.Equal(b, msg) {
+		err = fmt.Errorf("echoed %q, want %q", b, msg)
+	}
+	return err
 }
 
 func (lc *loadClient) dialFailed(err error) {
