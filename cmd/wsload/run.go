@@ -69,7 +69,10 @@ type runConfig struct {
 // quickConfig is the smoke test: a few seconds per server kind.
 func quickConfig(c runConfig) runConfig {
 	c.Conns, c.Procs, c.Rounds = 200, 2, 1
-	c.Duration, c.Rate, c.Settle = 2*time.Second, 5, 300*time.Millisecond
+	// Settle outlasts the second for which wsactor keeps the goroutines
+	// that ran a burst of messages (its mailbox workers and flushers), so
+	// that the idle measurement sees one goroutine per connection.
+	c.Duration, c.Rate, c.Settle = 2*time.Second, 5, 1500*time.Millisecond
 	c.DialRate, c.ConnectTimeout = 2000, 30*time.Second
 	return c
 }
