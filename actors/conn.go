@@ -92,7 +92,16 @@ func (c *Conn) Self() *actor.PID { return c.pid }
 // ErrConnectionNotFound once the connection is closing, and with
 // ErrSendQueueFull when the send queue overflowed.
 func (c *Conn) Send(m Message) error {
-	switch err := c.tc.Write(m.Type, m.Data); {
+	var err error
+	if c.inbox.n.Load() > 1 {
+		// More messages wait in the mailbox (a burst of posts, pipelined
+		// frames): leave the write to the transport's flushers, which send
+		// what this run of the mailbox queues in as few writes as fit.
+		err = c.tc.Enqueue(m.Type, m.Data)
+	} else {
+		err = c.tc.Write(m.Type, m.Data)
+	}
+	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, transport.ErrQueueFull):

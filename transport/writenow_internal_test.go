@@ -4,10 +4,19 @@ package transport
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // tcpPair returns both ends of a loopback TCP connection with small kernel
@@ -148,4 +157,82 @@ func TestWriteNowIsNotTriedWhileAWriteWaits(t *testing.T) {
 	if !w.canTryWrite(100) {
 		t.Error("the guard stayed up after the write returned")
 	}
+}
+
+// countingRaw counts the writes made through a socket's raw access.
+type countingRaw struct {
+	syscall.RawConn
+	writes *atomic.Int64
+}
+
+func (r countingRaw) Write(f func(fd uintptr) bool) error {
+	r.writes.Add(1)
+	return r.RawConn.Write(f)
+}
+
+// TestFlushGathersQueuedMessagesIntoFewWrites checks that a flusher sends
+// the messages queued for a connection together, one write per pooled
+// buffer, not one per message, and that the client gets them all in order.
+func TestFlushGathersQueuedMessagesIntoFewWrites(t *testing.T) {
+	var writes atomic.Int64
+	accepted := make(chan *Conn, 1)
+	opts := Options{}.WithDefaults()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := Accept(w, r, &opts)
+		if err != nil {
+			return
+		}
+		if c.netConn.raw == nil {
+			t.Error("the accepted TCP socket has no raw access")
+		}
+		c.netConn.raw = countingRaw{c.netConn.raw, &writes}
+		c.Start(func(Frame) {}, func(CloseInfo) {})
+		accepted <- c
+	}))
+	defer srv.Close()
+	client, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseNow()
+	var c *Conn
+	select {
+	case c = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection accepted")
+	}
+
+	// Queue a burst while holding the right to write, as a flusher would
+	// find it, then hand it over.
+	const n, size = 200, 100
+	c.sendQueue.mu.Lock()
+	c.sendQueue.writing = true
+	c.sendQueue.mu.Unlock()
+	for i := range n {
+		msg := append(fmt.Appendf(nil, "%04d", i), bytes.Repeat([]byte{'x'}, size-4)...)
+		if err := c.Enqueue(MessageBinary, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.sendQueue.mu.Lock()
+	flushers.push(&c.sendQueue)
+	c.sendQueue.mu.Unlock()
+
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, b, err := client.Read(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("%04d", i); len(b) != size || string(b[:4]) != want {
+			t.Fatalf("message %d: got %.4q (%d bytes)", i, b, len(b))
+		}
+	}
+	// 200 frames of 102 bytes fill five 4 KiB buffers.
+	if got := writes.Load(); got > 8 {
+		t.Errorf("%d socket writes for %d queued messages of %d bytes; want them gathered (about 5)", got, n, size)
+	}
+	t.Logf("%d socket writes for %d messages", writes.Load(), n)
+	c.CloseNow(StatusNormalClosure, "")
 }
