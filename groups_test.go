@@ -431,11 +431,23 @@ func TestStalledDirectoryCallBlocksOnlyItsConnection(t *testing.T) {
 }
 
 func TestSlowGroupMemberDoesNotDelayOthers(t *testing.T) {
+	// Large messages go through each member's writer goroutine; small ones
+	// through the shared flushers, until the slow member's socket is full
+	// and its writer goroutine takes over (enough of them to fill it).
+	for _, tc := range []struct {
+		name       string
+		size, msgs int
+	}{{"32KiB", 32 << 10, 300}, {"3KiB", 3 << 10, 3000}} {
+		t.Run(tc.name, func(t *testing.T) { testSlowGroupMember(t, tc.size, tc.msgs) })
+	}
+}
+
+func testSlowGroupMember(t *testing.T, size, msgs int) {
 	// A long write timeout: the stuck member must stay open for the whole
 	// test, however slow the machine (by default it would be cut off after 10 s).
 	ts, opened := groupServer(t, wsactor.Options{Transport: wsactor.TransportOptions{Overflow: wsactor.OverflowDropNewest, WriteTimeout: 5 * time.Minute}})
 	joined(t, ts, opened, "", "feed", "slow") // never reads again
-	const fast, msgs = 20, 300
+	const fast = 20
 	clients := make([]*websocket.Conn, fast)
 	for i := range clients {
 		clients[i], _ = joined(t, ts, opened, "", "feed", "fast")
@@ -443,7 +455,7 @@ func TestSlowGroupMemberDoesNotDelayOthers(t *testing.T) {
 	// Lock-step rounds: each broadcast must reach every fast member before the
 	// next one goes out, while the slow member's queue is full and its writer
 	// blocked. A slow member that held up fan-out would stall the rounds.
-	payload := strings.Repeat("p", 32<<10)
+	payload := strings.Repeat("p", size)
 	got := make(chan string, fast)
 	for _, c := range clients {
 		go func() {
