@@ -391,7 +391,16 @@ func TestCloseNow(t *testing.T) {
 
 // Writes racing with Close: every Write that returned nil must reach the
 // client before the close frame; every other one must have failed with ErrClosed.
+// TestWritesRacingClose: writers racing Close lose nothing that was
+// accepted, whether they write on their goroutine, leave it to the
+// flushers (Enqueue), or mix both.
 func TestWritesRacingClose(t *testing.T) {
+	for _, how := range []string{"Write", "Enqueue", "both"} {
+		t.Run(how, func(t *testing.T) { testWritesRacingClose(t, how) })
+	}
+}
+
+func testWritesRacingClose(t *testing.T, how string) {
 	ts := newServer(t, serverConfig{opts: transport.Options{SendQueueMessages: 1 << 20, SendQueueBytes: 1 << 30}})
 	client, sc := ts.dial(t, nil)
 
@@ -416,7 +425,11 @@ func TestWritesRacingClose(t *testing.T) {
 			<-start
 			for i := range perWriter {
 				m := fmt.Sprintf("w%d m%d", g, i)
-				switch err := sc.c.Write(websocket.MessageText, []byte(m)); {
+				write := sc.c.Write
+				if how == "Enqueue" || (how == "both" && (g+i)%2 == 1) {
+					write = sc.c.Enqueue
+				}
+				switch err := write(websocket.MessageText, []byte(m)); {
 				case err == nil:
 					mu.Lock()
 					accepted[m] = true
