@@ -137,7 +137,12 @@ func (b *syncBuffer) String() string {
 func TestSIGKILLedNode(t *testing.T) {
 	p := getPool(t)
 	dumpLogsOnFailure(t, p.a[:2]...)
-	survivors := startServers(t, p.a[:2], wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	// A server on every pool node, not only the two the test uses: any
+	// survivor may be the one that removes the departed node's entries
+	// from the directory, and it announces the "left" events through its
+	// own servers (Node.nodeGone), so a node without this server would
+	// swallow them.
+	survivors := startServers(t, p.a, wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})[:2]
 	name := survivors[0].node.cfg.Cluster.Name
 	group, user := testSeq("doomed"), testSeq("fay")
 
@@ -244,7 +249,12 @@ func TestSIGKILLedNode(t *testing.T) {
 func TestStoppedNodeLeaves(t *testing.T) {
 	p := getPool(t)
 	dumpLogsOnFailure(t, p.a[:2]...)
-	survivors := startServers(t, p.a[:2], wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	// A server on every pool node, not only the two the test uses: any
+	// survivor may be the one that removes the departed node's entries
+	// from the directory, and it announces the "left" events through its
+	// own servers (Node.nodeGone), so a node without this server would
+	// swallow them.
+	survivors := startServers(t, p.a, wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})[:2]
 	group := testSeq("leaving")
 	h := startHelper(t, "TestHelperNode",
 		helperEnv+"=node",
@@ -354,7 +364,12 @@ func TestShortStopReturnsPromptly(t *testing.T) {
 func TestNodeRestartedOnSameAddress(t *testing.T) {
 	p := getPool(t)
 	dumpLogsOnFailure(t, p.a[:2]...)
-	survivors := startServers(t, p.a[:2], wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	// A server on every pool node, not only the two the test uses: any
+	// survivor may be the one that removes the departed node's entries
+	// from the directory, and it announces the "left" events through its
+	// own servers (Node.nodeGone), so a node without this server would
+	// swallow them.
+	survivors := startServers(t, p.a, wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})[:2]
 	cfg := survivors[0].node.cfg
 	group, user := testSeq("restarted"), testSeq("gus")
 	l, err := net.Listen("tcp", "127.0.0.1:0")

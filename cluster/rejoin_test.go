@@ -79,7 +79,12 @@ func joinAll(t *testing.T, servers []*testServer, group string) ([]*client, []ws
 func TestStalledNodeRejoins(t *testing.T) {
 	p := getPool(t)
 	dumpLogsOnFailure(t, p.a...)
-	survivors := startServers(t, p.a[:2], wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	// A server on every pool node, not only the two the test uses: any
+	// survivor may be the one that removes the departed node's entries
+	// from the directory, and it announces the "left" events through its
+	// own servers (Node.nodeGone), so a node without this server would
+	// swallow them.
+	survivors := startServers(t, p.a, wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})[:2]
 	group := testSeq("stalled")
 	locals, ids := joinAll(t, survivors, group)
 	h, url, addr, stalled, closed := stalledHelper(t, p, survivors, ids, group, cluster.WhenDroppedRejoin)
@@ -140,7 +145,12 @@ func stopHelper(t *testing.T, p *pool, h *helper, addr string) {
 func TestStalledNodeStaysOut(t *testing.T) {
 	p := getPool(t)
 	dumpLogsOnFailure(t, p.a...)
-	survivors := startServers(t, p.a[:2], wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})
+	// A server on every pool node, not only the two the test uses: any
+	// survivor may be the one that removes the departed node's entries
+	// from the directory, and it announces the "left" events through its
+	// own servers (Node.nodeGone), so a node without this server would
+	// swallow them.
+	survivors := startServers(t, p.a, wsactor.Options{Groups: wsactor.GroupsOptions{PresenceEvents: true}})[:2]
 	group := testSeq("stayout")
 	_, ids := joinAll(t, survivors, group)
 	h, url, addr, _, closed := stalledHelper(t, p, survivors, ids, group, cluster.WhenDroppedStayOut)
