@@ -104,7 +104,10 @@ func measureIdle(k kind, n int) (res idleResult, err error) {
 		return res, err
 	}
 	// The echo proved every connection's read loop is running; let what the
-	// echo started (wsactor's writer goroutines) finish.
+	// echo started finish: wsactor keeps the mailbox workers and flushers
+	// that ran it for a second (idleLinger), then they end. A measurement's
+	// settling time, like wsload's -settle, not a wait for correctness.
+	time.Sleep(idleLinger)
 	if err := waitSettled(before.goroutines + n); err != nil {
 		return res, err
 	}
@@ -138,16 +141,16 @@ func writeHeapProfile(path string) error {
 	return errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
 }
 
+// idleLinger outlasts the second for which wsactor keeps the goroutines
+// that ran a burst of messages (its mailbox workers and flushers).
+const idleLinger = 1500 * time.Millisecond
+
 // waitSettled waits until the goroutine count stops moving, having reached
-// at least floor (one reader per connection on both servers). Stable means
-// unchanged for longer than wsactor keeps the goroutines that ran a burst
-// (its mailbox workers and flushers end after a second idle): the clients'
-// check echoes leave some behind for that long.
+// at least floor (one reader per connection on both servers).
 func waitSettled(floor int) error {
 	deadline := time.Now().Add(waitLimit)
 	last, stable := -1, 0
-	for stable < 60 { // 1.2 s of 20 ms polls
-
+	for stable < 5 {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("goroutine count did not settle (now %d)", runtime.NumGoroutine())
 		}
