@@ -498,15 +498,19 @@ func (lc *loadClient) readBroadcast(cc *clientConn, b []byte) {
 }
 
 func (lc *loadClient) gotBroadcast(cc *clientConn, seq, lat int64) {
-	if seq != cc.lastSeq+1 || !lc.bcast.arrived(seq, lat) {
-		lc.bad.Add(1)
-	}
-	cc.lastSeq = max(cc.lastSeq, seq)
 	// Counted whether or not this process has read "start" yet: the
 	// orchestrator broadcasts only after sending it, and may be quicker
-	// than the process's command reader.
+	// than the process's command reader. And counted before the tracker
+	// hears of it: the last arrival makes the tracker report the broadcast
+	// complete, after which the orchestrator may end the run and this
+	// process sum up at once.
 	lc.received.Add(1)
 	lc.hist.record(lat)
+	inOrder := seq == cc.lastSeq+1
+	cc.lastSeq = max(cc.lastSeq, seq)
+	if !inOrder || !lc.bcast.arrived(seq, lat) {
+		lc.bad.Add(1)
+	}
 }
 
 // ended records a connection that ended before the client closed it.
