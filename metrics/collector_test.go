@@ -149,6 +149,9 @@ func TestConnectionOpenedAndClosed(t *testing.T) {
 	c := dial(t, f.url, nil)
 	f.waitMetric(t, 1, "wsactor_connections_open")
 	echo(t, c, "hello")
+	// A message is counted out once its write has returned, which may be
+	// after the client has read it.
+	f.waitMetric(t, 1, "wsactor_messages_sent_total")
 	fams := f.scrape(t)
 	for name, want := range map[string]float64{
 		"wsactor_connections_accepted_total": 1,

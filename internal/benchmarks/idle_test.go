@@ -90,6 +90,9 @@ func measureIdle(k kind, n int) (res idleResult, err error) {
 	t := startServer(k)
 	defer func() { err = errors.Join(err, t.Close()) }()
 
+	// Let the goroutines that earlier measurements' bursts left behind end
+	// (see idleLinger) before counting what this one adds.
+	time.Sleep(idleLinger)
 	before, err := sampleMemory()
 	if err != nil {
 		return res, err
