@@ -286,13 +286,16 @@ func TestReconnectKeepsSeatAndScore(t *testing.T) {
 	ann, bob := g.dial(t, "name=Ann"), g.dial(t, "name=Bob")
 	wa := ann.next("welcome")
 	wb := bob.next("welcome")
+	if wa["room"] != wb["room"] {
+		t.Fatalf("quick play put Ann (%v) and Bob (%v) in different rooms", wa, wb)
+	}
 	_ = ann.c.Close(websocket.StatusGoingAway, "reload")
 	deadline := time.Now().Add(testTimeout)
 	for {
 		if time.Now().After(deadline) {
 			t.Fatal("Ann never showed offline")
 		}
-		if e := me(bob.next("state"), wb["seat"].(float64)-1); e != nil && e["online"] == false {
+		if e := me(bob.next("state"), wa["seat"].(float64)); e != nil && e["online"] == false {
 			break
 		}
 	}
