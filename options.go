@@ -45,7 +45,10 @@ type Options struct {
 	ActorLogLevel slog.Leveler
 	// ActorSystem hosts the connection actors. Default: a new actor system
 	// owned (and shut down) by the server. Pass one to share it with other
-	// actors; for a cluster, remote must be started on it before New.
+	// actors; for a cluster, remote must be started on it before New, with
+	// remote.WithServerOptions(cluster.RemoteReceiveLimit()): gRPC's default
+	// 4 MiB limit on a received message would drop every message of a
+	// network batch that exceeds it. cluster.Node does both.
 	ActorSystem *actor.ActorSystem
 	// MaxConnections caps the connections the server holds, so that it
 	// cannot run out of file descriptors. With ListenAndServe, Serve or

@@ -3,6 +3,7 @@ package wsactor_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +18,9 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/coder/websocket"
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/cluster"
 	"github.com/wsactor/wsactor/internal/remotestart"
+	"github.com/wsactor/wsactor/internal/wire"
 )
 
 // staticCluster is a membership view for tests without a cluster provider.
@@ -74,7 +77,8 @@ func pooledSystems(t *testing.T, n int) []*actor.ActorSystem {
 	nodePoolOnce.Do(func() {
 		for range 3 {
 			system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return discardLogger() }))
-			r := remote.NewRemote(system, remote.Configure("127.0.0.1", 0, remote.WithEndpointWriterQueueSize(1024)))
+			r := remote.NewRemote(system, remote.Configure("127.0.0.1", 0, remote.WithEndpointWriterQueueSize(1024),
+				remote.WithServerOptions(cluster.RemoteReceiveLimit())))
 			if err := remotestart.Start(r, system.Address); err != nil {
 				panic(err)
 			}
@@ -369,5 +373,135 @@ func TestCrossNodePostsThenClose(t *testing.T) {
 	}
 	if err := <-closed; err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+}
+
+// TestCrossNodeLargePosts posts messages that together, and one of them on
+// its own, are larger than gRPC's default 4 MiB limit on a received message:
+// the batches that carry them to the other node must stay under what it
+// accepts, and every message arrives, in order.
+func TestCrossNodeLargePosts(t *testing.T) {
+	nodes := startNodes(t, 2, wsactor.Options{Transport: wsactor.TransportOptions{
+		SendQueueMessages: 64, SendQueueBytes: 64 << 20, MaxMessageSize: 8 << 20,
+	}})
+	one, two := nodes[0], nodes[1]
+	c, id := two.connect(t)
+	c.SetReadLimit(16 << 20)
+	sizes := []int{1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20, 5 << 20, 300, 2 << 20}
+	for i, n := range sizes {
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte(i)
+		}
+		if err := one.Post(id, wsactor.Binary(b)); err != nil {
+			t.Fatalf("post %d: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for i, n := range sizes {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("message %d of %d: %v", i, len(sizes), err)
+		}
+		if len(b) != n || b[0] != byte(i) || b[n-1] != byte(i) {
+			t.Fatalf("message %d: got %d bytes starting %d, want %d bytes of %d", i, len(b), b[0], n, i)
+		}
+	}
+	// The path still works afterwards.
+	if err := one.Send(ctx, id, wsactor.Text("after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, c); got != "after" {
+		t.Fatalf("after the large posts: got %q", got)
+	}
+}
+
+// TestCrossNodeRouteChecksEverySend sends to a node once, so that its route
+// is kept, and then checks that a kept route still refuses what it must: a
+// malformed connection name, and a node that membership says is gone.
+func TestCrossNodeRouteChecksEverySend(t *testing.T) {
+	nodes := startNodes(t, 2, wsactor.Options{})
+	one, two := nodes[0], nodes[1]
+	c, id := two.connect(t)
+	if err := one.Post(id, wsactor.Text("first")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, c); got != "first" {
+		t.Fatalf("got %q", got)
+	}
+	parts := strings.Split(string(id), ".")
+	for _, bad := range []string{
+		parts[0] + "." + parts[1][:21] + "." + parts[2],           // name too short
+		parts[0] + "." + parts[1][:21] + "!." + parts[2],          // not base64url
+		parts[0] + "." + parts[1][:21] + "B." + parts[2],          // not canonical if B sets unused bits
+		parts[0] + "." + strings.Repeat("A", 23) + "." + parts[2], // too long
+	} {
+		if _, err := wsactor.ParseID(bad); err == nil {
+			continue // a valid name of no connection: covered below
+		}
+		if err := one.Post(wsactor.ID(bad), wsactor.Text("x")); !errors.Is(err, wsactor.ErrInvalidID) {
+			t.Errorf("Post to %q: want ErrInvalidID, got %v", bad, err)
+		}
+	}
+	// A well-formed name of no connection: the node answers a Send.
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	other := parts[0] + "." + strings.Repeat("A", 22) + "." + parts[2]
+	if err := one.Send(ctx, wsactor.ID(other), wsactor.Text("x")); !errors.Is(err, wsactor.ErrConnectionNotFound) {
+		t.Errorf("Send to a name of no connection: want ErrConnectionNotFound, got %v", err)
+	}
+	one.view.set(two.addr, false)
+	if err := one.Post(id, wsactor.Text("x")); !errors.Is(err, wsactor.ErrConnectionNotFound) || !strings.Contains(err.Error(), "not a live member") {
+		t.Errorf("Post on a kept route to a dead node: want ErrConnectionNotFound naming the node, got %v", err)
+	}
+	one.view.set(two.addr, true)
+	if err := one.Post(id, wsactor.Text("back")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, c); got != "back" {
+		t.Fatalf("after the node came back: got %q", got)
+	}
+}
+
+// TestBatchReceiverReadsBothFormats sends batches to a server's receiver as
+// a node of an earlier version does (one message per item), in the packed
+// form, and malformed: the well-formed items arrive in order, and the
+// malformed rest of a batch is counted as undecodable, not delivered and not
+// fatal.
+func TestBatchReceiverReadsBothFormats(t *testing.T) {
+	nodes := startNodes(t, 2, wsactor.Options{})
+	one, two := nodes[0], nodes[1]
+	c, id := two.connect(t)
+	name := strings.Split(string(id), ".")[1]
+	receiver := actor.NewPID(two.addr, "wsactor-deliver-"+two.Name())
+	root := pooledSystems(t, 2)[0].Root // node one's actor system
+	root.Send(receiver, &wire.DeliverBatch{Items: []*wire.DeliverBatch_Item{
+		{Name: name, Type: 1, Data: []byte("old 1")},
+		{Name: "nobody", Type: 1, Data: []byte("lost")},
+		{Name: name, Type: 1, Data: []byte("old 2")},
+	}})
+	packed := func(data string) []byte {
+		b := binary.AppendUvarint(nil, uint64(len(name)))
+		b = append(b, name...)
+		b = append(b, 0, 1) // request ID 0, type 1 (text)
+		b = binary.AppendUvarint(b, uint64(len(data)))
+		return append(b, data...)
+	}
+	good := append(packed("new 1"), packed("new 2")...)
+	root.Send(receiver, &wire.DeliverBatch{Packed: good})
+	// A batch whose second item claims more bytes than there are.
+	bad := append(packed("before the bad one"), 4, 'x', 'y', 0, 1, 0x7f)
+	root.Send(receiver, &wire.DeliverBatch{Packed: bad})
+	if err := one.Post(id, wsactor.Text("after")); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"old 1", "old 2", "new 1", "new 2", "before the bad one", "after"} {
+		if got := readText(t, c); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	if n := two.Stats().MessagesUndecodable; n != 1 {
+		t.Fatalf("MessagesUndecodable = %d, want 1 (the malformed rest of one batch)", n)
 	}
 }

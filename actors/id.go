@@ -87,10 +87,10 @@ func splitID(s string) (server, name, address string, err error) {
 	if len(name) != nameLen {
 		return fail("bad actor name length")
 	}
-	var raw [maxAddressLen]byte
-	if n, ok := decodeCanonical(raw[:], name); !ok || n != 16 {
+	if !validName(name) {
 		return fail("bad actor name")
 	}
+	var raw [maxAddressLen]byte
 	n, ok := decodeCanonical(raw[:], addr64)
 	if !ok || n == 0 {
 		return fail("bad node address")
@@ -101,6 +101,16 @@ func splitID(s string) (server, name, address string, err error) {
 		}
 	}
 	return server, name, string(raw[:n]), nil
+}
+
+// validName reports whether name is an actor name as newName makes them.
+func validName(name string) bool {
+	if len(name) != nameLen {
+		return false
+	}
+	var raw [16]byte
+	n, ok := decodeCanonical(raw[:], name)
+	return ok && n == 16
 }
 
 // maxAddress64 is the longest base64url node address: b64.EncodedLen(maxAddressLen).

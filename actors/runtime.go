@@ -62,7 +62,8 @@ type Runtime struct {
 	supervisor     *actor.PID
 	requestTimeout time.Duration
 	replies        *replies
-	outboxes       sync.Map // peer address + "/" + server → *outbox
+	routes         atomic.Pointer[routeTable] // the outboxes to the other nodes' servers
+	routesMu       sync.Mutex                 // serializes additions to routes
 	onGone         func()
 	groups         GroupService
 	hooks          []MailboxHook
@@ -114,6 +115,7 @@ func NewRuntime(cfg Config) (*Runtime, error) {
 	}
 	rt.supervisor = pid
 	rt.replies = newReplies(cfg.System, cfg.ServerName)
+	rt.routes.Store(&routeTable{})
 	rt.registerReceiver()
 	return rt, nil
 }
@@ -214,58 +216,66 @@ func (rt *Runtime) Conns() []*Conn {
 
 // Lookup returns the live local connection with this ID.
 func (rt *Runtime) Lookup(id ID) (*Conn, error) {
-	c, pid, err := rt.resolve(id)
-	if err == nil && pid != nil {
-		err = fmt.Errorf("%w: %s lives on node %s", ErrConnectionNotFound, id, pid.Address)
+	c, rc, err := rt.resolve(id)
+	if err == nil && rc.o != nil {
+		err = fmt.Errorf("%w: %s lives on node %s", ErrConnectionNotFound, id, rc.o.address)
 	}
 	return c, err
 }
 
 // resolve finds where a connection lives, parsing its ID at most once: the
-// live local connection, or the PID of a connection on another live node, or
-// the reason it cannot be reached.
-func (rt *Runtime) resolve(id ID) (*Conn, *actor.PID, error) {
-	// Fast path, on every send by ID: a live connection's stored ID is
-	// canonical, so an exact match is valid without decoding it.
-	if _, rest, ok := strings.Cut(string(id), "."); ok {
-		if name, _, ok := strings.Cut(rest, "."); ok {
-			if v, ok := rt.conns.Load(name); ok && v.(*Conn).id == id {
-				return v.(*Conn), nil, nil
+// live local connection, or the way to a connection on another live node,
+// or the reason it cannot be reached. It allocates nothing for a live local
+// connection or a node it has sent to before: every send by ID calls it.
+func (rt *Runtime) resolve(id ID) (*Conn, remoteConn, error) {
+	server, rest, ok1 := strings.Cut(string(id), ".")
+	name, addr64, ok2 := strings.Cut(rest, ".")
+	if ok1 && ok2 {
+		// A live connection's stored ID is canonical, so an exact match is
+		// valid without decoding it.
+		if v, ok := rt.conns.Load(name); ok && v.(*Conn).id == id {
+			return v.(*Conn), remoteConn{}, nil
+		}
+		// A node and server sent to before: the ID's other parts were
+		// checked then, and only the name is left to check.
+		if o := rt.routes.Load().byKey[routeKey{server, addr64}]; o != nil && validName(name) {
+			if !rt.cluster.Alive(o.address) {
+				return nil, remoteConn{}, fmt.Errorf("%w: node %s is not a live member", ErrConnectionNotFound, o.address)
 			}
+			return nil, remoteConn{o, name}, nil
 		}
 	}
 	server, name, address, err := splitID(string(id))
 	if err != nil {
-		return nil, nil, err
+		return nil, remoteConn{}, err
 	}
 	if address == rt.system.Address() {
 		if server != rt.server {
-			return nil, nil, fmt.Errorf("%w: %s belongs to server %q", ErrConnectionNotFound, id, server)
+			return nil, remoteConn{}, fmt.Errorf("%w: %s belongs to server %q", ErrConnectionNotFound, id, server)
 		}
-		return nil, nil, ErrConnectionNotFound // not live (the fast path would have found it)
+		return nil, remoteConn{}, ErrConnectionNotFound // not live (the fast path would have found it)
 	}
 	if rt.cluster == nil {
-		return nil, nil, fmt.Errorf("%w: %s lives on node %s and this node is not in a cluster", ErrConnectionNotFound, id, address)
+		return nil, remoteConn{}, fmt.Errorf("%w: %s lives on node %s and this node is not in a cluster", ErrConnectionNotFound, id, address)
 	}
 	if !rt.cluster.Alive(address) {
-		return nil, nil, fmt.Errorf("%w: node %s is not a live member", ErrConnectionNotFound, address)
+		return nil, remoteConn{}, fmt.Errorf("%w: node %s is not a live member", ErrConnectionNotFound, address)
 	}
-	return nil, actor.NewPID(address, SupervisorPrefix+server+"/"+name), nil
+	return nil, remoteConn{rt.route(server, addr64, address), name}, nil
 }
 
 // Send delivers m to the connection through its mailbox and waits until it
 // is queued for the socket (or refused). The connection may live on another
 // node of the cluster.
 func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
-	c, pid, err := rt.resolve(id)
+	c, rc, err := rt.resolve(id)
 	switch {
 	case err != nil:
 		return err
-	case pid != nil:
-		o, name := rt.outboxOf(pid)
-		return rt.await(ctx, pid.Address, func(id uint32) {
-			o.sendOrPush(outItem{name: name, reqID: id, typ: WireType(m), data: m.Data}, func() {
-				rt.system.Root.RequestWithCustomSender(pid, &wire.Deliver{Type: WireType(m), Data: m.Data}, rt.replies.sender(id))
+	case rc.o != nil:
+		return rt.await(ctx, rc.o.address, func(id uint32) {
+			rc.o.sendOrPush(outItem{name: rc.name, reqID: id, typ: WireType(m), data: m.Data}, func() {
+				rt.system.Root.RequestWithCustomSender(rc.pid(), &wire.Deliver{Type: WireType(m), Data: m.Data}, rt.replies.sender(id))
 			})
 		})
 	}
@@ -291,13 +301,12 @@ func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
 // reports only what it knows at once: a malformed or unknown ID, or a
 // connection on a node that is not a live member.
 func (rt *Runtime) Post(id ID, m Message) error {
-	c, pid, err := rt.resolve(id)
+	c, rc, err := rt.resolve(id)
 	switch {
 	case err != nil:
 		return err
-	case pid != nil:
-		o, name := rt.outboxOf(pid)
-		o.push(outItem{name: name, typ: WireType(m), data: m.Data})
+	case rc.o != nil:
+		rc.o.push(outItem{name: rc.name, typ: WireType(m), data: m.Data})
 		return nil
 	}
 	rt.system.Root.Send(c.pid, &outbound{msg: m})
@@ -312,17 +321,17 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 		return ErrInvalidCloseCode
 	}
 	reason = TruncateReason(reason)
-	c, pid, err := rt.resolve(id)
+	c, rc, err := rt.resolve(id)
 	switch {
 	case err != nil:
 		return err
-	case pid != nil:
+	case rc.o != nil:
+		pid := rc.pid()
 		stopped, unwatch := rt.watchStopped(pid)
 		defer unwatch()
-		o, _ := rt.outboxOf(pid)
 		err := rt.await(ctx, pid.Address, func(id uint32) {
 			msg := &wire.Close{Code: int32(code), Reason: reason}
-			o.sendOrPush(outItem{pid: pid, msg: msg, reqID: id}, func() {
+			rc.o.sendOrPush(outItem{pid: pid, msg: msg, reqID: id}, func() {
 				rt.system.Root.RequestWithCustomSender(pid, msg, rt.replies.sender(id))
 			})
 		})
@@ -346,17 +355,16 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 // any other value is refused with an error wrapping ErrNotRegistered, and
 // one that encoding/json cannot encode with its error.
 func (rt *Runtime) Tell(id ID, msg any) error {
-	c, pid, err := rt.resolve(id)
+	c, rc, err := rt.resolve(id)
 	switch {
 	case err != nil:
 		return err
-	case pid != nil:
+	case rc.o != nil:
 		m, err := EncodeValue(msg)
 		if err != nil {
 			return err
 		}
-		o, _ := rt.outboxOf(pid)
-		o.push(outItem{pid: pid, msg: m})
+		rc.o.push(outItem{pid: rc.pid(), msg: m})
 		return nil
 	}
 	rt.system.Root.Send(c.pid, msg)

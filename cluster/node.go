@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -232,11 +233,12 @@ func remoteConfig(cfg Config) (*remote.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	serverOpts := []grpc.ServerOption{RemoteReceiveLimit()}
 	if server != nil {
-		opts = append(opts,
-			remote.WithServerOptions(grpc.Creds(credentials.NewTLS(server))),
-			remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(client))))
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(server)))
+		opts = append(opts, remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(client))))
 	}
+	opts = append(opts, remote.WithServerOptions(serverOpts...))
 	rc := remote.Configure(host, port, opts...)
 	rc.MaxRetryCount = cfg.Remote.MaxRetryCount
 	return rc, nil
@@ -548,3 +550,13 @@ type redisLogger struct{ l *slog.Logger }
 func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
+
+// RemoteReceiveLimit is the gRPC server option that every node's protoactor
+// remote endpoint needs: it lifts gRPC's default 4 MiB limit on a received
+// message to the most gRPC allows (2 GiB). protoactor's endpoint writer puts
+// up to remote.endpoint_writer_batch_size messages in one gRPC message, so a
+// few large messages, or many small ones, exceed 4 MiB together, and a peer
+// refusing that gRPC message drops every message in it. Node sets it; pass
+// it to remote.WithServerOptions when you start remote yourself for a
+// Server with a ClusterView.
+func RemoteReceiveLimit() grpc.ServerOption { return grpc.MaxRecvMsgSize(math.MaxInt32) }

@@ -18,6 +18,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/coder/websocket"
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/cluster"
 	"github.com/wsactor/wsactor/internal/remotestart"
 )
 
@@ -155,7 +156,8 @@ func xnStartCluster() (*xnCluster, error) {
 		system := protoactor.NewActorSystem(protoactor.WithLoggerFactory(func(*protoactor.ActorSystem) *slog.Logger { return discard }))
 		r := remote.NewRemote(system, remote.Configure("127.0.0.1", 0,
 			remote.WithEndpointWriterQueueSize(xnEndpointQueue),
-			remote.WithEndpointWriterBatchSize(xnEndpointBatch)))
+			remote.WithEndpointWriterBatchSize(xnEndpointBatch),
+			remote.WithServerOptions(cluster.RemoteReceiveLimit())))
 		if err := remotestart.Start(r, system.Address); err != nil {
 			return nil, err
 		}
