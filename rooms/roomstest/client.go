@@ -3,6 +3,7 @@ package roomstest
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,41 +50,54 @@ func (cl *Client) Send(v any) {
 // Read returns the next message.
 func (cl *Client) Read() string {
 	cl.T.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	return cl.readBefore(time.Now().Add(Timeout), "the next message")
+}
+
+// readBefore returns the next message, failing the test if none arrives
+// before deadline; what names what the caller waits for.
+func (cl *Client) readBefore(deadline time.Time, what string) string {
+	cl.T.Helper()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	_, b, err := cl.Conn.Read(ctx)
 	if err != nil {
-		cl.T.Fatalf("%s: read: %v", cl.Name, err)
+		cl.T.Fatalf("%s: waiting for %s: read: %v", cl.Name, what, err)
 	}
 	return string(b)
 }
 
 // Event reads until a Player event ev and returns it; what rooms send is
-// skipped, another event is a failure.
+// skipped, another event is a failure, and so is no ev within Timeout
+// (however many other messages arrive meanwhile, ticks for instance).
 func (cl *Client) Event(ev string) map[string]any {
 	cl.T.Helper()
+	deadline := time.Now().Add(Timeout)
+	what := "an " + strconv.Quote(ev) + " event"
 	for {
-		s := cl.Read()
+		s := cl.readBefore(deadline, what)
 		var m map[string]any
 		if json.Unmarshal([]byte(s), &m) == nil && m["ev"] == ev {
 			return m
 		}
 		if m["ev"] != nil {
-			cl.T.Fatalf("%s: got %s, want an %q event", cl.Name, s, ev)
+			cl.T.Fatalf("%s: got %s, want %s", cl.Name, s, what)
 		}
 	}
 }
 
-// Expect reads until the text want; a Player event before it is a failure.
+// Expect reads until the text want; a Player event before it is a failure,
+// and so is no want within Timeout.
 func (cl *Client) Expect(want string) {
 	cl.T.Helper()
+	deadline := time.Now().Add(Timeout)
+	what := strconv.Quote(want)
 	for {
-		s := cl.Read()
+		s := cl.readBefore(deadline, what)
 		if s == want {
 			return
 		}
 		if strings.HasPrefix(s, `{"ev":`) {
-			cl.T.Fatalf("%s: got %s while waiting for %q", cl.Name, s, want)
+			cl.T.Fatalf("%s: got %s while waiting for %s", cl.Name, s, what)
 		}
 	}
 }
