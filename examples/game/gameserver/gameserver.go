@@ -13,6 +13,7 @@ package gameserver
 import (
 	"embed"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -148,7 +149,9 @@ type sendRequest struct {
 }
 
 // apiSend sends a notice to one player by connection ID, from any node:
-// POST /api/send {"to":"<connection ID>","text":"…"} → 204, 400, 404.
+// POST /api/send {"to":"<connection ID>","text":"…"} → 204, 400, 404
+// (no such connection), 503 (its queue is full) or 504 (its node did not
+// answer).
 func (g *Game) apiSend(w http.ResponseWriter, r *http.Request) {
 	var req sendRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
@@ -162,9 +165,20 @@ func (g *Game) apiSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m, _ := wsactor.JSON(NoticeMsg{Type: "notice", Text: req.Text})
-	if err := g.srv.Send(r.Context(), id, m); err != nil {
+	switch err := g.srv.Send(r.Context(), id, m); {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, wsactor.ErrConnectionNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
-		return
+	case errors.Is(err, wsactor.ErrSendQueueFull):
+		// The player is not keeping up; a later notice may get through.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case r.Context().Err() != nil:
+		// The caller went away; nobody reads this answer.
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		// The player's node did not answer in time, or failed.
+		writeError(w, http.StatusGatewayTimeout, err.Error())
 	}
-	w.WriteHeader(http.StatusNoContent)
 }
