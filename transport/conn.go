@@ -69,9 +69,12 @@ type Conn struct {
 	// the first decision wins and is what the handler is told.
 	decided atomic.Pointer[CloseInfo]
 
-	over     atomic.Bool  // the read loop has ended
-	parked   atomic.Bool  // the reader waits for an inflight token
-	lastRead atomic.Int64 // unix nanoseconds of the last inbound message
+	over   atomic.Bool // the read loop has ended
+	parked atomic.Bool // the reader waits for an inflight token
+	// handovers counts the read loop's hand-overs to a fresh goroutine
+	// (see readLoop), for the tests.
+	handovers atomic.Int32
+	lastRead  atomic.Int64 // unix nanoseconds of the last inbound message
 
 	stallTimer atomic.Pointer[time.Timer] // the stall watch (write.go); made by the first writer
 	watching   atomic.Bool                // a writer goroutine is running
@@ -136,59 +139,101 @@ func (c *Conn) Release() {
 	}
 }
 
+// readLoop reads the client's messages and delivers them until the
+// connection ends.
+//
+// A goroutine's stack grows while it reads a frame (coder/websocket's read
+// path is deep), and the runtime shrinks a parked one only while its use,
+// plus 800 bytes it keeps for nosplit functions, is under a quarter: a
+// reader that has read anything waits on a 4 KiB stack at least, 2 KiB more
+// than a fresh one. So when a control frame comes alone (the pong to a
+// heartbeat ping, sent only when the client has been quiet for a ping
+// interval), the loop hands over to a fresh goroutine, which waits on the
+// minimum stack, and ends. Doing it at every wait would put a goroutine
+// start in every round trip.
 func (c *Conn) readLoop() {
 	var err error
 	for {
-		var typ MessageType
-		var data []byte
 		if c.in != nil {
 			c.in.await()
 		}
-		typ, data, err = c.ws.Read(context.Background())
-		if errors.Is(err, errPark) {
-			continue // a control frame came alone (a pong): wait here
-		}
-		if err != nil {
-			if v := c.in.failed(); v != nil {
-				c.failInbound(v.code, v.reason)
-			}
+		var parked bool
+		if parked, err = c.readOne(); err != nil {
 			break
 		}
-		now := time.Now()
-		c.lastRead.Store(now.UnixNano())
-		if typ == MessageText && c.checkUTF8() && !utf8.Valid(data) {
-			c.failInbound(StatusInvalidFramePayloadData, ReasonInvalidUTF8)
-			break
+		if parked {
+			c.handovers.Add(1)
+			go c.readLoop()
+			return
 		}
-		c.opts.Counters.MessagesIn.Add(1)
-		c.opts.Counters.BytesIn.Add(int64(len(data)))
-		select {
-		case <-c.ending:
-			continue
-		default:
+	}
+	if err == errStopReading {
+		err = nil // the read itself succeeded; failInbound decided the close
+	}
+	c.endRead(err)
+}
+
+// errStopReading is what readOne returns to end the read loop after a read
+// that succeeded.
+var errStopReading = errors.New("wsactor/transport: stop reading")
+
+// readOne reads and delivers one message. parked reports that a control
+// frame came alone (a pong) and nothing more has arrived: the read loop
+// waits in await. A non-nil error ends the loop; messages that are dropped
+// are not errors. It is a function of its own so that the read loop's
+// frame, on which an idle connection's reader waits, stays small.
+//
+//go:noinline
+func (c *Conn) readOne() (parked bool, err error) {
+	typ, data, err := c.ws.Read(context.Background())
+	if errors.Is(err, errPark) {
+		return true, nil
+	}
+	if err != nil {
+		if v := c.in.failed(); v != nil {
+			c.failInbound(v.code, v.reason)
 		}
-		limited := c.rateLimited(now, len(data))
-		if limited {
-			c.opts.Counters.RateLimited.Add(1)
-			if c.opts.RateLimit.Policy == RateLimitClose {
-				c.CloseSoon(StatusPolicyViolation, ReasonRateLimited)
-				continue // the next Read reports the close
-			}
+		return false, err
+	}
+	now := time.Now()
+	c.lastRead.Store(now.UnixNano())
+	if typ == MessageText && c.checkUTF8() && !utf8.Valid(data) {
+		c.failInbound(StatusInvalidFramePayloadData, ReasonInvalidUTF8)
+		return false, errStopReading
+	}
+	c.opts.Counters.MessagesIn.Add(1)
+	c.opts.Counters.BytesIn.Add(int64(len(data)))
+	select {
+	case <-c.ending:
+		return false, nil
+	default:
+	}
+	limited := c.rateLimited(now, len(data))
+	if limited {
+		c.opts.Counters.RateLimited.Add(1)
+		if c.opts.RateLimit.Policy == RateLimitClose {
+			c.CloseSoon(StatusPolicyViolation, ReasonRateLimited)
+			return false, nil // the next Read reports the close
 		}
+	}
+	select {
+	case c.inflight <- struct{}{}:
+	default:
+		c.parked.Store(true)
 		select {
 		case c.inflight <- struct{}{}:
-		default:
-			c.parked.Store(true)
-			select {
-			case c.inflight <- struct{}{}:
-				c.parked.Store(false)
-			case <-c.ending:
-				c.parked.Store(false)
-				continue
-			}
+			c.parked.Store(false)
+		case <-c.ending:
+			c.parked.Store(false)
+			return false, nil
 		}
-		c.deliver(Frame{Type: typ, Data: data, Limited: limited})
 	}
+	c.deliver(Frame{Type: typ, Data: data, Limited: limited})
+	return false, nil
+}
+
+// endRead ends the connection once its read loop has.
+func (c *Conn) endRead(err error) {
 	if c.in != nil {
 		c.in.release()
 	}

@@ -24,3 +24,7 @@ func HeldBuffers(c *Conn) (read, write bool) {
 	}
 	return read, write
 }
+
+// ReaderHandovers reports how many times c's read loop has handed over to a
+// fresh goroutine.
+func ReaderHandovers(c *Conn) int { return int(c.handovers.Load()) }

@@ -3,6 +3,7 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -228,4 +229,34 @@ func TestNoPingsWhileTheClientSends(t *testing.T) {
 	if got := chatty.pings.Load(); got >= silent.pings.Load() {
 		t.Fatalf("a client that kept sending was pinged %d times, as often as a silent one (%d)", got, silent.pings.Load())
 	}
+}
+
+// TestReaderHandsOverAfterPong: the read loop hands over to a fresh
+// goroutine (which waits on the minimum stack) when the pong to a heartbeat
+// comes alone, never for messages, and the connection goes on as before.
+func TestReaderHandsOverAfterPong(t *testing.T) {
+	quietTS := newServer(t, serverConfig{echo: true, opts: transport.Options{PingInterval: -1}})
+	busy, busySC := dialReading(t, quietTS, true)
+	for i := range 100 {
+		busy.echo(t, strconv.Itoa(i))
+	}
+	if n := transport.ReaderHandovers(busySC.c); n != 0 {
+		t.Fatalf("%d hand-overs for 100 messages and no pings, want none", n)
+	}
+	_ = busy.c.Close(websocket.StatusNormalClosure, "")
+	wantInfo(t, busySC.fin(t), transport.StatusNormalClosure, "", false)
+
+	ts := newServer(t, serverConfig{echo: true, opts: transport.Options{
+		PingInterval: 20 * time.Millisecond,
+		PongTimeout:  time.Second,
+	}})
+	rc, sc := dialReading(t, ts, true)
+	rc.echo(t, "one")
+	if !waitFor(func() bool { return transport.ReaderHandovers(sc.c) >= 2 }) {
+		t.Fatalf("%d hand-overs after %d pings, want 2 or more", transport.ReaderHandovers(sc.c), rc.pings.Load())
+	}
+	rc.echo(t, "two")
+	rc.echo(t, "three")
+	_ = rc.c.Close(websocket.StatusNormalClosure, "")
+	wantInfo(t, sc.fin(t), transport.StatusNormalClosure, "", false)
 }

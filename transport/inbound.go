@@ -158,10 +158,11 @@ func (ic *inboundConn) take(p []byte) int {
 	return n
 }
 
-// await is where an idle connection's reader waits for the client: on the
-// read loop's own shallow stack, which the runtime can then shrink to its
-// minimum (2 KiB), and without a buffer. It returns at once if bytes are
-// read ahead, and when another goroutine (the closing handshake's) reads.
+// await is where an idle connection's reader waits for the client: on a
+// shallow stack, which stays at the minimum size (2 KiB) once the read loop
+// has handed over to a fresh goroutine (see Conn.readLoop), and without a
+// buffer. It returns at once if bytes are read ahead, and when another
+// goroutine (the closing handshake's) reads.
 func (ic *inboundConn) await() {
 	if !ic.sock.parks() || ic.closing.Load() {
 		return

@@ -87,7 +87,16 @@ func (r idleResult) total() float64 { return r.heap + r.stack }
 // connections to it (each echoing one message, then idling), and measures
 // the server process's growth once all n are established.
 func measureIdle(k kind, n int) (res idleResult, err error) {
-	t := startServer(k)
+	return measureIdleOf(string(k), startServer(k), n, 0)
+}
+
+// idlePing is the ping interval of BenchmarkIdleMemory's
+// server=wsactor-after-ping.
+const idlePing = time.Second
+
+// measureIdleOf is measureIdle on the server t, named name, measured quiet
+// longer than usual after the clients' echo.
+func measureIdleOf(name string, t target, n int, quiet time.Duration) (res idleResult, err error) {
 	defer func() { err = errors.Join(err, t.Close()) }()
 
 	// Let the goroutines that earlier measurements' bursts left behind end
@@ -110,7 +119,7 @@ func measureIdle(k kind, n int) (res idleResult, err error) {
 	// echo started finish: wsactor keeps the mailbox workers and flushers
 	// that ran it for a second (idleLinger), then they end. A measurement's
 	// settling time, like wsload's -settle, not a wait for correctness.
-	time.Sleep(idleLinger)
+	time.Sleep(idleLinger + quiet)
 	if err := waitSettled(before.goroutines + n); err != nil {
 		return res, err
 	}
@@ -119,7 +128,7 @@ func measureIdle(k kind, n int) (res idleResult, err error) {
 		return res, err
 	}
 	if dir := os.Getenv(envIdleHeapProfile); dir != "" {
-		if err := writeHeapProfile(filepath.Join(dir, string(k)+".heap")); err != nil {
+		if err := writeHeapProfile(filepath.Join(dir, name+".heap")); err != nil {
 			return res, err
 		}
 	}
@@ -240,4 +249,21 @@ func BenchmarkIdleMemory(b *testing.B) {
 			b.ReportMetric(res.goroutines, "goroutines/conn")
 		})
 	}
+	// The same after a heartbeat: the pong that answers it is when a read
+	// loop that has read a message hands over to a goroutine with the
+	// minimum stack (see transport's Conn.readLoop). By default that is
+	// one 30 s ping interval after the client went quiet; here 1 s.
+	b.Run("server=wsactor-after-ping", func(b *testing.B) {
+		res, err := measureIdleOf("wsactor-after-ping", startActorPinging(idlePing), n, 2*idlePing)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(0, "ns/op")
+		b.ReportMetric(res.total(), "B/conn")
+		b.ReportMetric(res.heap, "heap-B/conn")
+		b.ReportMetric(res.live, "live-B/conn")
+		b.ReportMetric(res.stack, "stack-B/conn")
+		b.ReportMetric(res.rss, "rss-B/conn")
+		b.ReportMetric(res.goroutines, "goroutines/conn")
+	})
 }

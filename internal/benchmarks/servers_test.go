@@ -221,6 +221,14 @@ func (h *echoHandler) OnClose(c *wsactor.Conn, _ wsactor.StatusCode, _ string) {
 
 func startActor() *actorServer { return startActorLimited(unboundLimit) }
 
+// startActorPinging is startActor with heartbeat pings every interval.
+func startActorPinging(interval time.Duration) *actorServer {
+	a := &actorServer{}
+	a.actorHTTP = startActorHTTPWith(&echoHandler{reg: &a.reg},
+		wsactor.TransportOptions{MaxMessageSize: readLimit, RateLimit: unboundLimit, PingInterval: interval})
+	return a
+}
+
 // startActorLimited is startActor with the given inbound rate limit.
 func startActorLimited(limit wsactor.RateLimit) *actorServer {
 	a := &actorServer{}
@@ -247,13 +255,18 @@ type actorHTTP struct {
 // by h (shared: the factory allocates nothing) and has the inbound rate
 // limit.
 func startActorHTTP(h wsactor.Handler, limit wsactor.RateLimit) actorHTTP {
+	return startActorHTTPWith(h, wsactor.TransportOptions{MaxMessageSize: readLimit, RateLimit: limit})
+}
+
+// startActorHTTPWith is startActorHTTP with the given transport options.
+func startActorHTTPWith(h wsactor.Handler, topts wsactor.TransportOptions) actorHTTP {
 	s := wsactor.New(wsactor.Options{
 		Logger: slog.New(slog.DiscardHandler),
 		// Everything else is the default: compression off, 10 s write
 		// timeout, 256-message / 1 MiB send queue closing on overflow,
 		// pings every 30 s (a timer, not a goroutine), in-memory group
 		// directory, no presence events.
-		Transport: wsactor.TransportOptions{MaxMessageSize: readLimit, RateLimit: limit},
+		Transport: topts,
 	})
 	s.Handle("/", func() wsactor.Handler { return h })
 	return actorHTTP{s: s, http: httptest.NewServer(s)}
