@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -232,5 +233,43 @@ func (r *rawWebSocket) send(t *testing.T, s string) {
 	}
 	if _, err := r.Write(frame); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestShutdownRightAfterConnecting shuts a server down as soon as its
+// clients' handshakes have returned, without waiting for their OnOpen: the
+// drain finds connections whose actors may not be spawned yet (they are live
+// from Open on), and its close requests must reach them once they are,
+// neither racing protoactor's spawn (-race reported it) nor lost as dead
+// letters. Every client is closed with 1001, and Shutdown returns in time.
+func TestShutdownRightAfterConnecting(t *testing.T) {
+	for round := range 10 {
+		s := wsactor.New(wsactor.Options{Logger: discardLogger(), Drain: wsactor.DrainOptions{Batch: 1000, Interval: time.Millisecond}})
+		s.Handle("/ws", func() wsactor.Handler { return echo{} })
+		hs := httptest.NewServer(s)
+		url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		closes := make(chan error, 5)
+		for range 5 {
+			c := dial(t, url)
+			go func() {
+				_, _, err := c.Read(ctx) // answers the closing handshake
+				closes <- err
+				_ = c.CloseNow()
+			}()
+		}
+		if err := s.Shutdown(ctx); err != nil {
+			t.Fatalf("round %d: Shutdown: %v", round, err)
+		}
+		for i := range 5 {
+			if err := recv(t, closes, "a client's close"); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+				t.Fatalf("round %d, client %d: want close 1001, got %v", round, i, err)
+			}
+		}
+		if n := s.Stats().ConnectionsOpen; n != 0 {
+			t.Fatalf("round %d: %d connections still open after Shutdown", round, n)
+		}
+		cancel()
+		hs.Close()
 	}
 }

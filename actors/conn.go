@@ -67,6 +67,11 @@ type Conn struct {
 	sampleSeq       atomic.Uint64
 	sampleAt        atomic.Int64
 
+	// spawned is set once the actor is spawned (see Runtime.tell); early
+	// holds what was sent to it before, on the supervisor's goroutine only.
+	spawned atomic.Bool
+	early   []any
+
 	closeRequested atomic.Bool
 	actorDone      atomic.Bool
 	pending        atomic.Int32 // actor and reader both have to finish

@@ -126,8 +126,16 @@ type supervisorActor struct{}
 
 type spawnConn struct{ conn *Conn }
 
+// afterSpawn is a message for conn's actor that was sent before the actor
+// was spawned (see Runtime.tell).
+type afterSpawn struct {
+	conn *Conn
+	msg  any
+}
+
 func (s *supervisorActor) Receive(ctx actor.Context) {
-	if m, ok := ctx.Message().(*spawnConn); ok {
+	switch m := ctx.Message().(type) {
+	case *spawnConn:
 		c := m.conn
 		props := actor.PropsFromProducer(func() actor.Actor { return &connActor{conn: c} },
 			actor.WithMailbox(actor.Unbounded(&c.inbox)), actor.WithDispatcher(c.rt.dispatch))
@@ -135,6 +143,20 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 			// Cannot happen with 128-bit random names; never leak the socket.
 			c.rt.logger.Error("wsactor: spawn connection actor", slog.Any("err", err))
 			c.tc.CloseNow(transport.StatusInternalError, ReasonHandlerFailed)
+			return
+		}
+		c.spawned.Store(true)
+		for _, msg := range c.early {
+			ctx.Send(c.pid, msg)
+		}
+		c.early = nil
+	case *afterSpawn:
+		// Sent after the spawnConn or, when Open stored the connection
+		// and the sender found it before Open asked for the spawn, before.
+		if m.conn.spawned.Load() {
+			ctx.Send(m.conn.pid, m.msg)
+		} else {
+			m.conn.early = append(m.conn.early, m.msg)
 		}
 	}
 }
@@ -280,7 +302,7 @@ func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
 		})
 	}
 	reply := make(chan error, 1)
-	rt.system.Root.Send(c.pid, &outbound{msg: m, reply: reply})
+	rt.tell(c, &outbound{msg: m, reply: reply})
 	select {
 	case err := <-reply:
 		return err
@@ -309,7 +331,7 @@ func (rt *Runtime) Post(id ID, m Message) error {
 		rc.o.push(outItem{name: rc.name, typ: WireType(m), data: m.Data})
 		return nil
 	}
-	rt.system.Root.Send(c.pid, &outbound{msg: m})
+	rt.tell(c, &outbound{msg: m})
 	return nil
 }
 
@@ -345,7 +367,7 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 			return ctx.Err()
 		}
 	}
-	rt.system.Root.Send(c.pid, &closeRequest{code: code, reason: reason})
+	rt.tell(c, &closeRequest{code: code, reason: reason})
 	return c.WaitClosed(ctx)
 }
 
@@ -367,7 +389,7 @@ func (rt *Runtime) Tell(id ID, msg any) error {
 		rc.o.push(outItem{pid: rc.pid(), msg: m})
 		return nil
 	}
-	rt.system.Root.Send(c.pid, msg)
+	rt.tell(c, msg)
 	return nil
 }
 
@@ -388,7 +410,22 @@ func (rt *Runtime) Live() []*Conn {
 // AskClose asks c, through its mailbox, to close with code and reason
 // after the messages already queued for it; it does not wait.
 func (rt *Runtime) AskClose(c *Conn, code StatusCode, reason string) {
-	rt.system.Root.Send(c.pid, &closeRequest{code: code, reason: reason})
+	rt.tell(c, &closeRequest{code: code, reason: reason})
+}
+
+// tell sends msg to c's actor from outside it. A connection is in rt.conns,
+// where Live, drains and sends by ID find it, from Open on, but its actor is
+// spawned a moment later on the supervisor's goroutine: protoactor registers
+// the actor's process before it sets up its mailbox (a data race with a
+// message sent then) and drops what is sent before (a dead letter). Until
+// the spawn is done, msg goes through the supervisor, which hands it over
+// once it is.
+func (rt *Runtime) tell(c *Conn, msg any) {
+	if c.spawned.Load() {
+		rt.system.Root.Send(c.pid, msg)
+		return
+	}
+	rt.system.Root.Send(rt.supervisor, &afterSpawn{conn: c, msg: msg})
 }
 
 // CloseAllSoon sends every live connection's close frame as soon as its
@@ -407,7 +444,7 @@ func (rt *Runtime) Refuse(code StatusCode, reason string) {
 	cr := &closeRequest{code: code, reason: reason}
 	rt.refusal.Store(cr)
 	rt.conns.Range(func(_, v any) bool {
-		rt.system.Root.Send(v.(*Conn).pid, cr)
+		rt.tell(v.(*Conn), cr)
 		return true
 	})
 }
