@@ -409,11 +409,17 @@ func TestCrossNodeLargePosts(t *testing.T) {
 		}
 	}
 	// The path still works afterwards.
-	if err := one.Send(ctx, id, wsactor.Text("after")); err != nil {
-		t.Fatal(err)
+	deliverText(t, c, "after", func(m wsactor.Message) error { return one.Send(ctx, id, m) })
+}
+
+// deliverText sends text with send and checks that client c reads it next.
+func deliverText(t *testing.T, c *websocket.Conn, text string, send func(wsactor.Message) error) {
+	t.Helper()
+	if err := send(wsactor.Text(text)); err != nil {
+		t.Fatalf("sending %q: %v", text, err)
 	}
-	if got := readText(t, c); got != "after" {
-		t.Fatalf("after the large posts: got %q", got)
+	if got := readText(t, c); got != text {
+		t.Fatalf("got %q, want %q", got, text)
 	}
 }
 
@@ -424,12 +430,8 @@ func TestCrossNodeRouteChecksEverySend(t *testing.T) {
 	nodes := startNodes(t, 2, wsactor.Options{})
 	one, two := nodes[0], nodes[1]
 	c, id := two.connect(t)
-	if err := one.Post(id, wsactor.Text("first")); err != nil {
-		t.Fatal(err)
-	}
-	if got := readText(t, c); got != "first" {
-		t.Fatalf("got %q", got)
-	}
+	post := func(m wsactor.Message) error { return one.Post(id, m) }
+	deliverText(t, c, "first", post)
 	parts := strings.Split(string(id), ".")
 	for _, bad := range []string{
 		parts[0] + "." + parts[1][:21] + "." + parts[2],           // name too short
@@ -456,12 +458,7 @@ func TestCrossNodeRouteChecksEverySend(t *testing.T) {
 		t.Errorf("Post on a kept route to a dead node: want ErrConnectionNotFound naming the node, got %v", err)
 	}
 	one.view.set(two.addr, true)
-	if err := one.Post(id, wsactor.Text("back")); err != nil {
-		t.Fatal(err)
-	}
-	if got := readText(t, c); got != "back" {
-		t.Fatalf("after the node came back: got %q", got)
-	}
+	deliverText(t, c, "back", post) // the node came back
 }
 
 // TestBatchReceiverReadsBothFormats sends batches to a server's receiver as

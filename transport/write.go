@@ -131,17 +131,31 @@ func (q *sendQueue) writeNonblocking(m outbound) (left bool, err error) {
 	c := q.conn
 	c.netConn.corkNonblocking()
 	err = c.ws.Write(context.Background(), m.typ, m.data)
+	left, err = c.uncork(err)
+	return c.wrote(1, int64(len(m.data)), left, err)
+}
+
+// uncork ends a corked write that ended with err: it writes what the socket
+// takes at once, and returns whether some is left for the writer goroutine
+// and the write's error, or else the flush's.
+func (c *Conn) uncork(err error) (left bool, _ error) {
 	left, ferr := c.netConn.uncorkNonblocking()
 	if ferr != nil && err == nil {
 		err = ferr
 		_ = c.netConn.Close() // as writeMessage: the failure was under coder/websocket
 	}
+	return left, err
+}
+
+// wrote counts n messages of bytes written without waiting, or, if err is
+// set, decides the close their failed write means.
+func (c *Conn) wrote(n int, bytes int64, left bool, err error) (bool, error) {
 	if err != nil {
 		c.decide(StatusAbnormalClosure, ReasonWriteFailed)
 		return false, err
 	}
-	c.opts.Counters.MessagesOut.Add(1)
-	c.opts.Counters.BytesOut.Add(int64(len(m.data)))
+	c.opts.Counters.MessagesOut.Add(int64(n))
+	c.opts.Counters.BytesOut.Add(bytes)
 	return left, nil
 }
 
@@ -225,20 +239,10 @@ func (q *sendQueue) writeGatheredLocked() (left bool, err error) {
 		bytesOut += int64(len(m.data))
 	}
 	q.mu.Unlock()
-	left, ferr := c.netConn.uncorkNonblocking()
+	left, err = c.uncork(err)
 	q.mu.Lock()
 	q.bytes -= held
-	if ferr != nil && err == nil {
-		err = ferr
-		_ = c.netConn.Close() // as writeMessage: the failure was under coder/websocket
-	}
-	if err != nil {
-		c.decide(StatusAbnormalClosure, ReasonWriteFailed)
-		return false, err
-	}
-	c.opts.Counters.MessagesOut.Add(int64(n))
-	c.opts.Counters.BytesOut.Add(bytesOut)
-	return left, nil
+	return c.wrote(n, bytesOut, left, err)
 }
 
 // Queued reports the messages waiting for the socket and the bytes they count

@@ -80,6 +80,17 @@ type idleResult struct {
 	before, after          memSample
 }
 
+// report reports r as BenchmarkIdleMemory's metrics.
+func (r idleResult) report(b *testing.B) {
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(r.total(), "B/conn")
+	b.ReportMetric(r.heap, "heap-B/conn")
+	b.ReportMetric(r.live, "live-B/conn")
+	b.ReportMetric(r.stack, "stack-B/conn")
+	b.ReportMetric(r.rss, "rss-B/conn")
+	b.ReportMetric(r.goroutines, "goroutines/conn")
+}
+
 // total is what the target compares: heap spans plus stacks.
 func (r idleResult) total() float64 { return r.heap + r.stack }
 
@@ -240,13 +251,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportMetric(0, "ns/op")
-			b.ReportMetric(res.total(), "B/conn")
-			b.ReportMetric(res.heap, "heap-B/conn")
-			b.ReportMetric(res.live, "live-B/conn")
-			b.ReportMetric(res.stack, "stack-B/conn")
-			b.ReportMetric(res.rss, "rss-B/conn")
-			b.ReportMetric(res.goroutines, "goroutines/conn")
+			res.report(b)
 		})
 	}
 	// The same after a heartbeat: the pong that answers it is when a read
@@ -258,12 +263,6 @@ func BenchmarkIdleMemory(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(0, "ns/op")
-		b.ReportMetric(res.total(), "B/conn")
-		b.ReportMetric(res.heap, "heap-B/conn")
-		b.ReportMetric(res.live, "live-B/conn")
-		b.ReportMetric(res.stack, "stack-B/conn")
-		b.ReportMetric(res.rss, "rss-B/conn")
-		b.ReportMetric(res.goroutines, "goroutines/conn")
+		res.report(b)
 	})
 }
