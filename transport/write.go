@@ -577,6 +577,24 @@ func (w *watchedConn) uncorkNonblocking() (left bool, err error) {
 	return true, nil
 }
 
+// Close closes the socket after writing, as far as the socket takes it at
+// once, what is gathered: coder/websocket answers a client's close frame
+// from its reader goroutine and then closes the socket, and while a message
+// is corked that answer waits in the gathered bytes. Without this the
+// client got no close frame, only the end of the stream. It never waits:
+// if a write holds the socket (a stalled one that the stall watch closes
+// the socket to end), it closes at once.
+func (w *watchedConn) Close() error {
+	if w.raw != nil && w.mu.TryLock() {
+		if w.off < len(w.pend) {
+			n, _ := tryWrite(w.raw, w.Conn, w.pend[w.off:])
+			w.off += n
+		}
+		w.mu.Unlock()
+	}
+	return w.Conn.Close()
+}
+
 // flushRemainder sends what writeNonblocking left, waiting for the socket.
 func (w *watchedConn) flushRemainder() error {
 	w.mu.Lock()
