@@ -19,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/cluster"
+	"github.com/wsactor/wsactor/internal/lane"
 	"github.com/wsactor/wsactor/internal/remotestart"
 	"github.com/wsactor/wsactor/internal/wire"
 )
@@ -61,7 +62,7 @@ type remoteNode struct {
 	opened chan wsactor.ID
 }
 
-// The in-process nodes' actor systems and remote endpoints are started once
+// The in-process nodes' actor systems, remote endpoints and lanes are started once
 // for the whole test binary, before any traffic, and never stopped:
 // protoactor's remote.Start writes gRPC's global logger while earlier
 // endpoints' goroutines read it (see internal/remotestart), so starting
@@ -75,10 +76,18 @@ var (
 func pooledSystems(t *testing.T, n int) []*actor.ActorSystem {
 	t.Helper()
 	nodePoolOnce.Do(func() {
-		for range 3 {
+		for i := range 3 {
 			system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return discardLogger() }))
 			r := remote.NewRemote(system, remote.Configure("127.0.0.1", 0, remote.WithEndpointWriterQueueSize(1024),
 				remote.WithServerOptions(cluster.RemoteReceiveLimit())))
+			// Nodes 0 and 1 have a data lane, as cluster.Node's do; node
+			// 2 has none, like a node of an older version, so sends
+			// between it and the others go through the remote.
+			if i < 2 {
+				if _, err := lane.Start(system, lane.Config{Listen: "127.0.0.1:0", Logger: discardLogger()}); err != nil {
+					panic(err)
+				}
+			}
 			if err := remotestart.Start(r, system.Address); err != nil {
 				panic(err)
 			}

@@ -139,9 +139,11 @@ func WireType(m Message) int32 { return int32(m.Type) }
 // lines 170-177 of v0.0.0-20260118094027-288962e52f3f; older versions
 // answered it with Terminated), so a watch sent after the stop request could
 // wait forever. The Watch sent here travels on the same stream as the
-// request that follows and is queued to pid first; the context's own Watch,
+// request that follows and is queued to pid first (a lane answers a Watch
+// of an actor that is gone with Terminated at once); the context's own Watch,
 // which goes through the endpoint watcher, also reports the loss of the node.
-func (rt *Runtime) watchStopped(pid *actor.PID) (<-chan struct{}, func()) {
+func (rt *Runtime) watchStopped(rc remoteConn) (<-chan struct{}, func()) {
+	pid := rc.pid()
 	done := make(chan struct{})
 	stopped := false
 	watcher := rt.system.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
@@ -156,6 +158,9 @@ func (rt *Runtime) watchStopped(pid *actor.PID) (<-chan struct{}, func()) {
 			}
 		}
 	}))
-	rt.system.Root.Send(pid, &actor.Watch{Watcher: watcher})
+	// The Watch goes through the outbox, so on the same stream as the
+	// request, whether that is the remote's or the lane's.
+	watch := &actor.Watch{Watcher: watcher}
+	rc.o.sendOrPush(outItem{pid: pid, msg: watch, system: true}, func() { rt.system.Root.Send(pid, watch) })
 	return done, func() { rt.system.Root.Stop(watcher) }
 }

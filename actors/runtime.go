@@ -349,7 +349,7 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 		return err
 	case rc.o != nil:
 		pid := rc.pid()
-		stopped, unwatch := rt.watchStopped(pid)
+		stopped, unwatch := rt.watchStopped(rc)
 		defer unwatch()
 		err := rt.await(ctx, pid.Address, func(id uint32) {
 			msg := &wire.Close{Code: int32(code), Reason: reason}

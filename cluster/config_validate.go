@@ -69,6 +69,9 @@ func (c Config) problems() []*FieldError {
 	atLeast(&p, "remote.endpoint_writer_queue_size", c.Remote.EndpointWriterQueueSize, 1)
 	atLeast(&p, "remote.endpoint_writer_batch_size", c.Remote.EndpointWriterBatchSize, 1)
 	atLeast(&p, "remote.max_retry_count", c.Remote.MaxRetryCount, 1)
+	if lp := c.Remote.LanePort; lp < -1 || lp > 65535 {
+		p.add("remote.lane_port", "%d is not a port (0-65535; 0 picks a free one, -1 turns the lane off)", lp)
+	}
 	if t := c.Remote.TLS; t.Enabled {
 		if t.CertFile == "" {
 			p.add("remote.tls.cert_file", "required when remote.tls.enabled is true (the node's certificate)")

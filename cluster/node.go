@@ -28,6 +28,7 @@ import (
 	"github.com/wsactor/wsactor/cluster/redisprovider"
 	"github.com/wsactor/wsactor/groups"
 	"github.com/wsactor/wsactor/groups/redisdir"
+	"github.com/wsactor/wsactor/internal/lane"
 	"github.com/wsactor/wsactor/internal/logging"
 	"github.com/wsactor/wsactor/rooms"
 	"github.com/wsactor/wsactor/rooms/redisstore"
@@ -56,6 +57,7 @@ type Node struct {
 	RoomStore rooms.Store
 
 	view     *memberView
+	lane     *lane.Hub                  // nil with remote.lane_port -1
 	logs     *logging.ProtoactorHandler // protoactor's records, told when the node stops
 	provider *redisprovider.Provider    // nil with another provider
 	dropped  chan string                // member IDs the peers dropped (from the provider)
@@ -136,9 +138,19 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 		cluster.WithRequestTimeout(cfg.Timeouts.Request), withoutGossipRounds, cluster.WithKinds(roomKind(system))))
 	view := newMemberView(c) // before StartMember, to see every topology event
 	actorLogs.SetMembers(view.Alive)
+	// The lane listens before the node joins, so that peers find it.
+	hub, err := startLane(system, cfg, logger)
+	if err != nil {
+		view.close()
+		_ = rdb.Close()
+		return nil, err
+	}
 	if err := startMember(c); err != nil {
 		view.close()
 		abandonMember(c)
+		if hub != nil {
+			hub.Close()
+		}
 		_ = rdb.Close()
 		return nil, err
 	}
@@ -151,6 +163,7 @@ func StartWithProvider(ctx context.Context, cfg Config, provider cluster.Cluster
 		Directory: redisdir.New(rdb, redisdir.Options{KeyPrefix: cfg.Redis.KeyPrefix + "dir:" + cfg.Cluster.Name + ":", Logger: logger}),
 		RoomStore: redisstore.New(rdb, redisstore.Options{KeyPrefix: cfg.Redis.KeyPrefix + "rooms:" + cfg.Cluster.Name + ":", Logger: logger}),
 		view:      view,
+		lane:      hub,
 		logs:      actorLogs,
 		provider:  rp,
 		dropped:   dropped,
@@ -522,6 +535,9 @@ func (n *Node) Stop(ctx context.Context) error {
 			defer close(done)
 			n.stopped.Wait() // the Redis watch and the rejoin loop, each within a request timeout
 			n.Cluster.Shutdown(true)
+			if n.lane != nil {
+				n.lane.Close()
+			}
 		}()
 		select {
 		case <-done:
@@ -549,6 +565,26 @@ type redisLogger struct{ l *slog.Logger }
 
 func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	r.l.WarnContext(ctx, fmt.Sprintf(format, v...))
+}
+
+// startLane starts the node's data lane (see internal/lane) on node.host
+// and remote.lane_port, with the remote's TLS; nil with lane_port -1.
+func startLane(system *actor.ActorSystem, cfg Config, logger *slog.Logger) (*lane.Hub, error) {
+	if cfg.Remote.LanePort < 0 {
+		return nil, nil
+	}
+	server, client, err := cfg.RemoteTLS()
+	if err != nil {
+		return nil, err
+	}
+	hub, err := lane.Start(system, lane.Config{
+		Listen:    net.JoinHostPort(cfg.Node.Host, strconv.Itoa(cfg.Remote.LanePort)),
+		ServerTLS: server, ClientTLS: client, WriteTimeout: cfg.Timeouts.Request, Logger: logger,
+	})
+	if err != nil {
+		return nil, &FieldError{Field: "remote.lane_port", Err: err}
+	}
+	return hub, nil
 }
 
 // RemoteReceiveLimit is the gRPC server option that every node's protoactor

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/cluster"
+	"github.com/wsactor/wsactor/internal/lane"
 	"github.com/wsactor/wsactor/internal/remotestart"
 )
 
@@ -158,6 +160,13 @@ func xnStartCluster() (*xnCluster, error) {
 			remote.WithEndpointWriterQueueSize(xnEndpointQueue),
 			remote.WithEndpointWriterBatchSize(xnEndpointBatch),
 			remote.WithServerOptions(cluster.RemoteReceiveLimit())))
+		// A data lane, as cluster.Node starts one (remote.lane_port); with
+		// XN_NO_LANE set the sends go through the remote, as before.
+		if os.Getenv("XN_NO_LANE") == "" {
+			if _, err := lane.Start(system, lane.Config{Listen: "127.0.0.1:0", Logger: discard}); err != nil {
+				return nil, err
+			}
+		}
 		if err := remotestart.Start(r, system.Address); err != nil {
 			return nil, err
 		}

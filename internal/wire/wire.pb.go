@@ -629,6 +629,127 @@ func (x *DeliverBatch) GetPacked() []byte {
 	return nil
 }
 
+// LaneSync asks a node, through protoactor's remote, for its data lane (see
+// internal/lane): the address to dial and the token to present. It is also
+// the barrier of a sender switching between the lane and the remote: the
+// node answers once everything the sender sent before it on the remote's
+// stream has been handed on, and, when after is not 0, once its lane
+// session of that ID has ended and everything it received has been handled.
+type LaneSync struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	After uint64                 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
+	// channel is the server the sender will send to: a node without a
+	// handler for it answers with LaneInfo.error.
+	Channel       string `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LaneSync) Reset() {
+	*x = LaneSync{}
+	mi := &file_wire_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LaneSync) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LaneSync) ProtoMessage() {}
+
+func (x *LaneSync) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LaneSync.ProtoReflect.Descriptor instead.
+func (*LaneSync) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LaneSync) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *LaneSync) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+// LaneInfo answers LaneSync.
+type LaneInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"` // host:port of the node's lane listener
+	Token         []byte                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`     // presented by the dialer in its hello
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`     // why the lane cannot be used (then the rest is empty)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LaneInfo) Reset() {
+	*x = LaneInfo{}
+	mi := &file_wire_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LaneInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LaneInfo) ProtoMessage() {}
+
+func (x *LaneInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LaneInfo.ProtoReflect.Descriptor instead.
+func (*LaneInfo) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LaneInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *LaneInfo) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *LaneInfo) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type DeliverBatch_Item struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`                             // the connection actor's name (the ID's middle part)
@@ -641,7 +762,7 @@ type DeliverBatch_Item struct {
 
 func (x *DeliverBatch_Item) Reset() {
 	*x = DeliverBatch_Item{}
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +774,7 @@ func (x *DeliverBatch_Item) String() string {
 func (*DeliverBatch_Item) ProtoMessage() {}
 
 func (x *DeliverBatch_Item) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +865,14 @@ const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x02 \x01(\rR\trequestId\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\x05R\x04type\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data*H\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\":\n" +
+	"\bLaneSync\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\x04R\x05after\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\"P\n" +
+	"\bLaneInfo\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\fR\x05token\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error*H\n" +
 	"\x06Status\x12\x06\n" +
 	"\x02OK\x10\x00\x12\r\n" +
 	"\tNOT_FOUND\x10\x01\x12\x0e\n" +
@@ -767,7 +895,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_wire_proto_goTypes = []any{
 	(Status)(0),               // 0: wsactor.wire.v1.Status
 	(*Deliver)(nil),           // 1: wsactor.wire.v1.Deliver
@@ -779,13 +907,15 @@ var file_wire_proto_goTypes = []any{
 	(*Leave)(nil),             // 7: wsactor.wire.v1.Leave
 	(*Value)(nil),             // 8: wsactor.wire.v1.Value
 	(*DeliverBatch)(nil),      // 9: wsactor.wire.v1.DeliverBatch
-	nil,                       // 10: wsactor.wire.v1.Join.MetaEntry
-	(*DeliverBatch_Item)(nil), // 11: wsactor.wire.v1.DeliverBatch.Item
+	(*LaneSync)(nil),          // 10: wsactor.wire.v1.LaneSync
+	(*LaneInfo)(nil),          // 11: wsactor.wire.v1.LaneInfo
+	nil,                       // 12: wsactor.wire.v1.Join.MetaEntry
+	(*DeliverBatch_Item)(nil), // 13: wsactor.wire.v1.DeliverBatch.Item
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: wsactor.wire.v1.Result.status:type_name -> wsactor.wire.v1.Status
-	10, // 1: wsactor.wire.v1.Join.meta:type_name -> wsactor.wire.v1.Join.MetaEntry
-	11, // 2: wsactor.wire.v1.DeliverBatch.items:type_name -> wsactor.wire.v1.DeliverBatch.Item
+	12, // 1: wsactor.wire.v1.Join.meta:type_name -> wsactor.wire.v1.Join.MetaEntry
+	13, // 2: wsactor.wire.v1.DeliverBatch.items:type_name -> wsactor.wire.v1.DeliverBatch.Item
 	3,  // [3:3] is the sub-list for method output_type
 	3,  // [3:3] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
@@ -804,7 +934,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,551 @@
+// Package lane is a data path between the nodes of a cluster beside
+// protoactor's remote: one TCP connection from each node to each peer it
+// sends to, carrying length-prefixed frames that the receiving node hands to
+// a handler by channel, in the order they were written.
+//
+// protoactor's remote wraps every message in an envelope, serializes it by
+// type name and sends it through gRPC's HTTP/2 framing, with two goroutine
+// hand-offs on each side; for a batch of small messages to connections that
+// costs more CPU than delivering them. A frame here is written with one
+// system call and handed on from the reader's own buffer.
+//
+// The remote is still how nodes find each other's lanes and agree on order:
+// a sender asks the peer's lane process (Sync) for the address and the token
+// of its listener, and the peer answers only once everything the sender sent
+// before on the remote's one stream has been handed on, and, when asked,
+// once a lane session has ended and all it received has been handled. So a
+// sender that switches from the remote to the lane, or back after the lane
+// broke, keeps the order of what it sends.
+//
+// A lane is as trusted as the remote: its connections present a token
+// learned through the remote, and they use the remote's TLS when it has one.
+package lane
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/wsactor/wsactor/internal/wire"
+)
+
+// ProcessName is the name of a node's lane process, which answers
+// wire.LaneSync.
+const ProcessName = "wsactor-lane"
+
+// MaxFrame is the largest frame a lane carries: a reader refuses a longer
+// one, and Write refuses to send it.
+const MaxFrame = 1 << 30
+
+// hello starts every lane connection: magic and version, the token, the
+// session ID and the dialer's actor-system address.
+var magic = [5]byte{'W', 'S', 'A', 'L', 1}
+
+const (
+	tokenLen         = 32
+	handshakeTimeout = 10 * time.Second
+	// endedMemory is how long a hub remembers a session that a Sync ended
+	// before its hello arrived, so that the hello is refused.
+	endedMemory = time.Minute
+	// idleBuffer is the read buffer a session keeps between frames; a
+	// larger frame gets a buffer of its own, dropped after it.
+	idleBuffer = 64 << 10
+)
+
+// Handler receives a frame's payload for a channel, from the node at actor
+// address from. payload is only valid during the call.
+type Handler func(from string, payload []byte)
+
+// Config configures a Hub.
+type Config struct {
+	// Listen is the host:port the lane listens on; port 0 picks a free one.
+	Listen string
+	// ServerTLS and ClientTLS, when set, make the lane's connections TLS,
+	// as the remote's are (cluster.Config.RemoteTLS).
+	ServerTLS, ClientTLS *tls.Config
+	// WriteTimeout bounds one frame's write; a lane whose peer does not
+	// take a frame within it is closed (default 10 s).
+	WriteTimeout time.Duration
+	// Logger receives refused connections and broken lanes (default
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+// Stats counts a hub's traffic.
+type Stats struct {
+	Sessions  int    // inbound lane connections open now
+	Links     int    // outbound lane connections open now
+	FramesIn  uint64 // frames received and handed on
+	FramesOut uint64 // frames written
+	Refused   uint64 // inbound connections refused (bad hello or token, ended session)
+	Dropped   uint64 // frames received for a channel nobody handles
+}
+
+// Hub is an actor system's end of its lanes: the listener, the inbound
+// sessions, the outbound connections by peer, and the lane process.
+type Hub struct {
+	system *actor.ActorSystem
+	cfg    Config
+	ln     net.Listener
+	port   string
+	token  []byte
+	logger *slog.Logger
+
+	handlers sync.Map // channel → Handler
+
+	mu       sync.Mutex
+	closed   bool
+	sessions map[uint64]*session
+	ended    map[uint64]time.Time // sessions a Sync ended before they started
+	links    map[string]*Conn     // by peer actor address
+
+	framesIn, framesOut, refused, dropped atomic.Uint64
+	wg                                    sync.WaitGroup
+}
+
+var hubs sync.Map // *actor.ActorSystem → *Hub
+
+// Of returns the hub started for system, or nil.
+func Of(system *actor.ActorSystem) *Hub {
+	if h, ok := hubs.Load(system); ok {
+		return h.(*Hub)
+	}
+	return nil
+}
+
+// Start listens for lanes and registers system's lane process. Start it
+// before the actor system joins a cluster, so that peers find it.
+func Start(system *actor.ActorSystem, cfg Config) (*Hub, error) {
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("lane: listen on %s: %w", cfg.Listen, err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	if cfg.ServerTLS != nil {
+		ln = tls.NewListener(ln, cfg.ServerTLS)
+	}
+	h := &Hub{
+		system: system, cfg: cfg, ln: ln, port: port, token: make([]byte, tokenLen),
+		logger:   cfg.Logger.With(slog.String("component", "lane")),
+		sessions: make(map[uint64]*session), ended: make(map[uint64]time.Time), links: make(map[string]*Conn),
+	}
+	_, _ = rand.Read(h.token)
+	reg := system.ProcessRegistry
+	reg.Remove(actor.NewPID(reg.Address, ProcessName))
+	reg.Add(&syncProcess{h}, ProcessName)
+	hubs.Store(system, h)
+	h.wg.Add(1)
+	go h.accept()
+	return h, nil
+}
+
+// Port returns the port the hub listens on.
+func (h *Hub) Port() string { return h.port }
+
+// Handle makes fn receive the frames for channel, replacing any handler
+// before it.
+func (h *Hub) Handle(channel string, fn Handler) { h.handlers.Store(channel, fn) }
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	s := Stats{Sessions: len(h.sessions), Links: len(h.links)}
+	h.mu.Unlock()
+	s.FramesIn, s.FramesOut = h.framesIn.Load(), h.framesOut.Load()
+	s.Refused, s.Dropped = h.refused.Load(), h.dropped.Load()
+	return s
+}
+
+// Close stops listening, ends every session and outbound connection and
+// waits for the readers. Senders fall back to the remote.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	hubs.CompareAndDelete(h.system, h)
+	_ = h.ln.Close()
+	for _, s := range h.sessions {
+		_ = s.conn.Close()
+	}
+	links := h.links
+	h.links = map[string]*Conn{}
+	h.mu.Unlock()
+	for _, c := range links {
+		c.fail()
+	}
+	h.wg.Wait()
+}
+
+// Info is what a peer's lane process answers: where to dial, and the token
+// to present.
+type Info struct {
+	Address string
+	Token   []byte
+}
+
+// ErrUnsupported is Sync's answer from a node without a lane (an older
+// wsactor, or one started without it), or without a handler for the
+// channel asked for.
+var ErrUnsupported = errors.New("lane: the node has no lane")
+
+// Sync asks the lane process of the node at address for its lane to
+// channel, and returns once that node has handed on everything this node
+// sent it before on the remote and, if after is not 0, ended the lane
+// session after and handled all it received. It fails after timeout, and
+// with ErrUnsupported if the node has no lane or nothing handles channel
+// there.
+func (h *Hub) Sync(address, channel string, after uint64, timeout time.Duration) (Info, error) {
+	res, err := h.system.Root.RequestFuture(actor.NewPID(address, ProcessName), &wire.LaneSync{After: after, Channel: channel}, timeout).Result()
+	if err != nil {
+		return Info{}, fmt.Errorf("lane: sync with %s: %w", address, err)
+	}
+	switch m := res.(type) {
+	case *wire.LaneInfo:
+		if m.GetError() != "" {
+			return Info{}, fmt.Errorf("%w: %s", ErrUnsupported, m.GetError())
+		}
+		return Info{Address: m.GetAddress(), Token: m.GetToken()}, nil
+	case *actor.DeadLetterResponse:
+		return Info{}, ErrUnsupported
+	}
+	return Info{}, fmt.Errorf("lane: unexpected answer %T from %s", res, address)
+}
+
+// Link returns the open connection to the node at address, dialling info's
+// address if there is none.
+func (h *Hub) Link(address string, info Info) (*Conn, error) {
+	h.mu.Lock()
+	if c := h.links[address]; c != nil && !c.Broken() {
+		h.mu.Unlock()
+		return c, nil
+	}
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return nil, errors.New("lane: hub closed")
+	}
+	c, err := h.dial(address, info)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if old := h.links[address]; old != nil && !old.Broken() {
+		// Another sender dialled meanwhile: use its connection.
+		c.fail()
+		return old, nil
+	}
+	if h.closed {
+		c.fail()
+		return nil, errors.New("lane: hub closed")
+	}
+	h.links[address] = c
+	c.hub = h
+	return c, nil
+}
+
+func (h *Hub) dial(address string, info Info) (*Conn, error) {
+	if len(info.Token) != tokenLen {
+		return nil, fmt.Errorf("lane: %s sent a token of %d bytes", address, len(info.Token))
+	}
+	d := net.Dialer{Timeout: handshakeTimeout}
+	var nc net.Conn
+	var err error
+	if h.cfg.ClientTLS != nil {
+		cfg := h.cfg.ClientTLS.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(info.Address)
+		}
+		nc, err = (&tls.Dialer{NetDialer: &d, Config: cfg}).Dial("tcp", info.Address)
+	} else {
+		nc, err = d.Dial("tcp", info.Address)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lane: dial %s (node %s): %w", info.Address, address, err)
+	}
+	var idb [8]byte
+	_, _ = rand.Read(idb[:])
+	id := binary.BigEndian.Uint64(idb[:]) | 1 // never 0
+	hello := append([]byte(nil), magic[:]...)
+	hello = append(hello, info.Token...)
+	hello = binary.BigEndian.AppendUint64(hello, id)
+	from := h.system.Address()
+	hello = binary.AppendUvarint(hello, uint64(len(from)))
+	hello = append(hello, from...)
+	_ = nc.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+	if _, err := nc.Write(hello); err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("lane: hello to %s: %w", info.Address, err)
+	}
+	return &Conn{id: id, nc: nc, peer: address, timeout: h.cfg.WriteTimeout}, nil
+}
+
+// Conn is an outbound lane connection, shared by the senders to one peer.
+type Conn struct {
+	id      uint64
+	nc      net.Conn
+	peer    string
+	timeout time.Duration
+	hub     *Hub
+
+	mu     sync.Mutex // one frame at a time
+	broken atomic.Bool
+}
+
+// ID returns the connection's session ID, for Sync's after.
+func (c *Conn) ID() uint64 { return c.id }
+
+// Broken reports whether a write failed or the hub closed the connection:
+// a sender must Sync with after set to ID before it sends another way.
+func (c *Conn) Broken() bool { return c.broken.Load() }
+
+// AppendHeader starts a frame for channel at the end of b. Append the
+// payload to what it returns, then Write the whole.
+func AppendHeader(b []byte, channel string) []byte {
+	b = append(b, 0, 0, 0, 0)
+	b = binary.AppendUvarint(b, uint64(len(channel)))
+	return append(b, channel...)
+}
+
+// Write sends a frame begun by AppendHeader. On error the connection is
+// broken: the frame, and frames written before it that the peer had not
+// read, may be lost.
+func (c *Conn) Write(frame []byte) error {
+	if len(frame) < 5 || len(frame)-4 > MaxFrame {
+		return fmt.Errorf("lane: frame of %d bytes", len(frame))
+	}
+	binary.BigEndian.PutUint32(frame, uint32(len(frame)-4))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken.Load() {
+		return errors.New("lane: connection broken")
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
+	if _, err := c.nc.Write(frame); err != nil {
+		c.fail()
+		return fmt.Errorf("lane: write to %s: %w", c.peer, err)
+	}
+	if c.hub != nil {
+		c.hub.framesOut.Add(1)
+	}
+	return nil
+}
+
+// fail marks the connection broken, closes it and forgets it.
+func (c *Conn) fail() {
+	c.broken.Store(true)
+	_ = c.nc.Close()
+	if h := c.hub; h != nil {
+		h.mu.Lock()
+		if h.links[c.peer] == c {
+			delete(h.links, c.peer)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// session is an inbound lane connection.
+type session struct {
+	id   uint64
+	from string
+	conn net.Conn
+	done chan struct{} // closed once the reader has returned
+}
+
+func (h *Hub) accept() {
+	defer h.wg.Done()
+	for {
+		nc, err := h.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return // closed
+		}
+		h.wg.Add(1)
+		go h.serve(nc)
+	}
+}
+
+// serve reads a connection's hello, then its frames until it ends.
+func (h *Hub) serve(nc net.Conn) {
+	defer h.wg.Done()
+	defer nc.Close()
+	r := bufio.NewReaderSize(nc, 4<<10)
+	s, err := h.handshake(nc, r)
+	if err != nil {
+		h.refused.Add(1)
+		h.logger.Warn("wsactor: refused a lane connection", slog.String("remote", nc.RemoteAddr().String()), slog.Any("error", err))
+		return
+	}
+	defer func() {
+		h.mu.Lock()
+		delete(h.sessions, s.id)
+		h.mu.Unlock()
+		close(s.done)
+	}()
+	if err := h.read(s, r); err != nil && !errors.Is(err, net.ErrClosed) {
+		h.logger.Debug("wsactor: lane session ended", slog.String("from", s.from), slog.Any("error", err))
+	}
+}
+
+func (h *Hub) handshake(nc net.Conn, r *bufio.Reader) (*session, error) {
+	_ = nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	var fixed [len(magic) + tokenLen + 8]byte
+	if _, err := io.ReadFull(r, fixed[:]); err != nil {
+		return nil, fmt.Errorf("reading the hello: %w", err)
+	}
+	if [5]byte(fixed[:5]) != magic {
+		return nil, errors.New("not a wsactor lane hello (or another version)")
+	}
+	if subtle.ConstantTimeCompare(fixed[5:5+tokenLen], h.token) != 1 {
+		return nil, errors.New("wrong token")
+	}
+	id := binary.BigEndian.Uint64(fixed[5+tokenLen:])
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n == 0 || n > 1024 {
+		return nil, fmt.Errorf("bad sender address length %d (%v)", n, err)
+	}
+	from := make([]byte, n)
+	if _, err := io.ReadFull(r, from); err != nil {
+		return nil, fmt.Errorf("reading the sender address: %w", err)
+	}
+	_ = nc.SetReadDeadline(time.Time{})
+	s := &session{id: id, from: string(from), conn: nc, done: make(chan struct{})}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pruneEnded(time.Now())
+	switch {
+	case h.closed:
+		return nil, errors.New("hub closed")
+	case h.sessions[id] != nil:
+		return nil, fmt.Errorf("session %d is open already", id)
+	case !h.ended[id].IsZero():
+		return nil, fmt.Errorf("session %d was ended before it started", id)
+	}
+	h.sessions[id] = s
+	return s, nil
+}
+
+// read hands each frame to its channel's handler, from a buffer kept
+// between frames.
+func (h *Hub) read(s *session, r *bufio.Reader) error {
+	buf := make([]byte, idleBuffer)
+	var lenb [4]byte
+	for {
+		if _, err := io.ReadFull(r, lenb[:]); err != nil {
+			return err
+		}
+		n := binary.BigEndian.Uint32(lenb[:])
+		if n == 0 || n > MaxFrame {
+			return fmt.Errorf("frame of %d bytes", n)
+		}
+		frame := buf
+		if int(n) > len(buf) {
+			frame = make([]byte, n)
+		}
+		frame = frame[:n]
+		if _, err := io.ReadFull(r, frame); err != nil {
+			return err
+		}
+		cl, k := binary.Uvarint(frame)
+		if k <= 0 || cl > uint64(len(frame)-k) {
+			return errors.New("malformed frame header")
+		}
+		channel, payload := frame[k:k+int(cl)], frame[k+int(cl):]
+		fn, ok := h.handlers.Load(string(channel))
+		if !ok {
+			h.dropped.Add(1)
+			continue
+		}
+		fn.(Handler)(s.from, payload)
+		h.framesIn.Add(1)
+	}
+}
+
+// endSession ends session id and waits until its reader has returned, or
+// remembers id so that its hello, if it comes later, is refused.
+func (h *Hub) endSession(id uint64) {
+	h.mu.Lock()
+	s := h.sessions[id]
+	if s == nil {
+		h.ended[id] = time.Now()
+	}
+	h.mu.Unlock()
+	if s != nil {
+		_ = s.conn.Close()
+		<-s.done
+	}
+}
+
+func (h *Hub) pruneEnded(now time.Time) {
+	for id, at := range h.ended {
+		if now.Sub(at) > endedMemory {
+			delete(h.ended, id)
+		}
+	}
+}
+
+// advertised is the address peers dial: the actor system's host with the
+// lane's port.
+func (h *Hub) advertised() string {
+	host, _, err := net.SplitHostPort(h.system.Address())
+	if err != nil {
+		host = h.system.Address()
+	}
+	return net.JoinHostPort(host, h.port)
+}
+
+// syncProcess answers wire.LaneSync on the goroutine of the endpoint reader
+// that received it, so after everything received before it on the stream
+// from that node has been handed on.
+type syncProcess struct{ h *Hub }
+
+func (p *syncProcess) SendUserMessage(_ *actor.PID, message any) {
+	_, msg, sender := actor.UnwrapEnvelope(message)
+	req, ok := msg.(*wire.LaneSync)
+	if !ok || sender == nil {
+		return
+	}
+	h := p.h
+	answer := func() {
+		if _, ok := h.handlers.Load(req.GetChannel()); !ok {
+			h.system.Root.Send(sender, &wire.LaneInfo{Error: fmt.Sprintf("nothing handles channel %q", req.GetChannel())})
+			return
+		}
+		h.system.Root.Send(sender, &wire.LaneInfo{Address: h.advertised(), Token: h.token})
+	}
+	if req.GetAfter() == 0 {
+		answer()
+		return
+	}
+	// Waiting for a session's reader must not hold the endpoint reader.
+	go func() {
+		h.endSession(req.GetAfter())
+		answer()
+	}()
+}
+
+func (p *syncProcess) SendSystemMessage(*actor.PID, any) {}
+func (p *syncProcess) Stop(*actor.PID)                   {}
