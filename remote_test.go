@@ -115,9 +115,15 @@ func startNodes(t *testing.T, n int, opts wsactor.Options) []*remoteNode {
 // which must send each connection's ID to opened in OnOpen.
 func startNodesWith(t *testing.T, n int, opts wsactor.Options, newHandler func(s *wsactor.Server, opened chan wsactor.ID) wsactor.Handler) []*remoteNode {
 	t.Helper()
+	return startNodesOn(t, pooledSystems(t, n), opts, newHandler)
+}
+
+// startNodesOn is startNodesWith on the given pooled systems.
+func startNodesOn(t *testing.T, systems []*actor.ActorSystem, opts wsactor.Options, newHandler func(s *wsactor.Server, opened chan wsactor.ID) wsactor.Handler) []*remoteNode {
+	t.Helper()
 	name := fmt.Sprintf("n%d", serverSeq.Add(1))
-	nodes := make([]*remoteNode, n)
-	for i, system := range pooledSystems(t, n) {
+	nodes := make([]*remoteNode, len(systems))
+	for i, system := range systems {
 		o := opts
 		o.Name = name
 		o.ActorSystem = system

@@ -198,11 +198,12 @@ func (o *outbox) way() *lane.Conn {
 		return o.lane
 	}
 	now := time.Now()
+	broken := o.lane
 	var after uint64
-	if o.lane != nil {
+	if broken != nil {
 		// The lane broke: what the peer received on it must be handled
 		// before anything goes another way.
-		after = o.lane.ID()
+		after = broken.ID()
 		o.lane = nil
 		o.setViaLane(false)
 	} else if now.Before(o.laneAfter) {
@@ -213,6 +214,12 @@ func (o *outbox) way() *lane.Conn {
 		return nil
 	}
 	info, err := hub.Sync(o.address, o.server, after, o.rt.requestTimeout)
+	if broken != nil && err == nil {
+		if lost := broken.Lost(info.Handled); lost > 0 {
+			o.rt.logger.Warn("wsactor: the lane to a node broke; frames written on it were lost",
+				slog.String("node", o.address), slog.Uint64("frames", lost))
+		}
+	}
 	if err == nil {
 		o.lane, err = hub.Link(o.address, info)
 	}
@@ -473,34 +480,44 @@ func (r *batchReceiver) malformed(from, what string, dropped int) {
 // receiveFrame delivers a lane frame's records in order, on the lane
 // reader's goroutine, as SendUserMessage does a batch's.
 func (r *batchReceiver) receiveFrame(from string, p []byte) {
+	left, ok := readFrame(p, func(replyID string, kind byte, it packedItem) {
+		if kind == recordData {
+			r.deliverPacked(from, replyID, it)
+		} else {
+			r.deliverMessage(from, replyID, kind == recordSystem, it)
+		}
+	})
+	if !ok {
+		r.malformed(from, "wsactor.lane", left)
+	}
+}
+
+// readFrame reads a lane frame's payload, the sender's reply process ID
+// and then the records, and passes each record to fn in order. At the first
+// malformed part it returns false and how many bytes were left unread.
+func readFrame(p []byte, fn func(replyID string, kind byte, it packedItem)) (left int, ok bool) {
 	n, k := binary.Uvarint(p)
 	if k <= 0 || n > uint64(len(p)-k) {
-		r.malformed(from, "wsactor.lane", len(p))
-		return
+		return len(p), false
 	}
 	replyID := string(p[k : k+int(n)])
 	for p = p[k+int(n):]; len(p) > 0; {
 		kind, left := p[0], len(p)
-		var ok bool
+		var it packedItem
 		switch kind {
 		case recordData:
-			var it packedItem
-			if it, p, ok = nextPacked(p[1:]); ok {
-				r.deliverPacked(from, replyID, it)
-			}
+			it, p, ok = nextPacked(p[1:])
 		case recordUser, recordSystem:
-			var it packedItem
-			// The same layout as a data item, the type's name in place
-			// of the number.
-			if it, p, ok = nextMessageRecord(p[1:]); ok {
-				r.deliverMessage(from, replyID, kind == recordSystem, it)
-			}
+			it, p, ok = nextMessageRecord(p[1:])
+		default:
+			ok = false
 		}
 		if !ok {
-			r.malformed(from, "wsactor.lane", left)
-			return
+			return left, false
 		}
+		fn(replyID, kind, it)
 	}
+	return 0, true
 }
 
 // nextMessageRecord reads a recordUser or recordSystem body: it.name is the

@@ -2,7 +2,13 @@ package actors
 
 import (
 	"bytes"
+	"encoding/binary"
+	"log/slog"
 	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/wsactor/wsactor/internal/wire"
 )
 
 // TestPackedRoundTrip packs items of every shape and reads them back.
@@ -77,6 +83,83 @@ func FuzzNextPacked(f *testing.F) {
 				t.Fatalf("item %+v does not survive packing again", it)
 			}
 			p = rest
+		}
+	})
+}
+
+// TestLaneRecordsRoundTrip writes a lane frame's records of every kind and
+// reads them back in order.
+func TestLaneRecordsRoundTrip(t *testing.T) {
+	o := &outbox{server: "chat", rt: &Runtime{logger: slog.New(slog.DiscardHandler)}}
+	watcher := actor.NewPID("127.0.0.1:1", "watcher")
+	items := []outItem{
+		{name: "conn1", typ: 2, data: []byte("payload")},
+		{pid: actor.NewPID("127.0.0.1:2", SupervisorPrefix+"chat/conn2"), reqID: 9, msg: &wire.Close{Code: 4000, Reason: "bye"}},
+		{pid: actor.NewPID("127.0.0.1:2", SupervisorPrefix+"chat/conn3"), msg: &actor.Watch{Watcher: watcher}, system: true},
+		{name: "conn4", reqID: 5, typ: 1, data: bytes.Repeat([]byte{7}, 1000)},
+	}
+	p := binary.AppendUvarint(nil, uint64(len("replies-1")))
+	p = append(p, "replies-1"...)
+	for i := range items {
+		p = o.appendRecord(p, &items[i])
+	}
+	var got []packedItem
+	var kinds []byte
+	left, ok := readFrame(p, func(replyID string, kind byte, it packedItem) {
+		if replyID != "replies-1" {
+			t.Fatalf("reply ID %q", replyID)
+		}
+		got, kinds = append(got, it), append(kinds, kind)
+	})
+	if !ok || left != 0 || len(got) != len(items) {
+		t.Fatalf("read %d records (ok %v, %d bytes left), want %d", len(got), ok, left, len(items))
+	}
+	if kinds[0] != recordData || kinds[1] != recordUser || kinds[2] != recordSystem || kinds[3] != recordData {
+		t.Fatalf("kinds %v", kinds)
+	}
+	if string(got[0].name) != "conn1" || string(got[0].data) != "payload" || got[3].reqID != 5 || len(got[3].data) != 1000 {
+		t.Fatalf("data records %+v %+v", got[0], got[3])
+	}
+	if string(got[1].name) != "conn2" || got[1].reqID != 9 || string(got[2].name) != "conn3" || got[2].reqID != 0 {
+		t.Fatalf("message records %q/%d %q/%d", got[1].name, got[1].reqID, got[2].name, got[2].reqID)
+	}
+	m, err := remote.Deserialize(got[1].data, string(got[1].typeName), 0)
+	if c, ok := m.(*wire.Close); err != nil || !ok || c.GetCode() != 4000 || c.GetReason() != "bye" {
+		t.Fatalf("close record decodes to %v (%v)", m, err)
+	}
+	m, err = remote.Deserialize(got[2].data, string(got[2].typeName), 0)
+	if w, ok := m.(*actor.Watch); err != nil || !ok || !w.GetWatcher().Equal(watcher) {
+		t.Fatalf("watch record decodes to %v (%v)", m, err)
+	}
+	// Every proper prefix that cuts a record is refused, never misread.
+	for n := len(p) - 1; n > 0; n-- {
+		count := 0
+		if _, ok := readFrame(p[:n], func(string, byte, packedItem) { count++ }); ok && count == len(items) {
+			t.Fatalf("a %d-byte prefix read as the whole frame", n)
+		}
+	}
+}
+
+// FuzzReadFrame reads arbitrary bytes as a lane frame's payload: it never
+// panics, and every record it passes on lies within the input.
+func FuzzReadFrame(f *testing.F) {
+	o := &outbox{server: "s", rt: &Runtime{logger: slog.New(slog.DiscardHandler)}}
+	p := append(binary.AppendUvarint(nil, 1), 'r')
+	p = o.appendRecord(p, &outItem{name: "c", typ: 1, data: []byte("x")})
+	p = o.appendRecord(p, &outItem{pid: actor.NewPID("a", SupervisorPrefix+"s/c"), reqID: 3, msg: &wire.Close{Code: 4000}})
+	f.Add(p)
+	f.Add([]byte{0})
+	f.Add([]byte{0, 9})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		total := 0
+		left, ok := readFrame(p, func(_ string, kind byte, it packedItem) {
+			if kind > recordSystem {
+				t.Fatalf("kind %d passed on", kind)
+			}
+			total += len(it.name) + len(it.data) + len(it.typeName)
+		})
+		if total > len(p) || left > len(p) || (ok && left != 0) {
+			t.Fatalf("read %d bytes of records and left %d (ok %v) from %d", total, left, ok, len(p))
 		}
 	})
 }

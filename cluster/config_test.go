@@ -164,6 +164,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c.Node.Port = 70000
 	c.Redis.Addr = "nohost"
 	c.Membership.Provider = "zookeeper"
+	c.Remote.LanePort = -2
 	err := c.Validate()
 	var fields []string
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
@@ -173,7 +174,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		}
 		fields = append(fields, fe.Field)
 	}
-	want := []string{"node.port", "membership.provider", "redis.addr"}
+	want := []string{"node.port", "membership.provider", "redis.addr", "remote.lane_port"}
 	if !reflect.DeepEqual(fields, want) {
 		t.Errorf("fields = %v, want %v (error: %v)", fields, want, err)
 	}

@@ -84,7 +84,16 @@ type Stats struct {
 	// not renew its membership for longer than the member TTL), and Rejoins
 	// the times it came back under a new member ID.
 	Drops, Rejoins int64
+	// Lane is the node's data lane (remote.lane_port), nil when it has none.
+	Lane *LaneStats
 }
+
+// LaneStats counts a node's data-lane traffic: connections open now, to
+// (Links) and from (Sessions) other nodes; frames handed on (FramesIn) and
+// written (FramesOut); frames written that the peer never handled because
+// the lane broke (FramesLost); incoming connections refused (Refused); and
+// frames for a server this node does not run (Dropped).
+type LaneStats = lane.Stats
 
 // Start joins the cluster described by cfg. It validates cfg and checks that
 // Redis answers before starting anything: on error nothing is left running.
@@ -428,8 +437,13 @@ func (n *Node) View() actors.Cluster { return n.view }
 // Stats returns a snapshot of the node's counters.
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.stats
+	st := n.stats
+	n.mu.Unlock()
+	if n.lane != nil {
+		l := LaneStats(n.lane.Stats())
+		st.Lane = &l
+	}
+	return st
 }
 
 // resync rewrites this node's directory entries from the state of every

@@ -60,6 +60,44 @@ func TestCrossNodeSendPostClose(t *testing.T) {
 	}
 }
 
+// TestLaneCarriesSendsAndFallsBack sends from a node with a data lane to
+// connections on a node with one (the sends take the lane) and on a node
+// without (they take the remote), and checks both arrive, and the way.
+func TestLaneCarriesSendsAndFallsBack(t *testing.T) {
+	p := getPool(t)
+	dumpLogsOnFailure(t, p.a...)
+	s := startServers(t, p.a, wsactor.Options{})
+	one := s[0]
+	ctx := testCtx(t)
+	if p.a[2].Stats().Lane != nil {
+		t.Fatal("a node with remote.lane_port -1 has a lane")
+	}
+	before := *p.a[1].Stats().Lane
+	for _, to := range s[1:] {
+		c := to.connect(t, "")
+		if err := one.Send(ctx, c.id, wsactor.Text("sent")); err != nil {
+			t.Fatalf("Send to %s: %v", to.node.Address(), err)
+		}
+		c.expect("sent")
+		if err := one.Post(c.id, wsactor.Text("posted")); err != nil {
+			t.Fatalf("Post to %s: %v", to.node.Address(), err)
+		}
+		c.expect("posted")
+		closed := c.closed()
+		if err := one.Close(ctx, c.id, 4005, "bye"); err != nil {
+			t.Fatalf("Close on %s: %v", to.node.Address(), err)
+		}
+		wantCloseCode(t, closed, 4005, "bye")
+	}
+	after := *p.a[1].Stats().Lane
+	if after.FramesIn <= before.FramesIn || after.Sessions == 0 {
+		t.Fatalf("the node with a lane received nothing on it: before %+v, after %+v", before, after)
+	}
+	if l := p.a[0].Stats().Lane; l == nil || l.Links == 0 || l.FramesLost != 0 {
+		t.Fatalf("sender's lane stats %+v: want a link and nothing lost", l)
+	}
+}
+
 func TestCrossNodeOrderPerSender(t *testing.T) {
 	p := getPool(t)
 	dumpLogsOnFailure(t, p.a[:2]...)

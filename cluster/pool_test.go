@@ -94,6 +94,7 @@ func randomName(prefix string) string {
 //	a: three nodes of one cluster, shared by most tests (each test runs its
 //	   own wsactor servers on them, with fresh server, group and user names);
 //	   nodes a[0] and a[1] also run the chat example, once for the binary.
+//	   a[0] and a[1] have data lanes (remote.lane_port); a[2] has none.
 //	b: two nodes of another cluster with their own Redis, which
 //	   TestRedisOutageAndRestart stops and restarts.
 type pool struct {
@@ -154,8 +155,12 @@ func newPool() (p *pool, skip string, err error) {
 	p.redisB = redistest.Start(p.tb)
 	cfgA := testConfig(p.redisA.Addr(), randomName("pool-a-"))
 	cfgB := testConfig(p.redisB.Addr(), randomName("pool-b-"))
+	// a[2] runs without a data lane, like a node of an older version: the
+	// others send to it through the remote, and it to them.
+	noLane := cfgA
+	noLane.Remote.LanePort = -1
 	// The nodes are never stopped (see the top of this file).
-	nodes, err := startNodes([]cluster.Config{cfgA, cfgA, cfgA, cfgB, cfgB})
+	nodes, err := startNodes([]cluster.Config{cfgA, cfgA, noLane, cfgB, cfgB})
 	if err != nil {
 		p.close()
 		return nil, "", err

@@ -44,6 +44,8 @@ func TestStartRejectsBadConfigs(t *testing.T) {
 		{"provider not built in", "membership.provider", func(c *cluster.Config) { c.Membership.Provider = cluster.ProviderK8s }},
 		{"port in use", "node.port", func(c *cluster.Config) { c.Node.Port = heldPort }},
 		{"host not of this machine", "node.host", func(c *cluster.Config) { c.Node.Host = "192.0.2.1" }},
+		{"lane port in use", "remote.lane_port", func(c *cluster.Config) { c.Remote.LanePort = heldPort }},
+		{"lane port out of range", "remote.lane_port", func(c *cluster.Config) { c.Remote.LanePort = 65536 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(r.Addr(), randomName("bad-"))

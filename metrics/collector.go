@@ -106,6 +106,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(d.rejoins, ns.Rejoins)
 		counter(d.resyncs, ns.Resyncs)
 		counter(d.departures, ns.Departures)
+		if l := ns.Lane; l != nil {
+			gauge(d.laneSessions, float64(l.Sessions), "in")
+			gauge(d.laneSessions, float64(l.Links), "out")
+			counter(d.laneFrames, int64(l.FramesIn), "in")
+			counter(d.laneFrames, int64(l.FramesOut), "out")
+			counter(d.laneLost, int64(l.FramesLost))
+			counter(d.laneRefused, int64(l.Refused))
+		}
 	}
 }
 

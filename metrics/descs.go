@@ -14,6 +14,7 @@ type descs struct {
 	roomPanics, roomRestarts, roomFenced, roomStoreErrs *prometheus.Desc
 	members, isolated, redisUp, redisOutages            *prometheus.Desc
 	drops, rejoins, resyncs, departures                 *prometheus.Desc
+	laneSessions, laneFrames, laneLost, laneRefused     *prometheus.Desc
 }
 
 func newDescs(constLabels prometheus.Labels) descs {
@@ -57,6 +58,10 @@ func newDescs(constLabels prometheus.Labels) descs {
 		rejoins:       d("cluster_rejoins_total", "Times this node rejoined under a new member ID."),
 		resyncs:       d("directory_resyncs_total", "Times this node rewrote its directory entries from memory."),
 		departures:    d("cluster_departures_total", "Members that left and whose directory entries this node cleaned up."),
+		laneSessions:  d("lane_connections", "Data-lane connections to and from other nodes, by direction: in, out.", "direction"),
+		laneFrames:    d("lane_frames_total", "Data-lane frames (batches of sends to connections) by direction: in (handed on), out (written).", "direction"),
+		laneLost:      d("lane_frames_lost_total", "Data-lane frames this node wrote that the peer never handled: in flight when a lane broke."),
+		laneRefused:   d("lane_refused_total", "Incoming data-lane connections refused: a bad hello or token, or an ended session."),
 	}
 }
 
@@ -67,5 +72,6 @@ func (d *descs) all() []*prometheus.Desc {
 		d.bcastTime, d.bcastN, d.dirOps, d.dirErrs, d.roomsActive, d.tickLate, d.failovers,
 		d.roomPanics, d.roomRestarts, d.roomFenced, d.roomStoreErrs,
 		d.members, d.isolated, d.redisUp, d.redisOutages, d.drops, d.rejoins, d.resyncs, d.departures,
+		d.laneSessions, d.laneFrames, d.laneLost, d.laneRefused,
 	}
 }

@@ -90,6 +90,10 @@ type Stats struct {
 	FramesOut uint64 // frames written
 	Refused   uint64 // inbound connections refused (bad hello or token, ended session)
 	Dropped   uint64 // frames received for a channel nobody handles
+	// FramesLost counts frames this node wrote on lanes that broke and
+	// that the peer never handled (it reports how many it did), and frames
+	// whose write failed.
+	FramesLost uint64
 }
 
 // Hub is an actor system's end of its lanes: the listener, the inbound
@@ -103,15 +107,16 @@ type Hub struct {
 	logger *slog.Logger
 
 	handlers sync.Map // channel → Handler
+	process  *syncProcess
 
 	mu       sync.Mutex
 	closed   bool
 	sessions map[uint64]*session
-	ended    map[uint64]time.Time // sessions a Sync ended before they started
-	links    map[string]*Conn     // by peer actor address
+	ended    map[uint64]endedSession // sessions that ended, or that a Sync ended before they started
+	links    map[string]*Conn        // by peer actor address
 
-	framesIn, framesOut, refused, dropped atomic.Uint64
-	wg                                    sync.WaitGroup
+	framesIn, framesOut, refused, dropped, lost atomic.Uint64
+	wg                                          sync.WaitGroup
 }
 
 var hubs sync.Map // *actor.ActorSystem → *Hub
@@ -144,12 +149,13 @@ func Start(system *actor.ActorSystem, cfg Config) (*Hub, error) {
 	h := &Hub{
 		system: system, cfg: cfg, ln: ln, port: port, token: make([]byte, tokenLen),
 		logger:   cfg.Logger.With(slog.String("component", "lane")),
-		sessions: make(map[uint64]*session), ended: make(map[uint64]time.Time), links: make(map[string]*Conn),
+		sessions: make(map[uint64]*session), ended: make(map[uint64]endedSession), links: make(map[string]*Conn),
 	}
 	_, _ = rand.Read(h.token)
 	reg := system.ProcessRegistry
 	reg.Remove(actor.NewPID(reg.Address, ProcessName))
-	reg.Add(&syncProcess{h}, ProcessName)
+	h.process = &syncProcess{h}
+	reg.Add(h.process, ProcessName)
 	hubs.Store(system, h)
 	h.wg.Add(1)
 	go h.accept()
@@ -169,7 +175,7 @@ func (h *Hub) Stats() Stats {
 	s := Stats{Sessions: len(h.sessions), Links: len(h.links)}
 	h.mu.Unlock()
 	s.FramesIn, s.FramesOut = h.framesIn.Load(), h.framesOut.Load()
-	s.Refused, s.Dropped = h.refused.Load(), h.dropped.Load()
+	s.Refused, s.Dropped, s.FramesLost = h.refused.Load(), h.dropped.Load(), h.lost.Load()
 	return s
 }
 
@@ -183,6 +189,11 @@ func (h *Hub) Close() {
 	}
 	h.closed = true
 	hubs.CompareAndDelete(h.system, h)
+	// Peers asking from now on hear that there is no lane, and use the remote.
+	reg := h.system.ProcessRegistry
+	if p, ok := reg.GetLocal(ProcessName); ok && p == h.process {
+		reg.Remove(actor.NewPID(reg.Address, ProcessName))
+	}
 	_ = h.ln.Close()
 	for _, s := range h.sessions {
 		_ = s.conn.Close()
@@ -196,11 +207,35 @@ func (h *Hub) Close() {
 	h.wg.Wait()
 }
 
+// Reset closes every lane connection, inbound and outbound, as a network
+// failure would: senders set up new ones, behind a Sync that keeps their
+// order, and frames in flight may be lost. For tests, and for a node whose
+// peers' TLS certificates were replaced.
+func (h *Hub) Reset() {
+	h.mu.Lock()
+	sessions := make([]*session, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	links := h.links
+	h.links = map[string]*Conn{}
+	h.mu.Unlock()
+	for _, c := range links {
+		c.fail()
+	}
+	for _, s := range sessions {
+		_ = s.conn.Close()
+		<-s.done
+	}
+}
+
 // Info is what a peer's lane process answers: where to dial, and the token
-// to present.
+// to present; and, to a Sync with after, how many frames it handled on that
+// session.
 type Info struct {
 	Address string
 	Token   []byte
+	Handled uint64
 }
 
 // ErrUnsupported is Sync's answer from a node without a lane (an older
@@ -216,6 +251,9 @@ var ErrUnsupported = errors.New("lane: the node has no lane")
 // there.
 func (h *Hub) Sync(address, channel string, after uint64, timeout time.Duration) (Info, error) {
 	res, err := h.system.Root.RequestFuture(actor.NewPID(address, ProcessName), &wire.LaneSync{After: after, Channel: channel}, timeout).Result()
+	if errors.Is(err, actor.ErrDeadLetter) {
+		return Info{}, ErrUnsupported
+	}
 	if err != nil {
 		return Info{}, fmt.Errorf("lane: sync with %s: %w", address, err)
 	}
@@ -224,7 +262,7 @@ func (h *Hub) Sync(address, channel string, after uint64, timeout time.Duration)
 		if m.GetError() != "" {
 			return Info{}, fmt.Errorf("%w: %s", ErrUnsupported, m.GetError())
 		}
-		return Info{Address: m.GetAddress(), Token: m.GetToken()}, nil
+		return Info{Address: m.GetAddress(), Token: m.GetToken(), Handled: m.GetHandled()}, nil
 	case *actor.DeadLetterResponse:
 		return Info{}, ErrUnsupported
 	}
@@ -308,8 +346,25 @@ type Conn struct {
 	timeout time.Duration
 	hub     *Hub
 
-	mu     sync.Mutex // one frame at a time
-	broken atomic.Bool
+	mu       sync.Mutex // one frame at a time
+	broken   atomic.Bool
+	written  atomic.Uint64 // frames written
+	reported atomic.Bool   // its losses were counted
+}
+
+// Lost reports how many of the frames written on c the peer did not
+// handle, given the count a Sync with after set to c's ID answered, and
+// counts them in the hub's FramesLost. Only the first call per connection
+// counts; later ones return 0.
+func (c *Conn) Lost(handled uint64) uint64 {
+	w := c.written.Load()
+	if handled >= w || c.reported.Swap(true) {
+		return 0
+	}
+	if c.hub != nil {
+		c.hub.lost.Add(w - handled)
+	}
+	return w - handled
 }
 
 // ID returns the connection's session ID, for Sync's after.
@@ -342,9 +397,13 @@ func (c *Conn) Write(frame []byte) error {
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
 	if _, err := c.nc.Write(frame); err != nil {
+		if c.hub != nil {
+			c.hub.lost.Add(1) // if part of it went, the peer drops the part
+		}
 		c.fail()
 		return fmt.Errorf("lane: write to %s: %w", c.peer, err)
 	}
+	c.written.Add(1)
 	if c.hub != nil {
 		c.hub.framesOut.Add(1)
 	}
@@ -366,10 +425,18 @@ func (c *Conn) fail() {
 
 // session is an inbound lane connection.
 type session struct {
-	id   uint64
-	from string
-	conn net.Conn
-	done chan struct{} // closed once the reader has returned
+	id      uint64
+	from    string
+	conn    net.Conn
+	handled uint64        // frames handed on (or dropped), by the reader
+	done    chan struct{} // closed once the reader has returned
+}
+
+// endedSession is what a hub remembers of a session after it: when, and
+// how many frames it handled.
+type endedSession struct {
+	at      time.Time
+	handled uint64
 }
 
 func (h *Hub) accept() {
@@ -402,10 +469,18 @@ func (h *Hub) serve(nc net.Conn) {
 	defer func() {
 		h.mu.Lock()
 		delete(h.sessions, s.id)
+		h.ended[s.id] = endedSession{at: time.Now(), handled: s.handled}
 		h.mu.Unlock()
 		close(s.done)
 	}()
-	if err := h.read(s, r); err != nil && !errors.Is(err, net.ErrClosed) {
+	err = h.read(s, r)
+	var pe protocolError
+	switch {
+	case errors.As(err, &pe):
+		// An authenticated peer sent what no wsactor writes: a bug, or
+		// another version.
+		h.logger.Warn("wsactor: ended a lane session that broke the protocol", slog.String("from", s.from), slog.Any("error", err))
+	case !errors.Is(err, net.ErrClosed):
 		h.logger.Debug("wsactor: lane session ended", slog.String("from", s.from), slog.Any("error", err))
 	}
 }
@@ -441,8 +516,8 @@ func (h *Hub) handshake(nc net.Conn, r *bufio.Reader) (*session, error) {
 		return nil, errors.New("hub closed")
 	case h.sessions[id] != nil:
 		return nil, fmt.Errorf("session %d is open already", id)
-	case !h.ended[id].IsZero():
-		return nil, fmt.Errorf("session %d was ended before it started", id)
+	case !h.ended[id].at.IsZero():
+		return nil, fmt.Errorf("session %d has ended (or was ended before it started)", id)
 	}
 	h.sessions[id] = s
 	return s, nil
@@ -459,7 +534,7 @@ func (h *Hub) read(s *session, r *bufio.Reader) error {
 		}
 		n := binary.BigEndian.Uint32(lenb[:])
 		if n == 0 || n > MaxFrame {
-			return fmt.Errorf("frame of %d bytes", n)
+			return protocolError(fmt.Sprintf("frame of %d bytes", n))
 		}
 		frame := buf
 		if int(n) > len(buf) {
@@ -471,37 +546,48 @@ func (h *Hub) read(s *session, r *bufio.Reader) error {
 		}
 		cl, k := binary.Uvarint(frame)
 		if k <= 0 || cl > uint64(len(frame)-k) {
-			return errors.New("malformed frame header")
+			return protocolError("malformed frame header")
 		}
 		channel, payload := frame[k:k+int(cl)], frame[k+int(cl):]
+		s.handled++ // a frame for nobody is not lost in the lane
 		fn, ok := h.handlers.Load(string(channel))
 		if !ok {
 			h.dropped.Add(1)
 			continue
 		}
-		fn.(Handler)(s.from, payload)
 		h.framesIn.Add(1)
+		fn.(Handler)(s.from, payload)
 	}
 }
 
-// endSession ends session id and waits until its reader has returned, or
-// remembers id so that its hello, if it comes later, is refused.
-func (h *Hub) endSession(id uint64) {
+// protocolError is a frame no wsactor writes.
+type protocolError string
+
+func (e protocolError) Error() string { return "lane: " + string(e) }
+
+// endSession ends session id, waits until its reader has returned and
+// returns how many frames it handled. A session that has not started is
+// remembered as ended, so that its hello, if it comes later, is refused.
+func (h *Hub) endSession(id uint64) uint64 {
 	h.mu.Lock()
 	s := h.sessions[id]
 	if s == nil {
-		h.ended[id] = time.Now()
+		e, ok := h.ended[id]
+		if !ok {
+			h.ended[id] = endedSession{at: time.Now()}
+		}
+		h.mu.Unlock()
+		return e.handled
 	}
 	h.mu.Unlock()
-	if s != nil {
-		_ = s.conn.Close()
-		<-s.done
-	}
+	_ = s.conn.Close()
+	<-s.done
+	return s.handled
 }
 
 func (h *Hub) pruneEnded(now time.Time) {
-	for id, at := range h.ended {
-		if now.Sub(at) > endedMemory {
+	for id, e := range h.ended {
+		if now.Sub(e.at) > endedMemory {
 			delete(h.ended, id)
 		}
 	}
@@ -529,22 +615,19 @@ func (p *syncProcess) SendUserMessage(_ *actor.PID, message any) {
 		return
 	}
 	h := p.h
-	answer := func() {
+	answer := func(handled uint64) {
 		if _, ok := h.handlers.Load(req.GetChannel()); !ok {
-			h.system.Root.Send(sender, &wire.LaneInfo{Error: fmt.Sprintf("nothing handles channel %q", req.GetChannel())})
+			h.system.Root.Send(sender, &wire.LaneInfo{Error: fmt.Sprintf("nothing handles channel %q", req.GetChannel()), Handled: handled})
 			return
 		}
-		h.system.Root.Send(sender, &wire.LaneInfo{Address: h.advertised(), Token: h.token})
+		h.system.Root.Send(sender, &wire.LaneInfo{Address: h.advertised(), Token: h.token, Handled: handled})
 	}
 	if req.GetAfter() == 0 {
-		answer()
+		answer(0)
 		return
 	}
 	// Waiting for a session's reader must not hold the endpoint reader.
-	go func() {
-		h.endSession(req.GetAfter())
-		answer()
-	}()
+	go func() { answer(h.endSession(req.GetAfter())) }()
 }
 
 func (p *syncProcess) SendSystemMessage(*actor.PID, any) {}

@@ -691,10 +691,13 @@ func (x *LaneSync) GetChannel() string {
 
 // LaneInfo answers LaneSync.
 type LaneInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"` // host:port of the node's lane listener
-	Token         []byte                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`     // presented by the dialer in its hello
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`     // why the lane cannot be used (then the rest is empty)
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"` // host:port of the node's lane listener
+	Token   []byte                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`     // presented by the dialer in its hello
+	Error   string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`     // why the lane cannot be used (then the rest is empty)
+	// handled is, for LaneSync.after, how many frames the node handled on
+	// that session: the sender counts the rest of what it wrote as lost.
+	Handled       uint64 `protobuf:"varint,4,opt,name=handled,proto3" json:"handled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -748,6 +751,13 @@ func (x *LaneInfo) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *LaneInfo) GetHandled() uint64 {
+	if x != nil {
+		return x.Handled
+	}
+	return 0
 }
 
 type DeliverBatch_Item struct {
@@ -868,11 +878,12 @@ const file_wire_proto_rawDesc = "" +
 	"\x04data\x18\x04 \x01(\fR\x04data\":\n" +
 	"\bLaneSync\x12\x14\n" +
 	"\x05after\x18\x01 \x01(\x04R\x05after\x12\x18\n" +
-	"\achannel\x18\x02 \x01(\tR\achannel\"P\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\"j\n" +
 	"\bLaneInfo\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\fR\x05token\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error*H\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
+	"\ahandled\x18\x04 \x01(\x04R\ahandled*H\n" +
 	"\x06Status\x12\x06\n" +
 	"\x02OK\x10\x00\x12\r\n" +
 	"\tNOT_FOUND\x10\x01\x12\x0e\n" +
