@@ -11,11 +11,13 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/cluster"
 	"github.com/wsactor/wsactor/groups"
+	"github.com/wsactor/wsactor/metrics"
 )
 
 var seq atomic.Int64
@@ -95,6 +97,31 @@ func TestLaneCarriesSendsAndFallsBack(t *testing.T) {
 	}
 	if l := p.a[0].Stats().Lane; l == nil || l.Links == 0 || l.FramesLost != 0 {
 		t.Fatalf("sender's lane stats %+v: want a link and nothing lost", l)
+	}
+	// The same numbers reach Prometheus.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metrics.NewCollector(one.Server, metrics.WithNode(p.a[0].Node)))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "direction" {
+					name += "/" + l.GetValue()
+				}
+			}
+			found[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	if found["wsactor_lane_frames_total/out"] == 0 || found["wsactor_lane_connections/out"] == 0 {
+		t.Fatalf("lane metrics missing or zero: %v", found)
+	}
+	if _, ok := found["wsactor_lane_frames_lost_total"]; !ok {
+		t.Fatal("wsactor_lane_frames_lost_total is not exported")
 	}
 }
 
