@@ -287,18 +287,20 @@ func (h *Hub) Link(address string, info Info) (*Conn, error) {
 		return nil, err
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if old := h.links[address]; old != nil && !old.Broken() {
+	old := h.links[address]
+	switch {
+	case old != nil && !old.Broken():
 		// Another sender dialled meanwhile: use its connection.
+		h.mu.Unlock()
 		c.fail()
 		return old, nil
-	}
-	if h.closed {
+	case h.closed:
+		h.mu.Unlock()
 		c.fail()
 		return nil, errors.New("lane: hub closed")
 	}
 	h.links[address] = c
-	c.hub = h
+	h.mu.Unlock()
 	return c, nil
 }
 
@@ -335,7 +337,18 @@ func (h *Hub) dial(address string, info Info) (*Conn, error) {
 		_ = nc.Close()
 		return nil, fmt.Errorf("lane: hello to %s: %w", info.Address, err)
 	}
-	return &Conn{id: id, nc: nc, peer: address, timeout: h.cfg.WriteTimeout}, nil
+	c := &Conn{id: id, nc: nc, peer: address, timeout: h.cfg.WriteTimeout, hub: h}
+	go c.watch()
+	return c, nil
+}
+
+// watch breaks the connection as soon as the peer closes its end: the
+// peer never writes, so a read returns only then. Without it, writes would
+// go on into the socket's buffer, and be lost, until the kernel heard of
+// the close.
+func (c *Conn) watch() {
+	_, _ = io.Copy(io.Discard, c.nc)
+	c.fail()
 }
 
 // Conn is an outbound lane connection, shared by the senders to one peer.
@@ -361,9 +374,7 @@ func (c *Conn) Lost(handled uint64) uint64 {
 	if handled >= w || c.reported.Swap(true) {
 		return 0
 	}
-	if c.hub != nil {
-		c.hub.lost.Add(w - handled)
-	}
+	c.hub.lost.Add(w - handled)
 	return w - handled
 }
 
@@ -404,23 +415,21 @@ func (c *Conn) Write(frame []byte) error {
 		return fmt.Errorf("lane: write to %s: %w", c.peer, err)
 	}
 	c.written.Add(1)
-	if c.hub != nil {
-		c.hub.framesOut.Add(1)
-	}
+	c.hub.framesOut.Add(1)
 	return nil
 }
 
-// fail marks the connection broken, closes it and forgets it.
+// fail marks the connection broken, closes it and forgets it. The caller
+// must not hold the hub's lock.
 func (c *Conn) fail() {
 	c.broken.Store(true)
 	_ = c.nc.Close()
-	if h := c.hub; h != nil {
-		h.mu.Lock()
-		if h.links[c.peer] == c {
-			delete(h.links, c.peer)
-		}
-		h.mu.Unlock()
+	h := c.hub
+	h.mu.Lock()
+	if h.links[c.peer] == c {
+		delete(h.links, c.peer)
 	}
+	h.mu.Unlock()
 }
 
 // session is an inbound lane connection.
