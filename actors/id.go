@@ -108,10 +108,31 @@ func validName(name string) bool {
 	if len(name) != nameLen {
 		return false
 	}
-	var raw [16]byte
-	n, ok := decodeCanonical(raw[:], name)
-	return ok && n == 16
+	// Every send by ID to another node checks its name, so this is a table
+	// lookup per character rather than a decode and an encode.
+	for i := range len(name) {
+		if b64Values[name[i]] < 0 {
+			return false
+		}
+	}
+	// 22 characters carry 132 bits, of which the name's 16 bytes use 128:
+	// the last character's low 4 bits must be 0, or another string would
+	// decode to the same name.
+	return b64Values[name[nameLen-1]]&0x0f == 0
 }
+
+// b64Values maps a base64url character to its 6-bit value, and any other
+// byte to -1.
+var b64Values = func() (v [256]int8) {
+	for i := range v {
+		v[i] = -1
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := range len(alphabet) {
+		v[alphabet[i]] = int8(i)
+	}
+	return v
+}()
 
 // maxAddress64 is the longest base64url node address: b64.EncodedLen(maxAddressLen).
 const maxAddress64 = (maxAddressLen*8 + 5) / 6

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"testing"
@@ -91,4 +92,44 @@ func FuzzParseID(f *testing.F) {
 			t.Fatalf("round trip of %q: %q, %v", s, back, err)
 		}
 	})
+}
+
+// TestValidNameMatchesDecoding checks the table-driven validName against
+// decoding and re-encoding, on random names and on every one-character
+// change of a valid one.
+func TestValidNameMatchesDecoding(t *testing.T) {
+	slow := func(name string) bool {
+		if len(name) != nameLen {
+			return false
+		}
+		var raw [16]byte
+		n, ok := decodeCanonical(raw[:], name)
+		return ok && n == 16
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var raw [16]byte
+	for range 2000 {
+		for i := range raw {
+			raw[i] = byte(rng.Uint32())
+		}
+		name := b64.EncodeToString(raw[:])
+		if !validName(name) {
+			t.Fatalf("%q: a real name refused", name)
+		}
+		b := []byte(name)
+		pos := rng.IntN(len(b))
+		b[pos] = byte(rng.Uint32())
+		if got, want := validName(string(b)), slow(string(b)); got != want {
+			t.Fatalf("%q: validName %v, decoding says %v", b, got, want)
+		}
+	}
+	for c := range 256 {
+		name := strings.Repeat("A", nameLen-1) + string(rune(c))
+		if c >= 128 {
+			name = strings.Repeat("A", nameLen-1) + string([]byte{byte(c)})
+		}
+		if got, want := validName(name), slow(name); got != want {
+			t.Fatalf("last byte %#x: validName %v, decoding says %v", c, got, want)
+		}
+	}
 }

@@ -58,8 +58,8 @@ const (
 	// endedMemory is how long a hub remembers a session that a Sync ended
 	// before its hello arrived, so that the hello is refused.
 	endedMemory = time.Minute
-	// idleBuffer is the read buffer a session keeps between frames; a
-	// larger frame gets a buffer of its own, dropped after it.
+	// idleBuffer is the read buffer a session keeps; a larger frame gets
+	// a buffer of its own, dropped after it.
 	idleBuffer = 64 << 10
 )
 
@@ -468,7 +468,7 @@ func (h *Hub) accept() {
 func (h *Hub) serve(nc net.Conn) {
 	defer h.wg.Done()
 	defer nc.Close()
-	r := bufio.NewReaderSize(nc, 4<<10)
+	r := bufio.NewReaderSize(nc, 256) // the hello; frames are read without it
 	s, err := h.handshake(nc, r)
 	if err != nil {
 		h.refused.Add(1)
@@ -482,7 +482,7 @@ func (h *Hub) serve(nc net.Conn) {
 		h.mu.Unlock()
 		close(s.done)
 	}()
-	err = h.read(s, r)
+	err = h.read(s, r, nc)
 	var pe protocolError
 	switch {
 	case errors.As(err, &pe):
@@ -532,40 +532,68 @@ func (h *Hub) handshake(nc net.Conn, r *bufio.Reader) (*session, error) {
 	return s, nil
 }
 
-// read hands each frame to its channel's handler, from a buffer kept
-// between frames.
-func (h *Hub) read(s *session, r *bufio.Reader) error {
+// read hands each frame to its channel's handler, straight from a buffer
+// that each read from the socket fills as far as it can: several frames
+// arrive with one system call, and none is copied. A frame larger than the
+// buffer gets a buffer of its own, dropped after it. The bytes the
+// handshake's reader took beyond the hello come first.
+func (h *Hub) read(s *session, hr *bufio.Reader, nc net.Conn) error {
 	buf := make([]byte, idleBuffer)
-	var lenb [4]byte
+	pending, _ := hr.Peek(hr.Buffered())
+	start, end := 0, copy(buf, pending)
+	// fill makes buf[start:end] hold at least need bytes.
+	fill := func(need int) error {
+		if need > len(buf)-start {
+			if need > len(buf) {
+				grown := make([]byte, need)
+				copy(grown, buf[start:end])
+				buf = grown
+			} else {
+				copy(buf, buf[start:end])
+			}
+			end -= start
+			start = 0
+		}
+		for end-start < need {
+			n, err := nc.Read(buf[end:])
+			end += n
+			if err != nil && end-start < need {
+				return err
+			}
+		}
+		return nil
+	}
 	for {
-		if _, err := io.ReadFull(r, lenb[:]); err != nil {
+		if err := fill(4); err != nil {
 			return err
 		}
-		n := binary.BigEndian.Uint32(lenb[:])
+		n := binary.BigEndian.Uint32(buf[start:])
 		if n == 0 || n > MaxFrame {
 			return protocolError(fmt.Sprintf("frame of %d bytes", n))
 		}
-		frame := buf
-		if int(n) > len(buf) {
-			frame = make([]byte, n)
-		}
-		frame = frame[:n]
-		if _, err := io.ReadFull(r, frame); err != nil {
+		if err := fill(4 + int(n)); err != nil {
 			return err
 		}
+		frame := buf[start+4 : start+4+int(n)]
+		start += 4 + int(n)
 		cl, k := binary.Uvarint(frame)
 		if k <= 0 || cl > uint64(len(frame)-k) {
 			return protocolError("malformed frame header")
 		}
 		channel, payload := frame[k:k+int(cl)], frame[k+int(cl):]
 		s.handled++ // a frame for nobody is not lost in the lane
-		fn, ok := h.handlers.Load(string(channel))
-		if !ok {
+		if fn, ok := h.handlers.Load(string(channel)); ok {
+			h.framesIn.Add(1)
+			fn.(Handler)(s.from, payload)
+		} else {
 			h.dropped.Add(1)
-			continue
 		}
-		h.framesIn.Add(1)
-		fn.(Handler)(s.from, payload)
+		if start == end {
+			start, end = 0, 0
+			if len(buf) > idleBuffer {
+				buf = make([]byte, idleBuffer) // after a large frame
+			}
+		}
 	}
 }
 
