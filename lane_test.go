@@ -165,7 +165,7 @@ func TestCrossNodeOrderAcrossLaneBreaks(t *testing.T) {
 	// the frames that carried them.
 	lost := sender.Stats().FramesLost - lostBefore
 	if r.received < seq && lost == 0 {
-		t.Fatalf("%d of %d messages arrived and no lost frame was counted", r.received, seq)
+		t.Fatalf("%d of %d messages arrived and no lost frame was counted\nsender's log:\n%s", r.received, seq, one.logs.String())
 	}
 	t.Logf("%d of %d messages arrived across %d lane breaks; %d frames counted lost", r.received, seq, rounds, lost)
 }

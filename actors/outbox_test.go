@@ -163,3 +163,44 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestDataCopiesAreIndependent checks the chunked copies a batch's
+// messages get: equal to their source, unaffected by it and by each other
+// (an append to one does not write into the next), and large or empty
+// messages copied on their own.
+func TestDataCopiesAreIndependent(t *testing.T) {
+	var c dataCopies
+	src := make([]byte, copyAlone+1)
+	var copies [][]byte
+	for i := range 100 {
+		n := (i * 37) % (copyAlone + 2)
+		for j := range n {
+			src[j] = byte(i)
+		}
+		copies = append(copies, c.clone(src[:n]))
+	}
+	for j := range src {
+		src[j] = 0xee // the source is reused, as the lane's buffer is
+	}
+	for i, b := range copies {
+		n := (i * 37) % (copyAlone + 2)
+		if len(b) != n || cap(b) != len(b) && n > 0 {
+			t.Fatalf("copy %d: len %d cap %d, want len %d with no spare capacity", i, len(b), cap(b), n)
+		}
+		for _, x := range b {
+			if x != byte(i) {
+				t.Fatalf("copy %d holds %d", i, x)
+			}
+		}
+	}
+	for _, b := range copies[:len(copies)-1] {
+		_ = append(b, 0xff)
+	}
+	for i, b := range copies[1:] {
+		for _, x := range b {
+			if x != byte(i+1) {
+				t.Fatalf("an append to copy %d wrote into copy %d", i, i+1)
+			}
+		}
+	}
+}

@@ -393,9 +393,13 @@ func AppendHeader(b []byte, channel string) []byte {
 	return append(b, channel...)
 }
 
+// ErrBroken is Write's error on a connection that was broken before the
+// write: nothing of the frame was sent, so it can go another way.
+var ErrBroken = errors.New("lane: connection broken")
+
 // Write sends a frame begun by AppendHeader. On error the connection is
-// broken: the frame, and frames written before it that the peer had not
-// read, may be lost.
+// broken: the frame (unless the error is ErrBroken), and frames written
+// before it that the peer had not read, may be lost.
 func (c *Conn) Write(frame []byte) error {
 	if len(frame) < 5 || len(frame)-4 > MaxFrame {
 		return fmt.Errorf("lane: frame of %d bytes", len(frame))
@@ -404,7 +408,7 @@ func (c *Conn) Write(frame []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.broken.Load() {
-		return errors.New("lane: connection broken")
+		return ErrBroken
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
 	if _, err := c.nc.Write(frame); err != nil {
