@@ -452,51 +452,27 @@ func (r *batchReceiver) SendUserMessage(_ *actor.PID, message any) {
 	for _, it := range b.GetItems() {
 		r.deliver(from, replyID, it.GetName(), it.GetRequestId(), it.GetType(), it.GetData())
 	}
-	var copies dataCopies
 	for p := b.GetPacked(); len(p) > 0; {
 		it, rest, ok := nextPacked(p)
 		if !ok {
 			r.malformed(from, "wsactor.DeliverBatch.packed", len(p))
 			return
 		}
-		r.deliverPacked(from, replyID, it, &copies)
+		r.deliverPacked(from, replyID, it)
 		p = rest
 	}
 }
 
 // deliverPacked delivers an item read from a batch or a lane frame. The
 // name is only looked up, never kept, so it may alias the batch; the data is
-// copied (into copies), so that a message waiting in a slow connection's
-// queue does not hold the whole batch (or the lane's buffer).
-func (r *batchReceiver) deliverPacked(from, replyID string, it packedItem, copies *dataCopies) {
-	r.deliver(from, replyID, unsafe.String(unsafe.SliceData(it.name), len(it.name)), it.reqID, it.typ, copies.clone(it.data))
+// copied, so that a message waiting in a slow connection's queue does not
+// hold the whole batch (or the lane's buffer). (Copying a batch's small
+// messages into shared chunks saved an allocation per message but no CPU
+// measurably, and would let a queued message hold a whole chunk.)
+func (r *batchReceiver) deliverPacked(from, replyID string, it packedItem) {
+	r.deliver(from, replyID, unsafe.String(unsafe.SliceData(it.name), len(it.name)), it.reqID, it.typ, bytes.Clone(it.data))
 }
 
-// dataCopies copies the small messages of one batch into shared chunks of
-// copyChunk bytes, one allocation for many messages instead of one each
-// (with the garbage collector's work for each, that was a fifth of a
-// cross-node Post's extra cost). A message queued for a slow connection
-// holds its chunk, so it holds at most copyChunk bytes where it would hold
-// its own size: with the default send queue of 256 messages, 1 MiB.
-type dataCopies struct{ chunk []byte }
-
-const (
-	copyChunk = 4 << 10
-	copyAlone = 1 << 10 // larger messages get their own copy
-)
-
-func (c *dataCopies) clone(b []byte) []byte {
-	if len(b) > copyAlone || len(b) == 0 {
-		return bytes.Clone(b)
-	}
-	if copyChunk-len(c.chunk) < len(b) {
-		c.chunk = make([]byte, 0, copyChunk)
-	}
-	start := len(c.chunk)
-	c.chunk = append(c.chunk, b...)
-	// Capacity ends with the message: an append to it copies.
-	return c.chunk[start:len(c.chunk):len(c.chunk)]
-}
 
 // malformed counts and logs a batch or frame whose rest cannot be read:
 // only a node of another wire version, or a bug, sends one.
@@ -511,10 +487,9 @@ func (r *batchReceiver) malformed(from, what string, dropped int) {
 // receiveFrame delivers a lane frame's records in order, on the lane
 // reader's goroutine, as SendUserMessage does a batch's.
 func (r *batchReceiver) receiveFrame(from string, p []byte) {
-	var copies dataCopies
 	left, ok := readFrame(p, func(replyID string, kind byte, it packedItem) {
 		if kind == recordData {
-			r.deliverPacked(from, replyID, it, &copies)
+			r.deliverPacked(from, replyID, it)
 		} else {
 			r.deliverMessage(from, replyID, kind == recordSystem, it)
 		}

@@ -86,6 +86,7 @@ func (v *xnView) Peers() []string {
 type xnNode struct {
 	name   string
 	addr   string // actor-system address
+	lane   *lane.Hub // nil with XN_NO_LANE
 	srv    *wsactor.Server
 	http   *httptest.Server
 	url    string // ws://127.0.0.1:<port>
@@ -174,7 +175,7 @@ func xnStartCluster() (*xnCluster, error) {
 	}
 	alive := map[string]bool{systems[0].Address(): true, systems[1].Address(): true}
 	start := func(name string, system *protoactor.ActorSystem, view wsactor.ClusterView) *xnNode {
-		n := &xnNode{name: name, addr: system.Address()}
+		n := &xnNode{name: name, addr: system.Address(), lane: lane.Of(system)}
 		n.srv = wsactor.New(wsactor.Options{
 			Name:        name,
 			Logger:      discard,
@@ -406,6 +407,10 @@ func BenchmarkCrossNodeSend(b *testing.B) {
 					t, conns := c.sendClients(b, path, tc.conns)
 					problems := c.problems()
 					before := readCounters()
+					var framesBefore uint64
+					if c.a.lane != nil {
+						framesBefore = c.a.lane.Stats().FramesOut
+					}
 					b.ResetTimer()
 					d, err := pushRun(t, conns, b.N, pushPost)
 					b.StopTimer()
@@ -417,6 +422,10 @@ func BenchmarkCrossNodeSend(b *testing.B) {
 					}
 					msgs := b.N * tc.conns
 					b.ReportMetric(float64(msgs)/d.Seconds(), "msgs/s")
+					if path == "remote" && c.a.lane != nil {
+						// How well the outbox batches: messages per lane frame.
+						b.ReportMetric(float64(msgs)/float64(c.a.lane.Stats().FramesOut-framesBefore), "msgs/frame")
+					}
 					reportPerMessage(b, before, readCounters(), msgs)
 				})
 			}
