@@ -473,7 +473,6 @@ func (r *batchReceiver) deliverPacked(from, replyID string, it packedItem) {
 	r.deliver(from, replyID, unsafe.String(unsafe.SliceData(it.name), len(it.name)), it.reqID, it.typ, bytes.Clone(it.data))
 }
 
-
 // malformed counts and logs a batch or frame whose rest cannot be read:
 // only a node of another wire version, or a bug, sends one.
 func (r *batchReceiver) malformed(from, what string, dropped int) {

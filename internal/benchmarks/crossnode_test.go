@@ -85,7 +85,7 @@ func (v *xnView) Peers() []string {
 // Both handlers ignore what clients send.
 type xnNode struct {
 	name   string
-	addr   string // actor-system address
+	addr   string    // actor-system address
 	lane   *lane.Hub // nil with XN_NO_LANE
 	srv    *wsactor.Server
 	http   *httptest.Server
