@@ -68,12 +68,17 @@ type outbox struct {
 	// The flusher's own.
 	lane      *lane.Conn // the lane it sends on, or nil: the remote
 	laneAfter time.Time  // no lane before this, after a failed attempt
+	laneFails int        // failed attempts in a row (up to 5: the back-off's exponent)
 	frame     []byte     // a lane frame being built, kept between batches
 }
 
 // laneRetry is how long an outbox sends through the remote after its peer
-// had no lane, or its lane could not be set up, before it asks again.
+// had no lane, or its lane could not be set up, before it asks again; it
+// doubles with each failure in a row, up to 16 times.
 const laneRetry = 10 * time.Second
+
+// syncTries bounds the Syncs after a lane broke.
+const syncTries = 3
 
 // routeKey names a server on another node as connection IDs spell it: the
 // server's name and the node's address in base64url.
@@ -211,28 +216,54 @@ func (o *outbox) way() *lane.Conn {
 	}
 	hub := lane.Of(o.rt.system)
 	if hub == nil {
+		if broken != nil {
+			o.rt.logger.Warn("wsactor: this node's lane closed; sending to a node through the remote, and frames in flight on the lane, if any were lost, are not counted",
+				slog.String("node", o.address))
+		}
 		return nil
 	}
 	info, err := hub.Sync(o.address, o.server, after, o.rt.requestTimeout)
-	if broken != nil && err == nil {
-		if lost := broken.Lost(info.Handled); lost > 0 {
-			o.rt.logger.Warn("wsactor: the lane to a node broke; frames written on it were lost",
-				slog.String("node", o.address), slog.Uint64("frames", lost))
+	// After a break, the barrier is what keeps the order: ask again while
+	// the peer is a member that could answer (it may be busy ending the
+	// session), but not for ever.
+	for try := 1; broken != nil && err != nil && !errors.Is(err, lane.ErrUnsupported) && try < syncTries && o.rt.NodeAlive(o.address); try++ {
+		info, err = hub.Sync(o.address, o.server, after, o.rt.requestTimeout)
+	}
+	if broken != nil {
+		switch {
+		case err == nil:
+			if lost := broken.Lost(info.Handled); lost > 0 {
+				o.rt.logger.Warn("wsactor: the lane to a node broke; frames written on it were lost",
+					slog.String("node", o.address), slog.Uint64("frames", lost))
+			}
+		case errors.Is(err, lane.ErrUnsupported):
+			// The peer closed its lane, and with it waited for the session's
+			// reader: the order holds, but what it did not read is not known.
+			o.rt.logger.Warn("wsactor: the lane to a node closed; frames in flight on it, if any were lost, are not counted",
+				slog.String("node", o.address))
+		default:
+			o.rt.logger.Warn("wsactor: the lane to a node broke and the node did not confirm what it handled; messages sent after this may overtake some sent before",
+				slog.String("node", o.address), slog.Any("error", err))
 		}
 	}
 	if err == nil {
 		o.lane, err = hub.Link(o.address, info)
 	}
 	if err != nil {
-		o.laneAfter = now.Add(laneRetry)
+		// Back off while the lane cannot be set up: each try may wait for
+		// a Sync and a dial, and holds up what is queued meanwhile.
+		o.laneFails = min(o.laneFails+1, 5)
+		o.laneAfter = now.Add(laneRetry << (o.laneFails - 1))
 		level := slog.LevelWarn
 		if errors.Is(err, lane.ErrUnsupported) {
 			level = slog.LevelDebug // an older node, or one without a lane
 		}
 		o.rt.logger.Log(context.Background(), level, "wsactor: sending to a node through the remote, not a lane",
-			slog.String("node", o.address), slog.String("server", o.server), slog.Any("error", err))
+			slog.String("node", o.address), slog.String("server", o.server), slog.Any("error", err),
+			slog.Duration("next_try_in", o.laneAfter.Sub(now)))
 		return nil
 	}
+	o.laneFails = 0
 	o.setViaLane(true)
 	return o.lane
 }
@@ -315,9 +346,10 @@ func (o *outbox) sendRemote(items []outItem) {
 	root := o.rt.system.Root
 	for len(items) > 0 {
 		if it := items[0]; it.pid != nil {
-			if it.reqID != 0 {
+			switch {
+			case it.reqID != 0:
 				root.RequestWithCustomSender(it.pid, it.msg, o.rt.replies.sender(it.reqID))
-			} else {
+			default:
 				root.Send(it.pid, it.msg)
 			}
 			items = items[1:]
@@ -490,7 +522,7 @@ func (r *batchReceiver) receiveFrame(from string, p []byte) {
 		if kind == recordData {
 			r.deliverPacked(from, replyID, it)
 		} else {
-			r.deliverMessage(from, replyID, kind == recordSystem, it)
+			r.deliverMessage(from, replyID, kind, it)
 		}
 	})
 	if !ok {
@@ -556,7 +588,8 @@ func nextMessageRecord(p []byte) (it packedItem, rest []byte, ok bool) {
 // protoactor's endpoint reader does: a system message (a Watch) to the
 // process, any other as a user message, with the sender's reply process as
 // the sender if it has a request ID.
-func (r *batchReceiver) deliverMessage(from, replyID string, system bool, it packedItem) {
+func (r *batchReceiver) deliverMessage(from, replyID string, kind byte, it packedItem) {
+	system := kind == recordSystem
 	rt := r.rt
 	msg, err := remote.Deserialize(it.data, string(it.typeName), 0)
 	if err != nil {

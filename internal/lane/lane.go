@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -55,9 +56,18 @@ var magic = [5]byte{'W', 'S', 'A', 'L', 1}
 const (
 	tokenLen         = 32
 	handshakeTimeout = 10 * time.Second
-	// endedMemory is how long a hub remembers a session that a Sync ended
-	// before its hello arrived, so that the hello is refused.
-	endedMemory = time.Minute
+	dialTimeout      = 3 * time.Second
+	// maxPending bounds the connections in their hello at once; more are
+	// refused at once.
+	maxPending      = 64
+	refusalLogEvery = 10 * time.Second
+	// endedMemory is how long a hub remembers a session after it ended (or
+	// a Sync ended it before its hello arrived, so that the hello is
+	// refused), for a late Sync's count of what it handled.
+	endedMemory = 10 * time.Minute
+	// Unknown is Info.Handled when the peer does not remember the session
+	// (it ended more than endedMemory ago): its losses cannot be counted.
+	Unknown = math.MaxUint64
 	// idleBuffer is the read buffer a session keeps; a larger frame gets
 	// a buffer of its own, dropped after it.
 	idleBuffer = 64 << 10
@@ -113,7 +123,11 @@ type Hub struct {
 	closed   bool
 	sessions map[uint64]*session
 	ended    map[uint64]endedSession // sessions that ended, or that a Sync ended before they started
-	links    map[string]*Conn        // by peer actor address
+	pending  map[net.Conn]struct{}   // connections in their hello
+
+	refusedSinceLog int
+	lastRefusalLog  time.Time
+	links           map[string]*Conn // by peer actor address
 
 	framesIn, framesOut, refused, dropped, lost atomic.Uint64
 	wg                                          sync.WaitGroup
@@ -149,7 +163,7 @@ func Start(system *actor.ActorSystem, cfg Config) (*Hub, error) {
 	h := &Hub{
 		system: system, cfg: cfg, ln: ln, port: port, token: make([]byte, tokenLen),
 		logger:   cfg.Logger.With(slog.String("component", "lane")),
-		sessions: make(map[uint64]*session), ended: make(map[uint64]endedSession), links: make(map[string]*Conn),
+		sessions: make(map[uint64]*session), ended: make(map[uint64]endedSession), pending: make(map[net.Conn]struct{}), links: make(map[string]*Conn),
 	}
 	_, _ = rand.Read(h.token)
 	reg := system.ProcessRegistry
@@ -197,6 +211,9 @@ func (h *Hub) Close() {
 	_ = h.ln.Close()
 	for _, s := range h.sessions {
 		_ = s.conn.Close()
+	}
+	for nc := range h.pending {
+		_ = nc.Close() // a connection that says nothing must not hold Close for the hello's timeout
 	}
 	links := h.links
 	h.links = map[string]*Conn{}
@@ -308,7 +325,7 @@ func (h *Hub) dial(address string, info Info) (*Conn, error) {
 	if len(info.Token) != tokenLen {
 		return nil, fmt.Errorf("lane: %s sent a token of %d bytes", address, len(info.Token))
 	}
-	d := net.Dialer{Timeout: handshakeTimeout}
+	d := net.Dialer{Timeout: dialTimeout}
 	var nc net.Conn
 	var err error
 	if h.cfg.ClientTLS != nil {
@@ -371,7 +388,7 @@ type Conn struct {
 // counts; later ones return 0.
 func (c *Conn) Lost(handled uint64) uint64 {
 	w := c.written.Load()
-	if handled >= w || c.reported.Swap(true) {
+	if handled >= w || handled == Unknown || c.reported.Swap(true) {
 		return 0
 	}
 	c.hub.lost.Add(w - handled)
@@ -402,7 +419,8 @@ var ErrBroken = errors.New("lane: connection broken")
 // before it that the peer had not read, may be lost.
 func (c *Conn) Write(frame []byte) error {
 	if len(frame) < 5 || len(frame)-4 > MaxFrame {
-		return fmt.Errorf("lane: frame of %d bytes", len(frame))
+		c.hub.lost.Add(1)
+		return fmt.Errorf("lane: a frame of %d bytes cannot be sent (the limit is %d); dropped", len(frame), MaxFrame)
 	}
 	binary.BigEndian.PutUint32(frame, uint32(len(frame)-4))
 	c.mu.Lock()
@@ -463,9 +481,41 @@ func (h *Hub) accept() {
 			}
 			return // closed
 		}
+		h.mu.Lock()
+		full := len(h.pending) >= maxPending
+		if !full && !h.closed {
+			h.pending[nc] = struct{}{}
+		}
+		closed := h.closed
+		h.mu.Unlock()
+		if full || closed {
+			// Only a stranger or a storm opens this many at once: a node
+			// dials one connection per peer.
+			_ = nc.Close()
+			h.refuse(nc, errors.New("too many connections in their hello"))
+			continue
+		}
 		h.wg.Add(1)
 		go h.serve(nc)
 	}
+}
+
+// refuse counts a refused connection and logs it, at most once every
+// refusalLogEvery with the number of refusals since.
+func (h *Hub) refuse(nc net.Conn, err error) {
+	h.refused.Add(1)
+	h.mu.Lock()
+	h.refusedSinceLog++
+	now := time.Now()
+	if now.Sub(h.lastRefusalLog) < refusalLogEvery {
+		h.mu.Unlock()
+		return
+	}
+	n := h.refusedSinceLog
+	h.refusedSinceLog, h.lastRefusalLog = 0, now
+	h.mu.Unlock()
+	h.logger.Warn("wsactor: refused a lane connection", slog.String("remote", nc.RemoteAddr().String()),
+		slog.Any("error", err), slog.Int("refused_since_last_log", n))
 }
 
 // serve reads a connection's hello, then its frames until it ends.
@@ -474,9 +524,11 @@ func (h *Hub) serve(nc net.Conn) {
 	defer nc.Close()
 	r := bufio.NewReaderSize(nc, 256) // the hello; frames are read without it
 	s, err := h.handshake(nc, r)
+	h.mu.Lock()
+	delete(h.pending, nc)
+	h.mu.Unlock()
 	if err != nil {
-		h.refused.Add(1)
-		h.logger.Warn("wsactor: refused a lane connection", slog.String("remote", nc.RemoteAddr().String()), slog.Any("error", err))
+		h.refuse(nc, err)
 		return
 	}
 	defer func() {
@@ -546,19 +598,20 @@ func (h *Hub) read(s *session, hr *bufio.Reader, nc net.Conn) error {
 	pending, _ := hr.Peek(hr.Buffered())
 	start, end := 0, copy(buf, pending)
 	// fill makes buf[start:end] hold at least need bytes.
+	// A large frame's buffer doubles as its bytes arrive, so a length
+	// alone never makes the reader allocate it.
 	fill := func(need int) error {
 		if need > len(buf)-start {
-			if need > len(buf) {
-				grown := make([]byte, need)
-				copy(grown, buf[start:end])
-				buf = grown
-			} else {
-				copy(buf, buf[start:end])
-			}
+			copy(buf, buf[start:end])
 			end -= start
 			start = 0
 		}
 		for end-start < need {
+			if end == len(buf) { // start is 0 here, and need > len(buf)
+				grown := make([]byte, min(need, 2*len(buf)))
+				copy(grown, buf[:end])
+				buf = grown
+			}
 			n, err := nc.Read(buf[end:])
 			end += n
 			if err != nil && end-start < need {
@@ -615,7 +668,10 @@ func (h *Hub) endSession(id uint64) uint64 {
 	if s == nil {
 		e, ok := h.ended[id]
 		if !ok {
-			h.ended[id] = endedSession{at: time.Now()}
+			// Not started yet (its hello will be refused), or forgotten:
+			// which, cannot be told, so neither is counted.
+			h.ended[id] = endedSession{at: time.Now(), handled: Unknown}
+			e.handled = Unknown
 		}
 		h.mu.Unlock()
 		return e.handled

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -473,4 +474,102 @@ func TestAStuckPeerBreaksTheLane(t *testing.T) {
 	if s := ha.Stats(); s.FramesLost == 0 || s.Links != 0 {
 		t.Fatalf("sender stats %+v: want the failed frame lost and the link gone", s)
 	}
+}
+
+// waitUntil polls cond until it holds, failing after 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestCloseDoesNotWaitForSilentConnections: a connection that never sends
+// its hello (a port scanner, a health probe) must not hold Hub.Close for the
+// hello's 10 s timeout.
+func TestCloseDoesNotWaitForSilentConnections(t *testing.T) {
+	_, b := systems(t)
+	hb := startHub(t, b, lane.Config{})
+	conn, err := net.Dial("tcp", "127.0.0.1:"+hb.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	closed := make(chan struct{})
+	go func() { hb.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second): // half the hello's timeout
+		t.Fatal("Hub.Close waits for a connection that never sent its hello")
+	}
+	expectClosed(t, conn)
+}
+
+// TestAFrameLengthAloneAllocatesNothingLarge: a peer that announces a 1 GiB
+// frame and sends 1 MiB of it makes the reader hold about what arrived, not
+// what was announced.
+func TestAFrameLengthAloneAllocatesNothingLarge(t *testing.T) {
+	a, b := systems(t)
+	ha, hb := startHub(t, a, lane.Config{}), startHub(t, b, lane.Config{})
+	hb.Handle("chat", func(string, []byte) {})
+	info, err := ha.Sync(b.Address(), "chat", 0, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	conn := rawHello(t, info, 0x777)
+	waitUntil(t, "the session", func() bool { return hb.Stats().Sessions == 1 })
+	msg := binary.BigEndian.AppendUint32(nil, lane.MaxFrame)
+	msg = append(msg, make([]byte, 1<<20)...)
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close()
+	waitUntil(t, "the session to end", func() bool { return hb.Stats().Sessions == 0 })
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Fatalf("a 1 GiB frame header and 1 MiB of data made the process allocate %d MiB", grew>>20)
+	}
+}
+
+// TestConnectionsInTheirHelloAreBounded: strangers opening connections and
+// saying nothing are refused beyond a bound, and a node's lane still works.
+func TestConnectionsInTheirHelloAreBounded(t *testing.T) {
+	a, b := systems(t)
+	ha, hb := startHub(t, a, lane.Config{}), startHub(t, b, lane.Config{})
+	rec := newRecorder()
+	hb.Handle("chat", rec.handle)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	const n = 200
+	for range n {
+		c, err := net.Dial("tcp", "127.0.0.1:"+hb.Port())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	waitUntil(t, "the connections over the bound to be refused", func() bool { return hb.Stats().Refused >= n-64 })
+	for _, c := range conns {
+		c.Close()
+	}
+	// Once the strangers have gone, a node gets through.
+	waitUntil(t, "a node's lane", func() bool {
+		info, err := ha.Sync(b.Address(), "chat", 0, 5*time.Second)
+		if err != nil {
+			return false
+		}
+		c, err := ha.Link(b.Address(), info)
+		return err == nil && c.Write(frame("chat", []byte("hi"))) == nil
+	})
+	rec.waitFor(t, 1)
 }
