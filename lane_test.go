@@ -20,8 +20,9 @@ func memberHandler(s *wsactor.Server, opened chan wsactor.ID) wsactor.Handler {
 	return &member{opened: opened, srv: s}
 }
 
-// TestCrossNodeWaysKeepOrderAndClose posts, sends, tells and closes across
-// nodes on each way, and checks the order, the close and the way taken.
+// TestCrossNodeWaysKeepOrderAndClose posts and sends across nodes, then
+// closes, on each way, and checks the order, that the close frame comes
+// after every message, and the way taken.
 func TestCrossNodeWaysKeepOrderAndClose(t *testing.T) {
 	pool := pooledSystems(t, 3)
 	for _, way := range []struct {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -351,43 +350,6 @@ func TestCrossNodeSendWithoutAnswer(t *testing.T) {
 	}
 	if got := readText(t, c); got != "after" {
 		t.Fatalf("got %q", got)
-	}
-}
-
-// TestCrossNodePostsThenClose posts from one goroutine to a connection on
-// another node, with a Send in the middle, and then closes it: the client
-// reads every message in order before the close frame, although the data
-// messages travel in batches and the close request on its own.
-func TestCrossNodePostsThenClose(t *testing.T) {
-	nodes := startNodes(t, 2, wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024}})
-	one, two := nodes[0], nodes[1]
-	c, id := two.connect(t)
-	const n = 600
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	for i := range n {
-		var err error
-		if i == n/2 {
-			err = one.Send(ctx, id, wsactor.Text(strconv.Itoa(i)))
-		} else {
-			err = one.Post(id, wsactor.Text(strconv.Itoa(i)))
-		}
-		if err != nil {
-			t.Fatalf("message %d: %v", i, err)
-		}
-	}
-	closed := make(chan error, 1)
-	go func() { closed <- one.Close(ctx, id, 4005, "done") }()
-	for i := range n {
-		if got := readText(t, c); got != strconv.Itoa(i) {
-			t.Fatalf("message %d: got %q", i, got)
-		}
-	}
-	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != 4005 {
-		t.Fatalf("after the messages: want the close frame 4005, got %v", err)
-	}
-	if err := <-closed; err != nil {
-		t.Fatalf("Close: %v", err)
 	}
 }
 

@@ -246,10 +246,7 @@ func TestASessionEndedBeforeItsHelloIsRefused(t *testing.T) {
 	a, b := systems(t)
 	ha, hb := startHub(t, a, lane.Config{}), startHub(t, b, lane.Config{})
 	hb.Handle("chat", func(string, []byte) {})
-	info, err := ha.Sync(b.Address(), "chat", 0, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := chatInfo(t, ha, b)
 	// A session ID the receiver has not seen yet: as if the hello were
 	// still in flight when the sender gave up on the lane.
 	const id = 0x1234567
@@ -264,6 +261,24 @@ func TestASessionEndedBeforeItsHelloIsRefused(t *testing.T) {
 	}
 }
 
+// chatInfo asks b's lane, from ha, for channel "chat".
+func chatInfo(t *testing.T, ha *lane.Hub, b *actor.ActorSystem) lane.Info {
+	t.Helper()
+	info, err := ha.Sync(b.Address(), "chat", 0, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// hello is the start of a lane connection presenting token for session id.
+func hello(token []byte, id uint64) []byte {
+	b := append([]byte("WSAL\x01"), token...)
+	b = binary.BigEndian.AppendUint64(b, id)
+	b = binary.AppendUvarint(b, 4)
+	return append(b, "test"...)
+}
+
 // rawHello dials the lane at info and sends a hello for session id with
 // info's token.
 func rawHello(t *testing.T, info lane.Info, id uint64) net.Conn {
@@ -272,11 +287,7 @@ func rawHello(t *testing.T, info lane.Info, id uint64) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hello := append([]byte("WSAL\x01"), info.Token...)
-	hello = binary.BigEndian.AppendUint64(hello, id)
-	hello = binary.AppendUvarint(hello, 4)
-	hello = append(hello, "test"...)
-	if _, err := conn.Write(hello); err != nil {
+	if _, err := conn.Write(hello(info.Token, id)); err != nil {
 		t.Fatal(err)
 	}
 	return conn
@@ -299,10 +310,7 @@ func TestBadConnectionsAreRefused(t *testing.T) {
 	rec := newRecorder()
 	hb.Handle("chat", rec.handle)
 	good := link(t, ha, b, "chat")
-	info, err := ha.Sync(b.Address(), "chat", 0, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := chatInfo(t, ha, b)
 	wrong := bytes.Clone(info.Token)
 	wrong[0] ^= 1
 	header := func(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
@@ -331,10 +339,7 @@ func TestBadConnectionsAreRefused(t *testing.T) {
 			defer conn.Close()
 			in := tc.raw
 			if tc.token != nil {
-				in = append([]byte("WSAL\x01"), tc.token...)
-				in = binary.BigEndian.AppendUint64(in, uint64(1000+i))
-				in = append(binary.AppendUvarint(in, 4), "test"...)
-				in = append(in, tc.after...)
+				in = append(hello(tc.token, uint64(1000+i)), tc.after...)
 			}
 			if _, err := conn.Write(in); err != nil {
 				t.Fatal(err)
@@ -408,10 +413,7 @@ func TestLaneOverTLS(t *testing.T) {
 		t.Fatalf("got %q", rec.frames[0])
 	}
 	// A plain TCP hello to the TLS lane is refused.
-	info, err := ha.Sync(b.Address(), "chat", 0, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := chatInfo(t, ha, b)
 	conn := rawHello(t, info, 99)
 	defer conn.Close()
 	expectClosed(t, conn)
@@ -516,10 +518,7 @@ func TestAFrameLengthAloneAllocatesNothingLarge(t *testing.T) {
 	a, b := systems(t)
 	ha, hb := startHub(t, a, lane.Config{}), startHub(t, b, lane.Config{})
 	hb.Handle("chat", func(string, []byte) {})
-	info, err := ha.Sync(b.Address(), "chat", 0, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := chatInfo(t, ha, b)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	conn := rawHello(t, info, 0x777)
