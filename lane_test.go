@@ -82,6 +82,50 @@ func TestCrossNodeWaysKeepOrderAndClose(t *testing.T) {
 	}
 }
 
+// TestCrossNodeBroadcastsKeepOrderWithPosts: group broadcasts (one message
+// to the member's node, fanned out there) arrive in order with the sender's
+// posts and sends by ID, on the lane and through the remote.
+func TestCrossNodeBroadcastsKeepOrderWithPosts(t *testing.T) {
+	pool := pooledSystems(t, 3)
+	for _, way := range []struct {
+		name     string
+		receiver int
+	}{{"lane", 1}, {"remote", 2}} {
+		t.Run(way.name, func(t *testing.T) {
+			nodes := startNodesOn(t, []*actor.ActorSystem{pool[0], pool[way.receiver]},
+				wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024}}, memberHandler)
+			one, two := nodes[0], nodes[1]
+			c, id := two.connect(t)
+			write(t, c, websocket.MessageText, "join g m")
+			if got := readText(t, c); got != "ok join" {
+				t.Fatalf("after the join: %q", got)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			const n = 300
+			for i := range n {
+				var err error
+				switch m := wsactor.Text(strconv.Itoa(i)); i % 3 {
+				case 0:
+					err = one.Post(id, m)
+				case 1:
+					_, err = one.Groups().Broadcast(ctx, "g", m)
+				default:
+					err = one.Send(ctx, id, m)
+				}
+				if err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+			}
+			for i := range n {
+				if got := readText(t, c); got != strconv.Itoa(i) {
+					t.Fatalf("message %d: got %q", i, got)
+				}
+			}
+		})
+	}
+}
+
 // TestCrossNodeOrderAcrossLaneBreaks posts a numbered stream to a connection
 // on another node while the lane between the nodes is broken again and
 // again, from either end. Messages in flight when it breaks may be lost, as

@@ -247,10 +247,14 @@ func (c *Conn) Sender() *actor.PID { return c.actx.Sender() }
 // goes through DecodeValue); an answer that cannot cross is logged at Error
 // and the requester times out.
 func (c *Conn) Respond(msg any) {
-	if m, err := c.forPID(c.actx.Sender(), msg); err != nil {
+	sender := c.actx.Sender()
+	switch m, err := c.forPID(sender, msg); {
+	case err != nil:
 		c.Logger().Error("wsactor: Respond to another node", slog.Any("err", err))
-	} else {
-		c.actx.Respond(m)
+	case sender == nil:
+		c.actx.Respond(m) // a dead letter, as protoactor has it
+	default:
+		c.rt.SendAs(sender, m, nil)
 	}
 }
 
@@ -264,7 +268,7 @@ func (c *Conn) Tell(pid *actor.PID, msg any) error {
 	if err != nil {
 		return err
 	}
-	c.actx.Request(pid, m)
+	c.rt.SendAs(pid, m, c.pid)
 	return nil
 }
 

@@ -50,7 +50,8 @@ type outItem struct {
 
 	pid    *actor.PID // for any other message
 	msg    any
-	system bool // msg is a system message (a Watch)
+	sender *actor.PID // msg's sender, if not the reply process (reqID)
+	system bool       // msg is a system message (a Watch)
 }
 
 type outbox struct {
@@ -312,6 +313,11 @@ const (
 	recordData   = 0
 	recordUser   = 1 // uvarint len(name), name, uvarint request ID, uvarint len(type), type, uvarint len(data), data
 	recordSystem = 2 // as recordUser, request ID 0
+	// recordProcess is a message for any process by its ID, with its own
+	// sender: uvarint len(id), id, uvarint len(sender address), sender
+	// address, uvarint len(sender ID), sender ID (empty: none), uvarint
+	// sender's request ID, then type and data as in recordUser.
+	recordProcess = 3
 )
 
 func (o *outbox) appendRecord(b []byte, it *outItem) []byte {
@@ -326,12 +332,33 @@ func (o *outbox) appendRecord(b []byte, it *outItem) []byte {
 			slog.String("type", fmt.Sprintf("%T", it.msg)), slog.Any("error", err))
 		return b
 	}
-	kind := byte(recordUser)
-	if it.system {
-		kind = recordSystem
+	name, conn := strings.CutPrefix(it.pid.Id, SupervisorPrefix+o.server+"/")
+	switch {
+	case it.system && conn:
+		b = append(b, recordSystem)
+	case it.sender == nil && conn:
+		b = append(b, recordUser)
+	default:
+		// Another process (a node's rooms or groups delivery), or an
+		// actor's message to a connection with the actor as its sender.
+		b = append(b, recordProcess)
+		b = binary.AppendUvarint(b, uint64(len(it.pid.Id)))
+		b = append(b, it.pid.Id...)
+		var addr, id string
+		var reqID uint32
+		if it.sender != nil {
+			addr, id, reqID = it.sender.Address, it.sender.Id, it.sender.RequestId
+		}
+		b = binary.AppendUvarint(b, uint64(len(addr)))
+		b = append(b, addr...)
+		b = binary.AppendUvarint(b, uint64(len(id)))
+		b = append(b, id...)
+		b = binary.AppendUvarint(b, uint64(reqID))
+		b = binary.AppendUvarint(b, uint64(len(typeName)))
+		b = append(b, typeName...)
+		b = binary.AppendUvarint(b, uint64(len(data)))
+		return append(b, data...)
 	}
-	name := strings.TrimPrefix(it.pid.Id, SupervisorPrefix+o.server+"/")
-	b = append(b, kind)
 	b = binary.AppendUvarint(b, uint64(len(name)))
 	b = append(b, name...)
 	b = binary.AppendUvarint(b, uint64(it.reqID))
@@ -349,6 +376,8 @@ func (o *outbox) sendRemote(items []outItem) {
 			switch {
 			case it.reqID != 0:
 				root.RequestWithCustomSender(it.pid, it.msg, o.rt.replies.sender(it.reqID))
+			case it.sender != nil:
+				root.RequestWithCustomSender(it.pid, it.msg, it.sender)
 			default:
 				root.Send(it.pid, it.msg)
 			}
@@ -407,6 +436,10 @@ type packedItem struct {
 	typ      int32
 	typeName []byte // a lane message record's type
 	data     []byte
+
+	// A recordProcess's: name is the process's whole ID, and the sender,
+	// if senderID is not empty, is senderAddress, senderID and reqID.
+	senderAddress, senderID []byte
 }
 
 // nextPacked reads the item at the start of p and returns what follows it.
@@ -547,6 +580,8 @@ func readFrame(p []byte, fn func(replyID string, kind byte, it packedItem)) (lef
 			it, p, ok = nextPacked(p[1:])
 		case recordUser, recordSystem:
 			it, p, ok = nextMessageRecord(p[1:])
+		case recordProcess:
+			it, p, ok = nextProcessRecord(p[1:])
 		default:
 			ok = false
 		}
@@ -584,10 +619,37 @@ func nextMessageRecord(p []byte) (it packedItem, rest []byte, ok bool) {
 	return it, p, ok2 && ok3
 }
 
-// deliverMessage delivers a message record to its connection actor, as
-// protoactor's endpoint reader does: a system message (a Watch) to the
-// process, any other as a user message, with the sender's reply process as
-// the sender if it has a request ID.
+// nextProcessRecord reads a recordProcess body into it: name (the
+// process's ID), the sender's parts, typeName and data.
+func nextProcessRecord(p []byte) (it packedItem, rest []byte, ok bool) {
+	field := func() ([]byte, bool) {
+		n, k := binary.Uvarint(p)
+		if k <= 0 || n > uint64(len(p)-k) {
+			return nil, false
+		}
+		b := p[k : k+int(n)]
+		p = p[k+int(n):]
+		return b, true
+	}
+	var ok1, ok2, ok3 bool
+	it.name, ok1 = field()
+	it.senderAddress, ok2 = field()
+	it.senderID, ok3 = field()
+	reqID, k := binary.Uvarint(p)
+	if !ok1 || !ok2 || !ok3 || len(it.name) == 0 || k <= 0 || reqID > math.MaxUint32 {
+		return it, nil, false
+	}
+	p = p[k:]
+	it.reqID = uint32(reqID)
+	it.typeName, ok1 = field()
+	it.data, ok2 = field()
+	return it, p, ok1 && ok2
+}
+
+// deliverMessage delivers a message record to its process, as protoactor's
+// endpoint reader does: a system message (a Watch) to the process, any
+// other as a user message, with its sender: the sender's reply process if a
+// connection's record has a request ID, the one named in a process record.
 func (r *batchReceiver) deliverMessage(from, replyID string, kind byte, it packedItem) {
 	system := kind == recordSystem
 	rt := r.rt
@@ -596,13 +658,22 @@ func (r *batchReceiver) deliverMessage(from, replyID string, kind byte, it packe
 		r.malformed(from, "wsactor.lane."+string(it.typeName), len(it.data))
 		return
 	}
-	id := SupervisorPrefix + rt.server + "/" + string(it.name)
+	var id string
+	var sender *actor.PID
+	switch {
+	case kind == recordProcess:
+		id = string(it.name)
+		if len(it.senderID) > 0 {
+			sender = &actor.PID{Address: string(it.senderAddress), Id: string(it.senderID), RequestId: it.reqID}
+		}
+	default:
+		id = SupervisorPrefix + rt.server + "/" + string(it.name)
+		if it.reqID != 0 {
+			sender = &actor.PID{Address: from, Id: replyID, RequestId: it.reqID}
+		}
+	}
 	target := actor.NewPID(rt.system.Address(), id)
 	ref, found := rt.system.ProcessRegistry.GetLocal(id)
-	var sender *actor.PID
-	if it.reqID != 0 {
-		sender = &actor.PID{Address: from, Id: replyID, RequestId: it.reqID}
-	}
 	switch {
 	case system && found:
 		ref.SendSystemMessage(target, msg)

@@ -92,11 +92,18 @@ func FuzzNextPacked(f *testing.F) {
 func TestLaneRecordsRoundTrip(t *testing.T) {
 	o := &outbox{server: "chat", rt: &Runtime{logger: slog.New(slog.DiscardHandler)}}
 	watcher := actor.NewPID("127.0.0.1:1", "watcher")
+	room := &actor.PID{Address: "127.0.0.1:1", Id: "partition-activator/room$7", RequestId: 0}
 	items := []outItem{
 		{name: "conn1", typ: 2, data: []byte("payload")},
 		{pid: actor.NewPID("127.0.0.1:2", SupervisorPrefix+"chat/conn2"), reqID: 9, msg: &wire.Close{Code: 4000, Reason: "bye"}},
 		{pid: actor.NewPID("127.0.0.1:2", SupervisorPrefix+"chat/conn3"), msg: &actor.Watch{Watcher: watcher}, system: true},
 		{name: "conn4", reqID: 5, typ: 1, data: bytes.Repeat([]byte{7}, 1000)},
+		// A room's answer to a connection, with the room as its sender.
+		{pid: actor.NewPID("127.0.0.1:2", SupervisorPrefix+"chat/conn5"), msg: &wire.RoomLeft{Kind: "k", Name: "n"}, sender: room},
+		// A delivery to another process of the node, with no sender.
+		{pid: actor.NewPID("127.0.0.1:2", "wsactor-rooms-deliver-chat"), msg: &wire.RoomDeliver{Kind: "k", Ids: []string{"x"}}},
+		// A connection of another server of that node.
+		{pid: actor.NewPID("127.0.0.1:2", SupervisorPrefix+"game/conn6"), msg: &wire.Close{Code: 4001}},
 	}
 	p := binary.AppendUvarint(nil, uint64(len("replies-1")))
 	p = append(p, "replies-1"...)
@@ -114,8 +121,18 @@ func TestLaneRecordsRoundTrip(t *testing.T) {
 	if !ok || left != 0 || len(got) != len(items) {
 		t.Fatalf("read %d records (ok %v, %d bytes left), want %d", len(got), ok, left, len(items))
 	}
-	if kinds[0] != recordData || kinds[1] != recordUser || kinds[2] != recordSystem || kinds[3] != recordData {
+	if !bytes.Equal(kinds, []byte{recordData, recordUser, recordSystem, recordData, recordProcess, recordProcess, recordProcess}) {
 		t.Fatalf("kinds %v", kinds)
+	}
+	if string(got[4].name) != SupervisorPrefix+"chat/conn5" || string(got[4].senderAddress) != room.Address || string(got[4].senderID) != room.Id {
+		t.Fatalf("answer record %q from %q/%q", got[4].name, got[4].senderAddress, got[4].senderID)
+	}
+	if string(got[5].name) != "wsactor-rooms-deliver-chat" || len(got[5].senderID) != 0 || string(got[6].name) != SupervisorPrefix+"game/conn6" {
+		t.Fatalf("process records %q (sender %q), %q", got[5].name, got[5].senderID, got[6].name)
+	}
+	m, err := remote.Deserialize(got[5].data, string(got[5].typeName), 0)
+	if d, ok := m.(*wire.RoomDeliver); err != nil || !ok || d.GetKind() != "k" || len(d.GetIds()) != 1 {
+		t.Fatalf("delivery record decodes to %v (%v)", m, err)
 	}
 	if string(got[0].name) != "conn1" || string(got[0].data) != "payload" || got[3].reqID != 5 || len(got[3].data) != 1000 {
 		t.Fatalf("data records %+v %+v", got[0], got[3])
@@ -123,7 +140,7 @@ func TestLaneRecordsRoundTrip(t *testing.T) {
 	if string(got[1].name) != "conn2" || got[1].reqID != 9 || string(got[2].name) != "conn3" || got[2].reqID != 0 {
 		t.Fatalf("message records %q/%d %q/%d", got[1].name, got[1].reqID, got[2].name, got[2].reqID)
 	}
-	m, err := remote.Deserialize(got[1].data, string(got[1].typeName), 0)
+	m, err = remote.Deserialize(got[1].data, string(got[1].typeName), 0)
 	if c, ok := m.(*wire.Close); err != nil || !ok || c.GetCode() != 4000 || c.GetReason() != "bye" {
 		t.Fatalf("close record decodes to %v (%v)", m, err)
 	}
@@ -147,16 +164,17 @@ func FuzzReadFrame(f *testing.F) {
 	p := append(binary.AppendUvarint(nil, 1), 'r')
 	p = o.appendRecord(p, &outItem{name: "c", typ: 1, data: []byte("x")})
 	p = o.appendRecord(p, &outItem{pid: actor.NewPID("a", SupervisorPrefix+"s/c"), reqID: 3, msg: &wire.Close{Code: 4000}})
+	p = o.appendRecord(p, &outItem{pid: actor.NewPID("a", "d"), msg: &wire.Close{}, sender: &actor.PID{Address: "b", Id: "r", RequestId: 2}})
 	f.Add(p)
 	f.Add([]byte{0})
 	f.Add([]byte{0, 9})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		total := 0
 		left, ok := readFrame(p, func(_ string, kind byte, it packedItem) {
-			if kind > recordSystem {
+			if kind > recordProcess {
 				t.Fatalf("kind %d passed on", kind)
 			}
-			total += len(it.name) + len(it.data) + len(it.typeName)
+			total += len(it.name) + len(it.data) + len(it.typeName) + len(it.senderAddress) + len(it.senderID)
 		})
 		if total > len(p) || left > len(p) || (ok && left != 0) {
 			t.Fatalf("read %d bytes of records and left %d (ok %v) from %d", total, left, ok, len(p))

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,3 +203,102 @@ func (watchRoom) OnDrop(r *rooms.Room, p *rooms.Player) {
 }
 
 var watchKind = rooms.Kind{Name: "watch", New: func() rooms.Handler { return watchRoom{} }}
+
+// orderRoom reaches its one player every way a room can: its answer to the
+// join, Room.Send and Room.Broadcast (a RoomDeliver to another node), and
+// its server's Post by ID. On join it posts "welcome"; on "burst" it sends
+// 0…burstLen-1, each a different way in turn, then "end".
+type orderRoom struct{ servers *sync.Map } // actor-system address → *wsactor.Server
+
+const burstLen = 300
+
+func (o orderRoom) server(r *rooms.Room) *wsactor.Server {
+	s, _ := o.servers.Load(r.Actor().ActorSystem().Address())
+	return s.(*wsactor.Server)
+}
+
+func (o orderRoom) OnJoin(r *rooms.Room, p *rooms.Player) {
+	if err := o.server(r).Post(p.ID, wsactor.Text("welcome")); err != nil {
+		r.Logger().Error("post", slog.Any("err", err))
+	}
+}
+
+func (o orderRoom) OnMessage(r *rooms.Room, p *rooms.Player, m wsactor.Message) error {
+	if m.Text() != "burst" {
+		return nil
+	}
+	for i := range burstLen {
+		t := wsactor.Text(strconv.Itoa(i))
+		switch i % 3 {
+		case 0:
+			if err := r.Send(p, t); err != nil {
+				return err
+			}
+		case 1:
+			r.Broadcast(t)
+		default:
+			if err := o.server(r).Post(p.ID, t); err != nil {
+				return err
+			}
+		}
+	}
+	r.Broadcast(wsactor.Text("end"))
+	return nil
+}
+
+// TestRoomMessagesKeepTheirOrderOnEveryWay: what a room sends a player on
+// another node arrives in the order sent, whichever of the room's ways each
+// message takes (its answers and deliveries, its server's Post by ID), on
+// the data lane (between a[0] and a[1]) and through the remote (with a[2]).
+func TestRoomMessagesKeepTheirOrderOnEveryWay(t *testing.T) {
+	p := getPool(t)
+	dumpLogsOnFailure(t, p.a...)
+	var servers sync.Map
+	kind := rooms.Kind{Name: "order", New: func() rooms.Handler { return orderRoom{&servers} }}
+	s := startRoomServers(t, p.a, rooms.NewMemoryStore(), kind)
+	for _, srv := range s {
+		servers.Store(srv.node.Address(), srv.Server)
+	}
+	active := func() []int64 {
+		n := make([]int64, len(s))
+		for i, srv := range s {
+			n[i] = srv.Rooms().Stats().RoomsActive
+		}
+		return n
+	}
+	// Players join rooms of their own until there is a room with its
+	// player on another node both on the lane and through the remote:
+	// where a room lives is the identity lookup's choice.
+	laneDone, remoteDone := false, false
+	for i := 0; i < 60 && !(laneDone && remoteDone); i++ {
+		at := i % len(s)
+		before := active()
+		c := roomstest.Dial(t, s[at].url, fmt.Sprintf("p%d", i))
+		// The room's join answer comes before its Post in OnJoin.
+		c.Join("order", fmt.Sprintf("o%d", i))
+		c.Expect("welcome")
+		host := -1
+		for j, n := range active() {
+			if n > before[j] {
+				host = j
+			}
+		}
+		viaLane := host >= 0 && host != at && host != 2 && at != 2
+		viaRemote := host >= 0 && host != at && !viaLane
+		if host < 0 || host == at || (viaLane && laneDone) || (viaRemote && remoteDone) {
+			continue
+		}
+		t.Logf("room o%d on node %d, its player on node %d (lane: %v)", i, host, at, viaLane)
+		c.Send(map[string]string{"op": "say", "text": "burst"})
+		for k := range burstLen {
+			if got := c.Read(); got != strconv.Itoa(k) {
+				t.Fatalf("room on node %d, player on node %d: message %d is %q", host, at, k, got)
+			}
+		}
+		c.Expect("end")
+		laneDone, remoteDone = laneDone || viaLane, remoteDone || viaRemote
+	}
+	if !laneDone || !remoteDone {
+		t.Fatalf("no room with a player on another node on each way (lane %v, remote %v)", laneDone, remoteDone)
+	}
+}

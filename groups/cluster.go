@@ -9,11 +9,13 @@ import (
 	"github.com/wsactor/wsactor/internal/wire"
 )
 
-// Across a cluster, each node's Hub runs a node actor that its peers address
-// by a well-known name. A broadcast crosses the network once per live node
-// (never once per member) and each node fans out to its own members; a join
-// or leave by ID goes to the node that owns the connection, whose local index
-// it changes.
+// Across a cluster, each node's Hub has a node process that its peers
+// address by a well-known name. A broadcast crosses the network once per
+// live node (never once per member) and each node fans out to its own
+// members; a join or leave by ID goes to the node that owns the connection,
+// whose local index it changes. Broadcasts go with actors' SendToNode and the
+// node process hands them on inline (actors.HandleInline), so they keep
+// their order with what the sending node sends to the same connections by ID.
 
 // Departures are group memberships that a shared directory ended on behalf
 // of connections that can no longer leave by themselves: those of a node that
@@ -28,37 +30,41 @@ type Departures struct {
 	Groups map[string][]Member
 }
 
-func nodeActorName(server string) string { return "wsactor-groups-" + server }
+func nodeProcessName(server string) string { return "wsactor-groups-" + server }
 
-// nodePID is the node actor of the node at address.
+// nodePID is the node process of the node at address.
 func (h *Hub) nodePID(address string) *actor.PID {
-	return actor.NewPID(address, nodeActorName(h.rt.ServerName()))
+	return actor.NewPID(address, nodeProcessName(h.rt.ServerName()))
 }
 
-// startNodeActor spawns the actor peers send to.
-func (h *Hub) startNodeActor() error {
-	props := actor.PropsFromFunc(h.receiveFromPeer)
-	pid, err := h.rt.System().Root.SpawnNamed(props, nodeActorName(h.rt.ServerName()))
-	h.nodeActor = pid
-	return err
+// toNode sends msg to the node process of the node at address.
+func (h *Hub) toNode(address string, msg any) {
+	h.rt.SendToNode(address, nodeProcessName(h.rt.ServerName()), msg)
+}
+
+// startNodeProcess registers the process peers send to.
+func (h *Hub) startNodeProcess() {
+	_, h.stopNodeProcess = h.rt.HandleInline(nodeProcessName(h.rt.ServerName()), h.receiveFromPeer)
 }
 
 // Stop sends the presence events still gathering (the server calls it from
 // Shutdown once its connections have closed, so that their members on other
-// nodes hear that they left) and stops the hub's node actor, so that a new
-// server may later take the same name in the same actor system.
+// nodes hear that they left) and removes the hub's node process, so that a
+// new server may later take the same name in the same actor system.
 func (h *Hub) Stop() {
 	if h.pres != nil {
 		h.pres.stop()
 	}
 	h.stopped.Store(true)
-	if h.nodeActor != nil {
-		_ = h.rt.System().Root.StopFuture(h.nodeActor).Wait()
+	if h.stopNodeProcess != nil {
+		h.stopNodeProcess()
 	}
 }
 
-func (h *Hub) receiveFromPeer(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
+// receiveFromPeer handles a peer's message inline, on the goroutine that
+// received it: it must not block.
+func (h *Hub) receiveFromPeer(msg any, sender *actor.PID) {
+	switch m := msg.(type) {
 	case *wire.Broadcast:
 		except := make([]actors.ID, len(m.GetExcept()))
 		for i, id := range m.GetExcept() {
@@ -73,20 +79,19 @@ func (h *Hub) receiveFromPeer(ctx actor.Context) {
 			}
 		}
 	case *wire.Join:
-		h.answerPeer(ctx, func(c context.Context) error {
+		h.answerPeer(sender, func(c context.Context) error {
 			return h.Join(c, m.GetGroup(), actors.ID(m.GetId()), m.GetMeta())
 		})
 	case *wire.Leave:
-		h.answerPeer(ctx, func(c context.Context) error {
+		h.answerPeer(sender, func(c context.Context) error {
 			return h.Leave(c, m.GetGroup(), actors.ID(m.GetId()))
 		})
 	}
 }
 
-// answerPeer runs a directory operation off the node actor's goroutine (it
+// answerPeer runs a directory operation off the receiving goroutine (it
 // may wait on Redis) and answers the requesting peer.
-func (h *Hub) answerPeer(ctx actor.Context, op func(context.Context) error) {
-	sender := ctx.Sender()
+func (h *Hub) answerPeer(sender *actor.PID, op func(context.Context) error) {
 	root := h.rt.System().Root
 	go func() {
 		err := op(context.Background())
@@ -112,7 +117,7 @@ func (h *Hub) forward(ctx context.Context, id actors.ID, msg *wire.Join, leave *
 	return h.rt.Request(ctx, h.nodePID(addr), leave)
 }
 
-// toPeers sends msg to the node actor of every other live node.
+// toPeers sends msg to the node process of every other live node.
 func (h *Hub) toPeers(msg any) int {
 	cl := h.rt.ClusterView()
 	if cl == nil {
@@ -120,7 +125,7 @@ func (h *Hub) toPeers(msg any) int {
 	}
 	peers := cl.Peers()
 	for _, addr := range peers {
-		h.rt.System().Root.Send(h.nodePID(addr), msg)
+		h.toNode(addr, msg)
 	}
 	return len(peers)
 }

@@ -3,7 +3,6 @@ package groups
 import (
 	"context"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"slices"
@@ -11,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/wsactor/wsactor/actors"
 	"github.com/wsactor/wsactor/internal/metrics"
 	"github.com/wsactor/wsactor/internal/wire"
@@ -58,7 +56,7 @@ type Hub struct {
 	pres   *presence // nil without Options.PresenceEvents
 	logger *slog.Logger
 
-	nodeActor *actor.PID // receives broadcasts and joins from peers
+	stopNodeProcess func() // removes the process that receives broadcasts and joins from peers
 
 	// Directory calls may wait on the network (a Redis round trip, or its
 	// timeouts during an outage), so no lock that other connections need is
@@ -142,9 +140,7 @@ func NewHub(rt *actors.Runtime, opts Options) *Hub {
 	if opts.PresenceEvents {
 		h.pres = newPresence(h, opts.PresenceInterval, opts.PresenceLargeGroup)
 	}
-	if err := h.startNodeActor(); err != nil {
-		panic(fmt.Sprintf("wsactor/groups: %v", err)) // the server name is unique in its actor system
-	}
+	h.startNodeProcess()
 	return h
 }
 
@@ -269,7 +265,7 @@ func (h *Hub) SendToUser(ctx context.Context, user string, m actors.Message) (in
 		}
 	}
 	for addr, list := range remote {
-		h.rt.System().Root.Send(h.nodePID(addr), &wire.PostMany{Ids: list, Type: actors.WireType(m), Data: m.Data})
+		h.toNode(addr, &wire.PostMany{Ids: list, Type: actors.WireType(m), Data: m.Data})
 		n += len(list)
 	}
 	return n, nil

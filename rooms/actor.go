@@ -416,7 +416,7 @@ func joinFailure(key Key, err error) *wire.RoomJoined {
 // connection learns the room's PID.
 func (a *roomActor) reply(conn actors.ID, msg any) {
 	if pid, err := conn.PID(); err == nil {
-		a.ctx.Request(pid, msg)
+		a.m.rt.SendAs(pid, msg, a.ctx.Self())
 	}
 }
 

@@ -8,16 +8,16 @@ import (
 
 // A room reaches its players through their nodes: the players of this node
 // directly, through their mailboxes; those of another node with one
-// RoomDeliver to that node's delivery actor, whatever their number. A
+// RoomDeliver to that node's delivery process, whatever their number. It
+// goes with SendToNode and is handed on inline (actors.HandleInline), so it
+// keeps its order with what the room's node sends to those players by ID
+// (Server.Post) or to their PIDs (the room's answers, Room.Tell). A
 // delivery is tagged with the room's epoch, and a node drops what is for a
 // connection attached to a newer activation: a stale activation on a node
 // that was cut off cannot reach players that moved on.
 
 func deliveryName(server string) string { return "wsactor-rooms-deliver-" + server }
 
-func (m *Manager) deliveryPID(address string) *actor.PID {
-	return actor.NewPID(address, deliveryName(m.rt.ServerName()))
-}
 
 // deliver sends m to targets.
 func (a *roomActor) deliver(targets []*Player, m actors.Message) {
@@ -48,7 +48,7 @@ func (a *roomActor) deliver(targets []*Player, m actors.Message) {
 	}
 	for addr, ids := range remote {
 		if a.m.rt.NodeAlive(addr) { // a dead node's players are dropped by their watch
-			a.ctx.Send(a.m.deliveryPID(addr), &wire.RoomDeliver{Kind: a.key.Kind, Name: a.key.Name, Epoch: a.epoch,
+			a.m.rt.SendToNode(addr, deliveryName(a.m.rt.ServerName()), &wire.RoomDeliver{Kind: a.key.Kind, Name: a.key.Name, Epoch: a.epoch,
 				Ids: ids, Type: actors.WireType(m), Data: m.Data})
 		}
 	}
@@ -80,15 +80,15 @@ func (a *roomActor) deliverEach(view func(p *Player) (actors.Message, bool)) {
 	}
 	for addr, items := range remote {
 		if a.m.rt.NodeAlive(addr) {
-			a.ctx.Send(a.m.deliveryPID(addr), &wire.RoomDeliver{Kind: a.key.Kind, Name: a.key.Name, Epoch: a.epoch, Items: items})
+			a.m.rt.SendToNode(addr, deliveryName(a.m.rt.ServerName()), &wire.RoomDeliver{Kind: a.key.Kind, Name: a.key.Name, Epoch: a.epoch, Items: items})
 		}
 	}
 }
 
-// receiveDelivery is the delivery actor of this node: it hands a room's
-// messages to the players that live here.
-func (m *Manager) receiveDelivery(ctx actor.Context) {
-	d, ok := ctx.Message().(*wire.RoomDeliver)
+// receiveDelivery is the delivery process of this node: it hands a room's
+// messages to the players that live here, inline.
+func (m *Manager) receiveDelivery(msg any, _ *actor.PID) {
+	d, ok := msg.(*wire.RoomDeliver)
 	if !ok {
 		return
 	}

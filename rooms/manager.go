@@ -49,7 +49,7 @@ type Manager struct {
 	placement Placement
 	local     *localPlacement // nil with another placement
 	logger    *slog.Logger
-	delivery  *actor.PID
+	stopDelivery func() // removes the node's delivery process
 
 	mu    sync.RWMutex
 	kinds map[string]Kind
@@ -96,11 +96,7 @@ func NewManager(rt *actors.Runtime, opts Options) *Manager {
 		}
 		m.local, m.placement = lp, lp
 	}
-	pid, err := rt.System().Root.SpawnNamed(actor.PropsFromFunc(m.receiveDelivery), deliveryName(rt.ServerName()))
-	if err != nil {
-		panic(fmt.Sprintf("rooms: spawn the delivery actor of server %q: %v", rt.ServerName(), err))
-	}
-	m.delivery = pid
+	_, m.stopDelivery = rt.HandleInline(deliveryName(rt.ServerName()), m.receiveDelivery)
 	managers.Store(managerKey{system: rt.System(), server: rt.ServerName()}, m)
 	stoppedManagers.Delete(managerKey{system: rt.System(), server: rt.ServerName()})
 	systemsWithServers.Store(rt.System(), struct{}{})
@@ -308,7 +304,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	_ = m.rt.System().Root.StopFuture(m.delivery).Wait()
+	m.stopDelivery()
 	return err
 }
 

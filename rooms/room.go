@@ -107,7 +107,7 @@ func (r *Room) Tell(p *Player, msg any) error {
 			return err
 		}
 	}
-	r.a.ctx.Request(pid, msg)
+	r.a.m.rt.SendAs(pid, msg, r.a.ctx.Self())
 	return nil
 }
 

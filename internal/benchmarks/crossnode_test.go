@@ -522,7 +522,7 @@ func (f *xnBroadcastFixture) broadcast(b []byte) error {
 //   - layout=one-node: all 5,000 on a single-node server (no cluster view):
 //     the baseline, nothing crosses the network.
 //   - layout=split: 2,500 on node A (the sender) and 2,500 on node B. The
-//     message crosses the network once, to B's groups node actor, which
+//     message crosses the network once, to B's groups node process, which
 //     fans it out to its members.
 //   - layout=remote: all 5,000 on node B.
 //

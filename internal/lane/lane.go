@@ -50,8 +50,12 @@ const ProcessName = "wsactor-lane"
 const MaxFrame = 1 << 30
 
 // hello starts every lane connection: magic and version, the token, the
-// session ID and the dialer's actor-system address.
-var magic = [5]byte{'W', 'S', 'A', 'L', 1}
+// session ID and the dialer's actor-system address. The version is that of
+// what the frames carry too: a node refuses another version's hello, and
+// its peer sends through the remote. (Version 2: the frames of a runtime
+// may hold messages for any process with their sender, which version 1
+// could not read.)
+var magic = [5]byte{'W', 'S', 'A', 'L', 2}
 
 const (
 	tokenLen         = 32

@@ -273,7 +273,7 @@ func chatInfo(t *testing.T, ha *lane.Hub, b *actor.ActorSystem) lane.Info {
 
 // hello is the start of a lane connection presenting token for session id.
 func hello(token []byte, id uint64) []byte {
-	b := append([]byte("WSAL\x01"), token...)
+	b := append([]byte("WSAL\x02"), token...)
 	b = binary.BigEndian.AppendUint64(b, id)
 	b = binary.AppendUvarint(b, 4)
 	return append(b, "test"...)
@@ -322,7 +322,7 @@ func TestBadConnectionsAreRefused(t *testing.T) {
 		refused bool
 	}{
 		{name: "http request", raw: []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n" + string(make([]byte, 64))), refused: true},
-		{name: "another version", raw: append([]byte("WSAL\x02"), make([]byte, 64)...), refused: true},
+		{name: "another version", raw: append([]byte("WSAL\x01"), make([]byte, 64)...), refused: true},
 		{name: "wrong token", token: wrong, refused: true},
 		{name: "empty frame", token: info.Token, after: header(0)},
 		{name: "frame over the limit", token: info.Token, after: header(lane.MaxFrame + 1)},
