@@ -18,7 +18,6 @@ import (
 
 func deliveryName(server string) string { return "wsactor-rooms-deliver-" + server }
 
-
 // deliver sends m to targets.
 func (a *roomActor) deliver(targets []*Player, m actors.Message) {
 	if len(targets) == 0 {

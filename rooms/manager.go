@@ -43,12 +43,12 @@ type Options struct {
 // activates rooms, and joins connections of the server to them. A Server
 // has one (Server.Rooms).
 type Manager struct {
-	rt        *actors.Runtime
-	opts      Options
-	store     Store
-	placement Placement
-	local     *localPlacement // nil with another placement
-	logger    *slog.Logger
+	rt           *actors.Runtime
+	opts         Options
+	store        Store
+	placement    Placement
+	local        *localPlacement // nil with another placement
+	logger       *slog.Logger
 	stopDelivery func() // removes the node's delivery process
 
 	mu    sync.RWMutex
