@@ -66,17 +66,31 @@ type outbox struct {
 	flushing bool      // a flusher goroutine runs
 	viaLane  bool      // the flusher sends on the lane: nothing may go around it
 
-	// The flusher's own.
-	lane      *lane.Conn // the lane it sends on, or nil: the remote
+	// Setting up a lane, which link does off the flusher's way.
+	linking   bool       // link runs
+	linked    *lane.Conn // what link set up, for the flusher to change to
+	linkSeq   uint64     // remoteSeq when link's Sync left
 	laneAfter time.Time  // no lane before this, after a failed attempt
 	laneFails int        // failed attempts in a row (up to 5: the back-off's exponent)
-	frame     []byte     // a lane frame being built, kept between batches
+
+	// remoteSeq counts the sends to the remote, each once it is done: a Sync
+	// that left while it did not change since is behind all of them.
+	// Changed under mu.
+	remoteSeq uint64
+
+	// The flusher's own.
+	lane  *lane.Conn // the lane it sends on, or nil: the remote
+	frame []byte     // a lane frame being built, kept between batches
 }
 
 // laneRetry is how long an outbox sends through the remote after its peer
 // had no lane, or its lane could not be set up, before it asks again; it
 // doubles with each failure in a row, up to 16 times.
 const laneRetry = 10 * time.Second
+
+// laneRelink is the pause before setting up a lane again after one broke
+// before it was used.
+const laneRelink = time.Second
 
 // syncTries bounds the Syncs after a lane broke.
 const syncTries = 3
@@ -139,14 +153,17 @@ func (o *outbox) push(it outItem) {
 
 // sendOrPush calls direct (a send through the remote) at once, under the
 // outbox's lock, if nothing is queued or being handed over and the outbox
-// does not send on a lane (so nothing can be overtaken), and queues it
-// otherwise. A Send waits for its answer anyway, so it gains nothing from
-// waiting for a flusher goroutine to start; it takes the flusher's way only
-// behind earlier messages, which it must not overtake.
+// neither sends on a lane nor has one ready to change to (so nothing can be
+// overtaken), and queues it otherwise. A Send waits for its answer anyway,
+// so it gains nothing from waiting for a flusher goroutine to start; it
+// takes the flusher's way only behind earlier messages, which it must not
+// overtake, or to change to a lane.
 func (o *outbox) sendOrPush(it outItem, direct func()) {
 	o.mu.Lock()
-	if !o.flushing && !o.viaLane {
+	if !o.flushing && !o.viaLane && o.linked == nil {
 		direct()
+		o.remoteSeq++
+		o.startLink()
 		o.mu.Unlock()
 		return
 	}
@@ -197,76 +214,144 @@ func (o *outbox) send(items []outItem) {
 	}
 }
 
-// way returns the lane to send on, or nil for the remote, setting it up if
-// the peer has one and changing ways behind a lane.Sync.
+// way returns the lane to send on, or nil for the remote. The flusher
+// changes from the remote to a lane that link set up only behind a
+// lane.Sync that left after its last send to the remote, and after a lane
+// broke only behind one that also ended that lane's session there: so the
+// peer hands on everything sent the old way first. Setting a lane up (a
+// Sync and a dial, which may take seconds with a firewall in the way) never
+// holds the flusher up: meanwhile it sends through the remote.
 func (o *outbox) way() *lane.Conn {
 	if o.lane != nil && !o.lane.Broken() {
 		return o.lane
 	}
-	now := time.Now()
-	broken := o.lane
-	var after uint64
-	if broken != nil {
-		// The lane broke: what the peer received on it must be handled
-		// before anything goes another way.
-		after = broken.ID()
-		o.lane = nil
-		o.setViaLane(false)
-	} else if now.Before(o.laneAfter) {
-		return nil
-	}
 	hub := lane.Of(o.rt.system)
+	if o.lane != nil {
+		o.afterBreak(hub)
+	}
 	if hub == nil {
-		if broken != nil {
-			o.rt.logger.Warn("wsactor: this node's lane closed; sending to a node through the remote, and frames in flight on the lane, if any were lost, are not counted",
-				slog.String("node", o.address))
-		}
 		return nil
 	}
-	info, err := hub.Sync(o.address, o.server, after, o.rt.requestTimeout)
-	// After a break, the barrier is what keeps the order: ask again while
-	// the peer is a member that could answer (it may be busy ending the
-	// session), but not for ever.
-	for try := 1; broken != nil && err != nil && !errors.Is(err, lane.ErrUnsupported) && try < syncTries && o.rt.NodeAlive(o.address); try++ {
-		info, err = hub.Sync(o.address, o.server, after, o.rt.requestTimeout)
+	o.mu.Lock()
+	c, since, seq := o.linked, o.linkSeq, o.remoteSeq
+	o.linked = nil
+	if c == nil {
+		o.startLink()
+		o.mu.Unlock()
+		return nil
 	}
-	if broken != nil {
-		switch {
-		case err == nil:
-			if lost := broken.Lost(info.Handled); lost > 0 {
-				o.rt.logger.Warn("wsactor: the lane to a node broke; frames written on it were lost",
-					slog.String("node", o.address), slog.Uint64("frames", lost))
-			}
-		case errors.Is(err, lane.ErrUnsupported):
-			// The peer closed its lane, and with it waited for the session's
-			// reader: the order holds, but what it did not read is not known.
-			o.rt.logger.Warn("wsactor: the lane to a node closed; frames in flight on it, if any were lost, are not counted",
-				slog.String("node", o.address))
-		default:
-			o.rt.logger.Warn("wsactor: the lane to a node broke and the node did not confirm what it handled; messages sent after this may overtake some sent before",
-				slog.String("node", o.address), slog.Any("error", err))
+	o.mu.Unlock()
+	if seq != since {
+		// Something went through the remote since link's Sync left.
+		if _, err := hub.Sync(o.address, o.server, 0, o.rt.requestTimeout); err != nil {
+			o.linkFailed(fmt.Errorf("lane: barrier: %w", err))
+			return nil
 		}
 	}
+	if c.Broken() {
+		// It broke while it waited (a reset on either end, a peer that
+		// restarted): not the peer's lack of a lane, so no back-off, but a
+		// second's pause, so that a peer that closes every lane at once
+		// costs a dial a second, not one per send.
+		o.mu.Lock()
+		o.laneAfter = time.Now().Add(laneRelink)
+		o.mu.Unlock()
+		return nil
+	}
+	o.mu.Lock()
+	o.laneFails = 0
+	o.viaLane = true
+	o.mu.Unlock()
+	o.lane = c
+	return c
+}
+
+// startLink starts link unless it runs, a lane is ready or the back-off
+// after a failure lasts, or this node has no lane. Called under mu.
+func (o *outbox) startLink() {
+	if o.linking || o.linked != nil || o.viaLane || time.Now().Before(o.laneAfter) {
+		return
+	}
+	if hub := lane.Of(o.rt.system); hub != nil {
+		o.linking = true
+		go o.link(hub)
+	}
+}
+
+// link sets up the lane to the outbox's peer, if the peer has one, for the
+// flusher to change to (see way).
+func (o *outbox) link(hub *lane.Hub) {
+	o.mu.Lock()
+	seq := o.remoteSeq
+	o.mu.Unlock()
+	info, err := hub.Sync(o.address, o.server, 0, o.rt.requestTimeout)
+	var c *lane.Conn
 	if err == nil {
-		o.lane, err = hub.Link(o.address, info)
+		c, err = hub.Link(o.address, info)
 	}
 	if err != nil {
-		// Back off while the lane cannot be set up: each try may wait for
-		// a Sync and a dial, and holds up what is queued meanwhile.
-		o.laneFails = min(o.laneFails+1, 5)
-		o.laneAfter = now.Add(laneRetry << (o.laneFails - 1))
-		level := slog.LevelWarn
-		if errors.Is(err, lane.ErrUnsupported) {
-			level = slog.LevelDebug // an older node, or one without a lane
-		}
-		o.rt.logger.Log(context.Background(), level, "wsactor: sending to a node through the remote, not a lane",
-			slog.String("node", o.address), slog.String("server", o.server), slog.Any("error", err),
-			slog.Duration("next_try_in", o.laneAfter.Sub(now)))
-		return nil
+		o.linkFailed(err)
+		return
 	}
-	o.laneFails = 0
-	o.setViaLane(true)
-	return o.lane
+	// The next flusher changes to it.
+	o.mu.Lock()
+	o.linking = false
+	o.linked, o.linkSeq = c, seq
+	o.mu.Unlock()
+}
+
+// linkFailed backs off from setting up a lane: each try costs a Sync and
+// a dial, and an old node or a firewalled port fails every time.
+func (o *outbox) linkFailed(err error) {
+	o.mu.Lock()
+	o.linking = false
+	o.laneFails = min(o.laneFails+1, 5)
+	wait := laneRetry << (o.laneFails - 1)
+	o.laneAfter = time.Now().Add(wait)
+	o.mu.Unlock()
+	level := slog.LevelWarn
+	if errors.Is(err, lane.ErrUnsupported) {
+		level = slog.LevelDebug // an older node, or one without a lane
+	}
+	o.rt.logger.Log(context.Background(), level, "wsactor: sending to a node through the remote, not a lane",
+		slog.String("node", o.address), slog.String("server", o.server), slog.Any("error", err),
+		slog.Duration("next_try_in", wait))
+}
+
+// afterBreak leaves the lane that broke behind a lane.Sync that ends its
+// session on the peer: what the peer received on it is handed on before
+// anything goes another way. It reports what was lost.
+func (o *outbox) afterBreak(hub *lane.Hub) {
+	broken := o.lane
+	o.lane = nil
+	o.setViaLane(false)
+	if hub == nil {
+		o.rt.logger.Warn("wsactor: this node's lane closed; sending to a node through the remote, and frames in flight on the lane, if any were lost, are not counted",
+			slog.String("node", o.address))
+		return
+	}
+	info, err := hub.Sync(o.address, o.server, broken.ID(), o.rt.requestTimeout)
+	// The barrier is what keeps the order: ask again while the peer is a
+	// member that could answer (it may be busy ending the session), but not
+	// for ever.
+	for try := 1; err != nil && !errors.Is(err, lane.ErrUnsupported) && try < syncTries && o.rt.NodeAlive(o.address); try++ {
+		info, err = hub.Sync(o.address, o.server, broken.ID(), o.rt.requestTimeout)
+	}
+	switch {
+	case err == nil:
+		if lost := broken.Lost(info.Handled); lost > 0 {
+			o.rt.logger.Warn("wsactor: the lane to a node broke; frames written on it were lost",
+				slog.String("node", o.address), slog.Uint64("frames", lost))
+		}
+	case errors.Is(err, lane.ErrUnsupported):
+		// The peer closed its lane, and with it waited for the session's
+		// reader: the order holds, but what it did not read is not known.
+		o.rt.logger.Warn("wsactor: the lane to a node closed; frames in flight on it, if any were lost, are not counted",
+			slog.String("node", o.address))
+	default:
+		o.rt.logger.Warn("wsactor: the lane to a node broke and the node did not confirm what it handled; messages sent after this may overtake some sent before",
+			slog.String("node", o.address), slog.Any("error", err))
+	}
 }
 
 func (o *outbox) setViaLane(v bool) {
@@ -370,6 +455,13 @@ func (o *outbox) appendRecord(b []byte, it *outItem) []byte {
 
 // sendRemote hands items to protoactor's remote.
 func (o *outbox) sendRemote(items []outItem) {
+	// Counted once sent: a Sync that left before the count changed may
+	// have left before some of them (see way).
+	defer func() {
+		o.mu.Lock()
+		o.remoteSeq++
+		o.mu.Unlock()
+	}()
 	root := o.rt.system.Root
 	for len(items) > 0 {
 		if it := items[0]; it.pid != nil {

@@ -116,7 +116,7 @@ type RemoteSection struct {
 	EndpointWriterQueueSize int       `yaml:"endpoint_writer_queue_size" help:"initial capacity of the outbound queue to each peer (it grows when full)"`
 	EndpointWriterBatchSize int       `yaml:"endpoint_writer_batch_size" help:"most messages sent to a peer in one gRPC batch"`
 	MaxRetryCount           int       `yaml:"max_retry_count" help:"connection attempts to a peer (2s apart) before its queued messages are dead-lettered"`
-	LanePort                int       `yaml:"lane_port" help:"port of the data lane that carries sends by connection ID between nodes, on node.host; 0 picks a free one, -1 (the default) sends them through the remote"`
+	LanePort                int       `yaml:"lane_port" help:"port of the data lane that carries what a node sends to connections on another, on node.host; 0 (the default) picks a free one, -1 sends it all through the remote"`
 	TLS                     RemoteTLS `yaml:"tls"`
 }
 
@@ -165,7 +165,7 @@ func Default() Config {
 			EndpointWriterQueueSize: 4096,
 			EndpointWriterBatchSize: 1000,
 			MaxRetryCount:           3,
-			LanePort:                -1,
+			LanePort:                0,
 			TLS:                     RemoteTLS{RequireClientCert: true},
 		},
 		Timeouts: TimeoutsSection{Request: 5 * time.Second, Shutdown: 10 * time.Second},

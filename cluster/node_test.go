@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,8 +76,19 @@ func TestLaneCarriesSendsAndFallsBack(t *testing.T) {
 		t.Fatal("a node with remote.lane_port -1 has a lane")
 	}
 	before := *p.a[1].Stats().Lane
-	for _, to := range s[1:] {
+	for i, to := range s[1:] {
 		c := to.connect(t, "")
+		if i == 0 {
+			// a[0] sets its lane to a[1] up at its first send there, in the
+			// background, and changes to it at a later one.
+			waitUntil(t, 10*time.Second, "a frame on a[1]'s lane", func() bool {
+				if err := one.Post(c.id, wsactor.Text("first")); err != nil {
+					t.Fatal(err)
+				}
+				c.expect("first")
+				return p.a[1].Stats().Lane.FramesIn > before.FramesIn
+			})
+		}
 		if err := one.Send(ctx, c.id, wsactor.Text("sent")); err != nil {
 			t.Fatalf("Send to %s: %v", to.node.Address(), err)
 		}

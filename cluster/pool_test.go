@@ -155,13 +155,13 @@ func newPool() (p *pool, skip string, err error) {
 	p.redisB = redistest.Start(p.tb)
 	cfgA := testConfig(p.redisA.Addr(), randomName("pool-a-"))
 	cfgB := testConfig(p.redisB.Addr(), randomName("pool-b-"))
-	// a[0] and a[1] run with a data lane; a[2] without (the default), like
+	// a[0] and a[1] run with a data lane (the default); a[2] without, like
 	// a node of an older version: the others send to it through the
 	// remote, and it to them.
-	withLane := cfgA
-	withLane.Remote.LanePort = 0
+	noLane := cfgA
+	noLane.Remote.LanePort = -1
 	// The nodes are never stopped (see the top of this file).
-	nodes, err := startNodes([]cluster.Config{withLane, withLane, cfgA, cfgB, cfgB})
+	nodes, err := startNodes([]cluster.Config{cfgA, cfgA, noLane, cfgB, cfgB})
 	if err != nil {
 		p.close()
 		return nil, "", err
