@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/coder/websocket"
@@ -232,4 +233,52 @@ func TestCrossNodeOrderAcrossLaneBreaks(t *testing.T) {
 		t.Fatalf("%d of %d messages arrived and no lost frame was counted\nsender's log:\n%s", r.received, seq, one.logs.String())
 	}
 	t.Logf("%d of %d messages arrived across %d lane breaks; %d frames counted lost", r.received, seq, rounds, lost)
+}
+
+// holdSyncs is a lane process that answers no LaneSync: a peer whose lane
+// cannot be set up for now (busy, or the answer lost).
+type holdSyncs struct{ got chan struct{} }
+
+func (p holdSyncs) SendUserMessage(*actor.PID, any) {
+	select {
+	case p.got <- struct{}{}:
+	default:
+	}
+}
+func (holdSyncs) SendSystemMessage(*actor.PID, any) {}
+func (holdSyncs) Stop(*actor.PID)                   {}
+
+// TestLaneSetUpDoesNotHoldSendsUp: while a node cannot set its lane to a
+// peer up (here the peer answers no Sync, which a sender waits 5 s for),
+// its sends to that peer go through the remote at once.
+func TestLaneSetUpDoesNotHoldSendsUp(t *testing.T) {
+	pool := pooledSystems(t, 2)
+	nodes := startNodesOn(t, pool, wsactor.Options{}, memberHandler)
+	one, two := nodes[0], nodes[1]
+	reg := pool[1].ProcessRegistry
+	laneProcess, ok := reg.GetLocal(lane.ProcessName)
+	if !ok {
+		t.Fatal("node two has no lane process")
+	}
+	hold := holdSyncs{got: make(chan struct{}, 1)}
+	reg.Remove(actor.NewPID(reg.Address, lane.ProcessName))
+	reg.Add(hold, lane.ProcessName)
+	t.Cleanup(func() {
+		reg.Remove(actor.NewPID(reg.Address, lane.ProcessName))
+		reg.Add(laneProcess, lane.ProcessName)
+	})
+	c, id := two.connect(t)
+	for i := range 3 {
+		if err := one.Post(id, wsactor.Text(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+		// Well before the 5 s the Sync waits for.
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		_, b, err := c.Read(ctx)
+		cancel()
+		if err != nil || string(b) != strconv.Itoa(i) {
+			t.Fatalf("post %d while the lane is being set up: %q, %v", i, b, err)
+		}
+	}
+	recv(t, hold.got, "the sender's Sync")
 }
