@@ -58,24 +58,42 @@ func Prepare(m Message) *Prepared { return &Prepared{out: &outbound{msg: m}} }
 // Post queues p for the connection, without waiting. It never blocks: the
 // connection's own send-queue policy applies.
 //
-// When the connection's mailbox is empty, with nothing posted and not yet
-// handled, p goes straight into its send queue: everything posted to the
-// connection before (by this goroutine or any other) has then been handled,
-// so the per-sender order holds, and a broadcast costs each idle member
+// When the connection's actor runs and its mailbox is empty, with nothing
+// posted and not yet handled, p goes straight into its send queue:
+// everything posted to the connection before (by this goroutine or any
+// other) has then been handled, so the per-sender order holds, and a
+// broadcast costs each idle member
 // neither a mailbox goroutine nor an actor dispatch (about a fifth of a
 // delivery's CPU). The socket write is left to the transport's flushers
 // (transport.Conn.Enqueue), so that a broadcast's writes spread over every
 // CPU while its caller goes on. Otherwise p goes through the mailbox, behind
 // what is there.
 func (c *Conn) Post(p *Prepared) {
+	if !c.postIdle(p.out.msg) {
+		c.rt.tell(c, p.out)
+	}
+}
+
+// post queues m for the connection, as Post does a Prepared message: Post
+// by ID, and the messages other nodes post, take the same way.
+func (c *Conn) post(m Message) {
+	if !c.postIdle(m) {
+		c.rt.tell(c, &outbound{msg: m})
+	}
+}
+
+// postIdle queues m straight into the send queue if the connection's actor
+// runs and its mailbox is empty, and reports whether it did (or dropped m:
+// the actor has stopped, and the mailbox would drop it too).
+func (c *Conn) postIdle(m Message) bool {
 	if c.actorDone.Load() {
-		return
+		return true
 	}
-	if c.inbox.idle() {
-		_ = c.tc.Enqueue(p.out.msg.Type, p.out.msg.Data) // a closing connection refuses it, as its actor would
-		return
+	if c.spawned.Load() && c.inbox.idle() {
+		_ = c.tc.Enqueue(m.Type, m.Data) // a closing connection refuses it, as its actor would
+		return true
 	}
-	c.rt.system.Root.Send(c.pid, p.out)
+	return false
 }
 
 // mailboxLoad is a connection mailbox's middleware: it counts what was

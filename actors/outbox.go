@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -627,7 +626,11 @@ func (r *batchReceiver) SendUserMessage(_ *actor.PID, message any) {
 // messages into shared chunks saved an allocation per message but no CPU
 // measurably, and would let a queued message hold a whole chunk.)
 func (r *batchReceiver) deliverPacked(from, replyID string, it packedItem) {
-	r.deliver(from, replyID, unsafe.String(unsafe.SliceData(it.name), len(it.name)), it.reqID, it.typ, bytes.Clone(it.data))
+	// make and copy, which the compiler turns into one allocation that is
+	// not zeroed first; bytes.Clone goes through append's growth.
+	data := make([]byte, len(it.data))
+	copy(data, it.data)
+	r.deliver(from, replyID, unsafe.String(unsafe.SliceData(it.name), len(it.name)), it.reqID, it.typ, data)
 }
 
 // malformed counts and logs a batch or frame whose rest cannot be read:
@@ -796,7 +799,7 @@ func (r *batchReceiver) deliver(from, replyID, name string, reqID uint32, typ in
 	v, found := rt.conns.Load(name)
 	if reqID == 0 {
 		if found {
-			rt.system.Root.Send(v.(*Conn).pid, &outbound{msg: MessageFromWire(typ, data)})
+			v.(*Conn).post(MessageFromWire(typ, data))
 		}
 		return // a Post to a connection that is gone: as a dead letter before
 	}

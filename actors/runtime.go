@@ -145,11 +145,13 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 			c.tc.CloseNow(transport.StatusInternalError, ReasonHandlerFailed)
 			return
 		}
-		c.spawned.Store(true)
 		for _, msg := range c.early {
 			ctx.Send(c.pid, msg)
 		}
 		c.early = nil
+		// Only now: a sender that finds it set sends straight to the
+		// mailbox, or past it (Conn.post), so after the early messages.
+		c.spawned.Store(true)
 	case *afterSpawn:
 		// Sent after the spawnConn or, when Open stored the connection
 		// and the sender found it before Open asked for the spawn, before.
@@ -331,7 +333,7 @@ func (rt *Runtime) Post(id ID, m Message) error {
 		rc.o.push(outItem{name: rc.name, typ: WireType(m), data: m.Data})
 		return nil
 	}
-	rt.tell(c, &outbound{msg: m})
+	c.post(m)
 	return nil
 }
 
