@@ -262,7 +262,9 @@ func (c *Conn) Respond(msg any) {
 // actor on another node, msg must be a protobuf message or of a type
 // registered with RegisterMessage: anything else is refused with an error
 // wrapping ErrNotRegistered. A connection actor there receives the value
-// decoded; another actor passes it through DecodeValue.
+// decoded; another actor passes it through DecodeValue. To a connection on
+// another node it goes the way of sends by ID (Runtime.SendAs), in order
+// with them.
 func (c *Conn) Tell(pid *actor.PID, msg any) error {
 	m, err := c.forPID(pid, msg)
 	if err != nil {

@@ -28,16 +28,18 @@ import (
 // a message's way, and a batch pays it once.
 //
 // Order: every Post, Send, Tell and Close from this runtime to one peer and
-// server goes through its outbox in the order the callers entered it, and a
-// single flusher hands them on in that order, on one stream to that node.
-// So a message still arrives after whatever the same goroutine sent to the
-// same connection before.
+// server goes through its outbox in the order the callers entered it, and so
+// does everything else it sends to that server's connections there (SendAs,
+// SendToNode: see inline.go); a single flusher hands them on in that order,
+// on one stream to that node. So a message still arrives after whatever the
+// same goroutine sent to the same connection before.
 //
 // The stream is the node's lane (internal/lane) when both nodes have one,
 // and protoactor's remote otherwise: the lane costs a fraction of the
 // remote's CPU per batch. The flusher changes between them only behind a
 // lane.Sync, which returns once the peer has handed on everything sent the
-// other way, so the change keeps the order too.
+// other way, so the change keeps the order too. The lane is set up off the
+// flusher's way (link), which meanwhile sends through the remote.
 
 // outItem is one queued send: a data message (deliver) for the batch
 // receiver, or any other message for pid, sent as it is.

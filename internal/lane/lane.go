@@ -49,13 +49,16 @@ const ProcessName = "wsactor-lane"
 // one, and Write refuses to send it.
 const MaxFrame = 1 << 30
 
+// Version is the lane's version, of the hello and of what the frames carry
+// (version 2: a runtime's frames may hold messages for any process, with
+// their sender, which version 1 could not read). Two nodes of different
+// versions learn it in their Sync, and use the remote; a hello of another
+// version is refused.
+const Version = 2
+
 // hello starts every lane connection: magic and version, the token, the
-// session ID and the dialer's actor-system address. The version is that of
-// what the frames carry too: a node refuses another version's hello, and
-// its peer sends through the remote. (Version 2: the frames of a runtime
-// may hold messages for any process with their sender, which version 1
-// could not read.)
-var magic = [5]byte{'W', 'S', 'A', 'L', 2}
+// session ID and the dialer's actor-system address.
+var magic = [5]byte{'W', 'S', 'A', 'L', Version}
 
 const (
 	tokenLen         = 32
@@ -275,7 +278,7 @@ var ErrUnsupported = errors.New("lane: the node has no lane")
 // with ErrUnsupported if the node has no lane or nothing handles channel
 // there.
 func (h *Hub) Sync(address, channel string, after uint64, timeout time.Duration) (Info, error) {
-	res, err := h.system.Root.RequestFuture(actor.NewPID(address, ProcessName), &wire.LaneSync{After: after, Channel: channel}, timeout).Result()
+	res, err := h.system.Root.RequestFuture(actor.NewPID(address, ProcessName), &wire.LaneSync{After: after, Channel: channel, Version: Version}, timeout).Result()
 	if errors.Is(err, actor.ErrDeadLetter) {
 		return Info{}, ErrUnsupported
 	}
@@ -286,6 +289,10 @@ func (h *Hub) Sync(address, channel string, after uint64, timeout time.Duration)
 	case *wire.LaneInfo:
 		if m.GetError() != "" {
 			return Info{}, fmt.Errorf("%w: %s", ErrUnsupported, m.GetError())
+		}
+		if m.GetVersion() != Version {
+			// A node of the version before, which answered without one.
+			return Info{}, fmt.Errorf("%w: its lane is of version %d, this node's of %d", ErrUnsupported, m.GetVersion(), Version)
 		}
 		return Info{Address: m.GetAddress(), Token: m.GetToken(), Handled: m.GetHandled()}, nil
 	case *actor.DeadLetterResponse:
@@ -721,11 +728,14 @@ func (p *syncProcess) SendUserMessage(_ *actor.PID, message any) {
 	}
 	h := p.h
 	answer := func(handled uint64) {
-		if _, ok := h.handlers.Load(req.GetChannel()); !ok {
-			h.system.Root.Send(sender, &wire.LaneInfo{Error: fmt.Sprintf("nothing handles channel %q", req.GetChannel()), Handled: handled})
-			return
+		switch _, ok := h.handlers.Load(req.GetChannel()); {
+		case req.GetVersion() != Version:
+			h.system.Root.Send(sender, &wire.LaneInfo{Error: fmt.Sprintf("this node's lane is of version %d, the sender's of %d", Version, req.GetVersion()), Handled: handled, Version: Version})
+		case !ok:
+			h.system.Root.Send(sender, &wire.LaneInfo{Error: fmt.Sprintf("nothing handles channel %q", req.GetChannel()), Handled: handled, Version: Version})
+		default:
+			h.system.Root.Send(sender, &wire.LaneInfo{Address: h.advertised(), Token: h.token, Handled: handled, Version: Version})
 		}
-		h.system.Root.Send(sender, &wire.LaneInfo{Address: h.advertised(), Token: h.token, Handled: handled})
 	}
 	if req.GetAfter() == 0 {
 		answer(0)

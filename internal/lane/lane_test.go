@@ -24,6 +24,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/wsactor/wsactor/internal/lane"
 	"github.com/wsactor/wsactor/internal/remotestart"
+	"github.com/wsactor/wsactor/internal/wire"
 )
 
 // The actor systems and their remotes are started once for the test binary
@@ -186,6 +187,40 @@ func TestSyncRefusesAChannelNobodyHandles(t *testing.T) {
 	}
 	if _, err := ha.Sync(b.Address(), "chat", 0, 5*time.Second); !errors.Is(err, lane.ErrUnsupported) {
 		t.Fatalf("Sync to a node whose hub closed: %v, want ErrUnsupported", err)
+	}
+}
+
+// oldLane answers a LaneSync as a node of lane version 1 did: with its
+// address and token, and no version.
+type oldLane struct{ system *actor.ActorSystem }
+
+func (p oldLane) SendUserMessage(_ *actor.PID, message any) {
+	if _, _, sender := actor.UnwrapEnvelope(message); sender != nil {
+		p.system.Root.Send(sender, &wire.LaneInfo{Address: "127.0.0.1:1", Token: make([]byte, 32)})
+	}
+}
+func (oldLane) SendSystemMessage(*actor.PID, any) {}
+func (oldLane) Stop(*actor.PID)                   {}
+
+// TestSyncFindsAnotherVersion: nodes of different lane versions never dial
+// each other (a hello of another version would be refused, and the frames
+// written meanwhile lost): each learns it from the other's Sync.
+func TestSyncFindsAnotherVersion(t *testing.T) {
+	a, b := systems(t)
+	ha := startHub(t, a, lane.Config{})
+	// b answers as a node of version 1.
+	b.ProcessRegistry.Add(oldLane{b}, lane.ProcessName)
+	if _, err := ha.Sync(b.Address(), "chat", 0, 5*time.Second); !errors.Is(err, lane.ErrUnsupported) {
+		t.Fatalf("Sync to a node of lane version 1: %v, want ErrUnsupported", err)
+	}
+	// b asks as a node of version 1 (without a version) and is refused.
+	ha.Handle("chat", func(string, []byte) {})
+	res, err := b.Root.RequestFuture(actor.NewPID(a.Address(), lane.ProcessName), &wire.LaneSync{Channel: "chat"}, 5*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, ok := res.(*wire.LaneInfo); !ok || info.GetError() == "" || info.GetToken() != nil {
+		t.Fatalf("a version 1 Sync was answered with %v, want an error and no token", res)
 	}
 }
 

@@ -640,7 +640,11 @@ type LaneSync struct {
 	After uint64                 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
 	// channel is the server the sender will send to: a node without a
 	// handler for it answers with LaneInfo.error.
-	Channel       string `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	Channel string `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	// version is the sender's lane version: a node of another version
+	// answers with LaneInfo.error, and the two use the remote (a node from
+	// before this field sends 0).
+	Version       uint32 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -689,6 +693,13 @@ func (x *LaneSync) GetChannel() string {
 	return ""
 }
 
+func (x *LaneSync) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 // LaneInfo answers LaneSync.
 type LaneInfo struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -698,6 +709,7 @@ type LaneInfo struct {
 	// handled is, for LaneSync.after, how many frames the node handled on
 	// that session: the sender counts the rest of what it wrote as lost.
 	Handled       uint64 `protobuf:"varint,4,opt,name=handled,proto3" json:"handled,omitempty"`
+	Version       uint32 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"` // the answering node's lane version (0: before this field)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -756,6 +768,13 @@ func (x *LaneInfo) GetError() string {
 func (x *LaneInfo) GetHandled() uint64 {
 	if x != nil {
 		return x.Handled
+	}
+	return 0
+}
+
+func (x *LaneInfo) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
 	}
 	return 0
 }
@@ -875,15 +894,17 @@ const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x02 \x01(\rR\trequestId\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\x05R\x04type\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\":\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"T\n" +
 	"\bLaneSync\x12\x14\n" +
 	"\x05after\x18\x01 \x01(\x04R\x05after\x12\x18\n" +
-	"\achannel\x18\x02 \x01(\tR\achannel\"j\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\rR\aversion\"\x84\x01\n" +
 	"\bLaneInfo\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\fR\x05token\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
-	"\ahandled\x18\x04 \x01(\x04R\ahandled*H\n" +
+	"\ahandled\x18\x04 \x01(\x04R\ahandled\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\rR\aversion*H\n" +
 	"\x06Status\x12\x06\n" +
 	"\x02OK\x10\x00\x12\r\n" +
 	"\tNOT_FOUND\x10\x01\x12\x0e\n" +
