@@ -281,7 +281,16 @@ func startNodes(cfgs []cluster.Config) ([]*poolNode, error) {
 			wg.Wait()
 			return nodes, errors.Join(append(errs, err)...)
 		}
-		gate.After(addr)
+		if cfg.Remote.TLS.Enabled {
+			_, client, err := cfg.RemoteTLS()
+			if err != nil {
+				wg.Wait()
+				return nodes, err
+			}
+			gate.AfterTLS(addr, client)
+		} else {
+			gate.After(addr)
+		}
 	}
 	wg.Wait()
 	return nodes, errors.Join(errs...)

@@ -22,6 +22,7 @@
 package remotestart
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -33,7 +34,8 @@ import (
 
 var (
 	mu      sync.Mutex
-	started = map[string][]net.Conn{} // endpoint address → open probe connections
+	started = map[string][]net.Conn{}  // endpoint address → open probe connections
+	secure  = map[string]*tls.Config{} // endpoint address → how to probe it, if it speaks TLS
 )
 
 // Start starts r, whose actor system must then have its address.
@@ -60,6 +62,7 @@ func Forget(address string) {
 		_ = c.Close()
 	}
 	delete(started, address)
+	delete(secure, address)
 }
 
 // Gate orders a batch of remote starts that happen inside calls this
@@ -107,6 +110,16 @@ func (g *Gate) After(address string) {
 	}
 }
 
+// AfterTLS is After for an endpoint that speaks TLS (remote.tls): probes
+// dial it with a clone of client, which must present a certificate if the
+// endpoint asks for one.
+func (g *Gate) AfterTLS(address string, client *tls.Config) {
+	cfg := client.Clone()
+	cfg.NextProtos = []string{"h2"}
+	secure[address] = cfg
+	g.After(address)
+}
+
 // Close ends the batch's preface exchanges and lets the next start in. It
 // writes a frame now (a release after the starts) and sends a FIN rather
 // than an RST, so that each server reads it successfully (an acquire) before
@@ -116,7 +129,7 @@ func (g *Gate) Close() {
 	const settingsAck = "\x00\x00\x00\x04\x01\x00\x00\x00\x00"
 	for _, c := range g.conns {
 		_, _ = io.WriteString(c, settingsAck)
-		_ = c.(*net.TCPConn).CloseWrite()
+		_ = c.(interface{ CloseWrite() error }).CloseWrite() // a *net.TCPConn or a *tls.Conn
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 		_, _ = io.Copy(io.Discard, c) // until the server closes too
 		_ = c.Close()
@@ -126,7 +139,14 @@ func (g *Gate) Close() {
 // handshake sends an HTTP/2 client preface and an empty SETTINGS frame,
 // waits for the server's first frame header, and returns the open connection.
 func handshake(addr string) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	var c net.Conn
+	var err error
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if cfg := secure[addr]; cfg != nil {
+		c, err = tls.DialWithDialer(d, "tcp", addr, cfg)
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}
