@@ -37,7 +37,7 @@ func env(kv ...string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
-func writeFile(t *testing.T, dir, name, content string) string {
+func writeFile(t testing.TB, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -416,7 +416,7 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 
 // pki writes a CA and a node certificate (for 127.0.0.1 and node.wsactor,
 // usable as server and client) into dir.
-func pki(t *testing.T, dir string) (ca, cert, key string) {
+func pki(t testing.TB, dir string) (ca, cert, key string) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{

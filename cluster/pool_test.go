@@ -97,12 +97,15 @@ func randomName(prefix string) string {
 //	   a[0] and a[1] have data lanes (remote.lane_port); a[2] has none.
 //	b: two nodes of another cluster with their own Redis, which
 //	   TestRedisOutageAndRestart stops and restarts.
+//	tls: two nodes of a third cluster, on a's Redis, with mutual TLS
+//	   between them (remote.tls), and so on their lanes.
 type pool struct {
 	tb     *mainTB
 	redisA *redistest.Server
 	redisB *redistest.Server
 	a      []*poolNode
 	b      []*poolNode
+	tls    []*poolNode
 
 	chatOnce sync.Once
 	chat     []*chatNode // see chat_test.go
@@ -160,14 +163,22 @@ func newPool() (p *pool, skip string, err error) {
 	// remote, and it to them.
 	noLane := cfgA
 	noLane.Remote.LanePort = -1
+	// Two nodes of a third cluster with mutual TLS between them (and so on
+	// their lanes), started here rather than by their test: a node started
+	// late in the binary's life races, in gRPC's logger, with the clients
+	// earlier tests left dialling nodes that are gone.
+	cfgTLS := testConfig(p.redisA.Addr(), randomName("pool-tls-"))
+	ca, cert, key := cluster.WritePKI(p.tb, p.tb.TempDir())
+	cfgTLS.Remote.TLS = cluster.RemoteTLS{Enabled: true, CertFile: cert, KeyFile: key, CAFile: ca,
+		ServerName: "node.wsactor", RequireClientCert: true}
 	// The nodes are never stopped (see the top of this file).
-	nodes, err := startNodes([]cluster.Config{cfgA, cfgA, noLane, cfgB, cfgB})
+	nodes, err := startNodes([]cluster.Config{cfgA, cfgA, noLane, cfgB, cfgB, cfgTLS, cfgTLS})
 	if err != nil {
 		p.close()
 		return nil, "", err
 	}
-	p.a, p.b = nodes[:3], nodes[3:]
-	for _, group := range [][]*poolNode{p.a, p.b} {
+	p.a, p.b, p.tls = nodes[:3], nodes[3:5], nodes[5:]
+	for _, group := range [][]*poolNode{p.a, p.b, p.tls} {
 		if err := waitPeers(group); err != nil {
 			p.close()
 			return nil, "", err
