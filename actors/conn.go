@@ -67,9 +67,11 @@ type Conn struct {
 	sampleSeq       atomic.Uint64
 	sampleAt        atomic.Int64
 
-	// spawned is set once the actor is spawned (see Runtime.tell); early
-	// holds what was sent to it before, on the supervisor's goroutine only.
+	// spawned is set once the actor is spawned and early, what was sent to
+	// it before, is in its mailbox (see Runtime.tell); earlyMu orders the
+	// two.
 	spawned atomic.Bool
+	earlyMu sync.Mutex
 	early   []any
 
 	closeRequested atomic.Bool
@@ -279,12 +281,15 @@ func (c *Conn) Tell(pid *actor.PID, msg any) error {
 // a future blocks the connection's mailbox. msg crosses nodes as Tell says;
 // one that cannot is logged at Error and the future times out.
 func (c *Conn) Request(pid *actor.PID, msg any) actor.Future {
+	f := actor.NewFuture(c.rt.system, c.rt.requestTimeout)
 	m, err := c.forPID(pid, msg)
 	if err != nil {
 		c.Logger().Error("wsactor: Request to another node", slog.Any("err", err))
-		return actor.NewFuture(c.rt.system, c.rt.requestTimeout)
+		return f
 	}
-	return c.actx.RequestFuture(pid, m, c.rt.requestTimeout)
+	// The way of Tell, so in order with this connection's Tells.
+	c.rt.SendAs(pid, m, f.PID())
+	return f
 }
 
 // forPID returns msg as it is sent to pid: as it is to an actor of this

@@ -55,12 +55,11 @@ func (rt *Runtime) HandleInline(name string, fn InlineFunc) (pid *actor.PID, rem
 // must be a protobuf message.
 func (rt *Runtime) SendToNode(address, name string, msg any) {
 	pid := actor.NewPID(address, name)
-	if address == rt.system.Address() || !rt.NodeAlive(address) {
-		rt.system.Root.Send(pid, msg)
+	if o := rt.outboxTo(rt.server, address); o != nil {
+		o.sendOrPush(outItem{pid: pid, msg: msg}, func() { rt.system.Root.Send(pid, msg) })
 		return
 	}
-	o := rt.route(rt.server, b64.EncodeToString([]byte(address)), address)
-	o.sendOrPush(outItem{pid: pid, msg: msg}, func() { rt.system.Root.Send(pid, msg) })
+	rt.system.Root.Send(pid, msg)
 }
 
 // SendAs sends msg to pid with sender as its sender (none if nil). To a
@@ -83,10 +82,10 @@ func (rt *Runtime) SendAs(pid *actor.PID, msg any, sender *actor.PID) {
 	direct()
 }
 
-// connOutbox returns the outbox to the connection pid if it is one of a
-// live node other than this one, or nil.
+// connOutbox returns the outbox to the connection pid if it is one of
+// another node (see outboxTo), or nil.
 func (rt *Runtime) connOutbox(pid *actor.PID) *outbox {
-	if pid == nil || pid.Address == rt.system.Address() || !rt.NodeAlive(pid.Address) {
+	if pid == nil {
 		return nil
 	}
 	rest, ok := strings.CutPrefix(pid.Id, SupervisorPrefix)
@@ -97,5 +96,24 @@ func (rt *Runtime) connOutbox(pid *actor.PID) *outbox {
 	if !ok || !ValidServerName(server) || !validName(name) {
 		return nil
 	}
-	return rt.route(server, b64.EncodeToString([]byte(pid.Address)), pid.Address)
+	return rt.outboxTo(server, pid.Address)
+}
+
+// outboxTo returns the outbox to server on the node at address: the one
+// there is, whether or not the node is a live member now (a send that went
+// around it could overtake what it holds, were the node back), or a new one
+// to a live member. It returns nil for this node, and for a node that is
+// not a live member and was never sent to.
+func (rt *Runtime) outboxTo(server, address string) *outbox {
+	if address == rt.system.Address() {
+		return nil
+	}
+	addr64 := b64.EncodeToString([]byte(address))
+	if o := rt.routes.Load().byKey[routeKey{server, addr64}]; o != nil {
+		return o
+	}
+	if !rt.NodeAlive(address) {
+		return nil
+	}
+	return rt.route(server, addr64, address)
 }

@@ -73,6 +73,9 @@ type outbox struct {
 	linkSeq   uint64     // remoteSeq when link's Sync left
 	laneAfter time.Time  // no lane before this, after a failed attempt
 	laneFails int        // failed attempts in a row (up to 5: the back-off's exponent)
+	// barrierFails counts the changes to a lane that failed in a row for
+	// want of a timely barrier (see way).
+	barrierFails int
 
 	// remoteSeq counts the sends to the remote, each once it is done: a Sync
 	// that left while it did not change since is behind all of them.
@@ -90,8 +93,12 @@ type outbox struct {
 const laneRetry = 10 * time.Second
 
 // laneRelink is the pause before setting up a lane again after one broke
-// before it was used.
+// before it was used, and the first after a barrier that came too late.
 const laneRelink = time.Second
+
+// barrierTimeout bounds the wait for the barrier that changes to a lane,
+// which holds up what is queued meanwhile.
+const barrierTimeout = time.Second
 
 // syncTries bounds the Syncs after a lane broke.
 const syncTries = 3
@@ -243,9 +250,17 @@ func (o *outbox) way() *lane.Conn {
 	}
 	o.mu.Unlock()
 	if seq != since {
-		// Something went through the remote since link's Sync left.
-		if _, err := hub.Sync(o.address, o.server, 0, o.rt.requestTimeout); err != nil {
-			o.linkFailed(fmt.Errorf("lane: barrier: %w", err))
+		// Something went through the remote since link's Sync left. What
+		// is queued waits for this Sync, so it waits briefly: a peer that
+		// does not answer in time keeps the remote for a while.
+		if _, err := hub.Sync(o.address, o.server, 0, min(o.rt.requestTimeout, barrierTimeout)); err != nil {
+			o.mu.Lock()
+			o.barrierFails = min(o.barrierFails+1, 8)
+			wait := laneRelink << (o.barrierFails - 1)
+			o.laneAfter = time.Now().Add(wait)
+			o.mu.Unlock()
+			o.rt.logger.Warn("wsactor: a node did not confirm the change to the lane in time; sending through the remote",
+				slog.String("node", o.address), slog.Any("error", err), slog.Duration("next_try_in", wait))
 			return nil
 		}
 	}
@@ -260,7 +275,7 @@ func (o *outbox) way() *lane.Conn {
 		return nil
 	}
 	o.mu.Lock()
-	o.laneFails = 0
+	o.laneFails, o.barrierFails = 0, 0
 	o.viaLane = true
 	o.mu.Unlock()
 	o.lane = c

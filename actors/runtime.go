@@ -126,13 +126,6 @@ type supervisorActor struct{}
 
 type spawnConn struct{ conn *Conn }
 
-// afterSpawn is a message for conn's actor that was sent before the actor
-// was spawned (see Runtime.tell).
-type afterSpawn struct {
-	conn *Conn
-	msg  any
-}
-
 func (s *supervisorActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *spawnConn:
@@ -145,6 +138,7 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 			c.tc.CloseNow(transport.StatusInternalError, ReasonHandlerFailed)
 			return
 		}
+		c.earlyMu.Lock()
 		for _, msg := range c.early {
 			ctx.Send(c.pid, msg)
 		}
@@ -152,14 +146,7 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 		// Only now: a sender that finds it set sends straight to the
 		// mailbox, or past it (Conn.post), so after the early messages.
 		c.spawned.Store(true)
-	case *afterSpawn:
-		// Sent after the spawnConn or, when Open stored the connection
-		// and the sender found it before Open asked for the spawn, before.
-		if m.conn.spawned.Load() {
-			ctx.Send(m.conn.pid, m.msg)
-		} else {
-			m.conn.early = append(m.conn.early, m.msg)
-		}
+		c.earlyMu.Unlock()
 	}
 }
 
@@ -420,14 +407,20 @@ func (rt *Runtime) AskClose(c *Conn, code StatusCode, reason string) {
 // spawned a moment later on the supervisor's goroutine: protoactor registers
 // the actor's process before it sets up its mailbox (a data race with a
 // message sent then) and drops what is sent before (a dead letter). Until
-// the spawn is done, msg goes through the supervisor, which hands it over
-// once it is.
+// the spawn is done, msg waits in c.early, which the supervisor hands over
+// once it is, before it sets c.spawned: a sender's later messages, sent
+// straight to the mailbox, come after its early ones.
 func (rt *Runtime) tell(c *Conn, msg any) {
-	if c.spawned.Load() {
-		rt.system.Root.Send(c.pid, msg)
-		return
+	if !c.spawned.Load() {
+		c.earlyMu.Lock()
+		if !c.spawned.Load() {
+			c.early = append(c.early, msg)
+			c.earlyMu.Unlock()
+			return
+		}
+		c.earlyMu.Unlock()
 	}
-	rt.system.Root.Send(rt.supervisor, &afterSpawn{conn: c, msg: msg})
+	rt.system.Root.Send(c.pid, msg)
 }
 
 // CloseAllSoon sends every live connection's close frame as soon as its
