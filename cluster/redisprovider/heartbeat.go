@@ -58,14 +58,32 @@ func (p *Provider) heartbeat() {
 	p.reregister(ctx, self, "heartbeat")
 }
 
+// registerUnlessDeparted writes a member's key (KEYS[1]) unless its
+// tombstone (KEYS[2]) exists: a member its peers dropped rejoins under a new
+// ID, and must never come back under the old one, which they would admit
+// again for as long as the key lived.
+var registerUnlessDeparted = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
 // reregister writes this member's key again after finding it missing: Redis
 // restarted empty, was flushed or failed over, or this node could not
-// refresh the key for longer than the TTL (then its peers may have dropped
-// it: the next heartbeat finds out).
+// refresh the key for longer than the TTL. If its peers dropped it meanwhile
+// (its tombstone exists), it does not: the member rejoins instead. The
+// check and the write are one script, because the poll that finds the key
+// missing may run before the heartbeat that finds the tombstone, or, with
+// the old incarnation, just after a Rejoin removed its key.
 func (p *Provider) reregister(ctx context.Context, self *incarnation, by string) {
-	err := p.client.Set(ctx, self.key, self.json, p.opts.TTL).Err()
+	written, err := registerUnlessDeparted.Run(ctx, p.client, []string{self.key, p.keys.departed(self.rec.ID)},
+		self.json, p.opts.TTL.Milliseconds()).Int()
 	p.observe("register", err)
 	if err != nil {
+		return
+	}
+	if written == 0 {
+		p.markDropped(self)
 		return
 	}
 	absent := time.Since(time.Unix(0, p.lastRegistered.Swap(time.Now().UnixNano())))

@@ -367,3 +367,44 @@ func TestShutdownLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("leaked:\n%s", s)
 	}
 }
+
+// TestADroppedMemberIsNotRegisteredAgain: a member whose peers dropped it
+// (its key gone, its tombstone written) must not write its key back under
+// the old ID, which the peers would admit again while it lived, even when
+// its poll finds the key missing before its heartbeat finds the tombstone.
+func TestADroppedMemberIsNotRegisteredAgain(t *testing.T) {
+	e := newEnv(t)
+	dropped := make(chan string, 1)
+	n := e.startNodes(1, redisprovider.Options{OnDropped: func(id string) { dropped <- id }})[0]
+	rdb := e.client()
+	ctx := context.Background()
+	key := redisprovider.MemberKey(n.p)
+	waitUntil(t, 5*time.Second, "the member's key", func() bool { return rdb.Exists(ctx, key).Val() == 1 })
+	prefix := strings.TrimSuffix(key, n.id())
+	prefix = strings.TrimSuffix(prefix, "member:")
+	// What the peers do when they drop it: a tombstone; its key is gone.
+	if err := rdb.Set(ctx, prefix+"departed:"+n.id(), "1", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Wake its poll at once, ahead of its next heartbeat.
+	if err := rdb.Publish(ctx, prefix+"events", `{"type":"join","id":"someone"}`).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-dropped:
+		if id != n.id() {
+			t.Fatalf("OnDropped(%q), want %q", id, n.id())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the member did not find its tombstone")
+	}
+	if rdb.Exists(ctx, key).Val() != 0 {
+		t.Fatalf("the dropped member wrote its key %s back", key)
+	}
+	if n.logs.count(slog.LevelWarn, "member key was missing from Redis") != 0 {
+		t.Fatalf("the dropped member re-registered:\n%s", strings.Join(n.logs.lines(), "\n"))
+	}
+}
