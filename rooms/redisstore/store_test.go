@@ -275,6 +275,17 @@ func TestFreeSeatIndex(t *testing.T) {
 		if err != nil || (n == "r") != st.free {
 			t.Fatalf("step %d, %+v: Reserve chose %q, %v", i, st.l, n, err)
 		}
+		// The reservation holds its seat for 1 ms of Redis's clock, which
+		// the next steps can take less than: the next step's Reserve must
+		// see r as published, not as reserved, and no room made for this
+		// step's reservation (as full as r then) in the way.
+		waitFor(t, "the reservation to expire", func() bool {
+			now, err := rdb.Time(ctx).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rdb.ZCount(ctx, s.resPrefix("k")+member(n), fmt.Sprint("(", now.UnixMilli()), "+inf").Val() == 0
+		})
 	}
 	if ls, err := s.List(ctx, "k"); err != nil || !slices.Contains(names(ls), "r") {
 		t.Fatalf("List = %q, %v: a full or locked room is still listed", names(ls), err)
