@@ -52,9 +52,6 @@ func (h *relay) Receive(c *wsactor.Conn, msg any) {
 	}
 }
 
-// TestReviewConnTellThenRequestKeepOrder: a connection that Tells and then
-// Requests another node's connection: the messages arrive in the order it
-// sent them.
 // TestConnTellAndRequestKeepOrder: a connection's Tells and Requests to a
 // connection on another node arrive in the order sent, on the lane.
 func TestConnTellAndRequestKeepOrder(t *testing.T) {
@@ -86,9 +83,10 @@ func TestConnTellAndRequestKeepOrder(t *testing.T) {
 	}
 }
 
-// TestReviewConnTellThenRequestKeepOrderRemote is the same without a lane
-// on the receiving node: everything goes through protoactor's remote.
-func TestReviewConnTellThenRequestKeepOrderRemote(t *testing.T) {
+// TestConnTellAndRequestKeepOrderRemote is TestConnTellAndRequestKeepOrder
+// without a lane on the receiving node: everything goes through
+// protoactor's remote, while another sender keeps the outbox busy.
+func TestConnTellAndRequestKeepOrderRemote(t *testing.T) {
 	pool := pooledSystems(t, 3)
 	nodes := startNodesOn(t, []*actor.ActorSystem{pool[0], pool[2]}, wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 4096}},
 		func(s *wsactor.Server, opened chan wsactor.ID) wsactor.Handler { return &relay{opened: opened} })
@@ -144,10 +142,12 @@ func (h *mixed) Receive(c *wsactor.Conn, msg any) {
 	}
 }
 
-// TestReviewMixedWaysDuringSwitch: a fresh server pair starts on the remote
-// and changes to the lane mid-stream; Post, Send, Tell by ID and group
-// broadcasts from one goroutine arrive in order.
-func TestReviewMixedWaysDuringSwitch(t *testing.T) {
+// TestMixedWaysKeepOrderDuringTheSwitch: a fresh server pair starts on the
+// remote and changes to the lane mid-stream; Post, Send, Tell by ID and
+// group broadcasts from one goroutine arrive in order. (It also caught
+// posts that waited for a connection's actor to be marked spawned, which the
+// supervisor did late, being overtaken by Tells sent to its PID.)
+func TestMixedWaysKeepOrderDuringTheSwitch(t *testing.T) {
 	pool := pooledSystems(t, 2)
 	for round := range 8 {
 		nodes := startNodesOn(t, pool, wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 4096}},

@@ -51,9 +51,15 @@ type connActor struct {
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
+	a.conn.actx = ctx
+	a.handle(ctx, ctx.Message())
+}
+
+// handle handles msg, the message of ctx or one sent before the actor was
+// spawned (see takeEarly).
+func (a *connActor) handle(ctx actor.Context, msg any) {
 	c := a.conn
-	c.actx = ctx
-	switch m := ctx.Message().(type) {
+	switch m := msg.(type) {
 	case transport.Frame:
 		a.onFrame(m)
 	case *outbound:
@@ -83,6 +89,11 @@ func (a *connActor) Receive(ctx actor.Context) {
 		ctx.Stop(ctx.Self())
 	case *actor.Started:
 		a.start()
+		// What was sent before the actor existed comes now, before anything
+		// in the mailbox: a sender's later messages are there.
+		for _, early := range c.takeEarly() {
+			a.handle(ctx, early)
+		}
 	case *actor.Restarting:
 		c.stopTimers()
 		c.rt.counters.Restarts.Add(1)

@@ -67,9 +67,8 @@ type Conn struct {
 	sampleSeq       atomic.Uint64
 	sampleAt        atomic.Int64
 
-	// spawned is set once the actor is spawned and early, what was sent to
-	// it before, is in its mailbox (see Runtime.tell); earlyMu orders the
-	// two.
+	// spawned is set once the actor has started and taken early, what was
+	// sent to it before (see Runtime.tell); earlyMu orders the two.
 	spawned atomic.Bool
 	earlyMu sync.Mutex
 	early   []any
@@ -337,4 +336,15 @@ func (c *Conn) WaitClosed(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// takeEarly returns what was sent to the connection before its actor
+// started, and marks it started (see Runtime.tell). The actor calls it.
+func (c *Conn) takeEarly() []any {
+	c.earlyMu.Lock()
+	defer c.earlyMu.Unlock()
+	early := c.early
+	c.early = nil
+	c.spawned.Store(true)
+	return early
 }

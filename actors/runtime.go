@@ -138,15 +138,6 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 			c.tc.CloseNow(transport.StatusInternalError, ReasonHandlerFailed)
 			return
 		}
-		c.earlyMu.Lock()
-		for _, msg := range c.early {
-			ctx.Send(c.pid, msg)
-		}
-		c.early = nil
-		// Only now: a sender that finds it set sends straight to the
-		// mailbox, or past it (Conn.post), so after the early messages.
-		c.spawned.Store(true)
-		c.earlyMu.Unlock()
 	}
 }
 
@@ -407,9 +398,13 @@ func (rt *Runtime) AskClose(c *Conn, code StatusCode, reason string) {
 // spawned a moment later on the supervisor's goroutine: protoactor registers
 // the actor's process before it sets up its mailbox (a data race with a
 // message sent then) and drops what is sent before (a dead letter). Until
-// the spawn is done, msg waits in c.early, which the supervisor hands over
-// once it is, before it sets c.spawned: a sender's later messages, sent
-// straight to the mailbox, come after its early ones.
+// the actor has started, msg waits in c.early, which the actor handles when
+// it starts, before anything in its mailbox, and only then sets c.spawned:
+// a sender's later messages, sent straight to the mailbox (or past it, see
+// Conn.post), come after its early ones. (The supervisor cannot set it: the
+// actor may run for a while before the supervisor's goroutine gets back from
+// spawning it, and a message sent to its PID meanwhile, a Tell from another
+// node for instance, would overtake the early ones.)
 func (rt *Runtime) tell(c *Conn, msg any) {
 	if !c.spawned.Load() {
 		c.earlyMu.Lock()
