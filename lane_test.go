@@ -2,7 +2,9 @@ package wsactor_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -281,4 +283,30 @@ func TestLaneSetUpDoesNotHoldSendsUp(t *testing.T) {
 		}
 	}
 	recv(t, hold.got, "the sender's Sync")
+}
+
+// TestAStoppedServerLeavesNothingBehind: once a server has shut down, its
+// node's lane no longer hands it frames and its batch receiver is gone, so
+// neither keeps the stopped server reachable: a peer's Sync for it is
+// refused, and the peer sends through the remote, where nothing takes it.
+func TestAStoppedServerLeavesNothingBehind(t *testing.T) {
+	pool := pooledSystems(t, 2)
+	nodes := startNodesOn(t, pool, wsactor.Options{}, memberHandler)
+	_, id := nodes[1].connect(t)
+	server, _, _ := strings.Cut(string(id), ".")
+	ha := lane.Of(pool[0])
+	if _, err := ha.Sync(pool[1].Address(), server, 0, testTimeout); err != nil {
+		t.Fatalf("Sync for a running server: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := nodes[1].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ha.Sync(pool[1].Address(), server, 0, testTimeout); !errors.Is(err, lane.ErrUnsupported) {
+		t.Fatalf("Sync for a stopped server: %v, want ErrUnsupported", err)
+	}
+	if _, ok := pool[1].ProcessRegistry.GetLocal("wsactor-deliver-" + server); ok {
+		t.Fatal("the stopped server's batch receiver is still registered")
+	}
 }

@@ -601,15 +601,24 @@ type batchReceiver struct{ rt *Runtime }
 
 // registerReceiver registers the server's batch receiver, and its handler
 // of the node's lane if the node has one. The name is the server's, so that
-// a server stopped and made again takes them over.
-func (rt *Runtime) registerReceiver() {
+// a server stopped and made again takes them over. It returns what removes
+// them, unless another server of the name took them over meanwhile: Stop
+// calls it, so that neither keeps a stopped runtime reachable.
+func (rt *Runtime) registerReceiver() (remove func()) {
 	reg := rt.system.ProcessRegistry
 	name := receiverName(rt.server)
 	reg.Remove(actor.NewPID(reg.Address, name))
 	r := &batchReceiver{rt: rt}
-	reg.Add(r, name)
+	pid, _ := reg.Add(r, name)
+	unhandle := func() {}
 	if h := lane.Of(rt.system); h != nil {
-		h.Handle(rt.server, r.receiveFrame)
+		unhandle = h.Handle(rt.server, r.receiveFrame)
+	}
+	return func() {
+		unhandle()
+		if p, ok := reg.GetLocal(name); ok && p == actor.Process(r) {
+			reg.Remove(pid)
+		}
 	}
 }
 

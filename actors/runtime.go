@@ -63,14 +63,17 @@ type Runtime struct {
 	requestTimeout time.Duration
 	replies        *replies
 	routes         atomic.Pointer[routeTable] // the outboxes to the other nodes' servers
-	routesMu       sync.Mutex                 // serializes additions to routes
-	onGone         func()
-	groups         GroupService
-	hooks          []MailboxHook
-	closeHooks     []CloseHook
-	cluster        Cluster
-	ctx            context.Context // for log calls
-	dispatch       *dispatcher     // runs the connections' mailboxes
+	// unregisterReceiver removes the batch receiver and the lane handler
+	// (see registerReceiver).
+	unregisterReceiver func()
+	routesMu           sync.Mutex // serializes additions to routes
+	onGone             func()
+	groups             GroupService
+	hooks              []MailboxHook
+	closeHooks         []CloseHook
+	cluster            Cluster
+	ctx                context.Context // for log calls
+	dispatch           *dispatcher     // runs the connections' mailboxes
 
 	conns    sync.Map // actor name → *Conn
 	closing  atomic.Bool
@@ -116,7 +119,7 @@ func NewRuntime(cfg Config) (*Runtime, error) {
 	rt.supervisor = pid
 	rt.replies = newReplies(cfg.System, cfg.ServerName)
 	rt.routes.Store(&routeTable{})
-	rt.registerReceiver()
+	rt.unregisterReceiver = rt.registerReceiver()
 	return rt, nil
 }
 
@@ -456,6 +459,9 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 	rt.stopping.Store(true)
 	rt.closing.Store(true)
 	defer rt.dispatch.stop()
+	// Nothing is delivered to a stopped server, which the registry and the
+	// lane would otherwise keep reachable.
+	defer rt.unregisterReceiver()
 	f := rt.system.Root.StopFuture(rt.supervisor)
 	done := make(chan error, 1)
 	go func() { done <- f.Wait() }()

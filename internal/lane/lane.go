@@ -127,7 +127,7 @@ type Hub struct {
 	token  []byte
 	logger *slog.Logger
 
-	handlers sync.Map // channel → Handler
+	handlers sync.Map // channel → *registration
 	process  *syncProcess
 
 	mu       sync.Mutex
@@ -191,8 +191,17 @@ func Start(system *actor.ActorSystem, cfg Config) (*Hub, error) {
 func (h *Hub) Port() string { return h.port }
 
 // Handle makes fn receive the frames for channel, replacing any handler
-// before it.
-func (h *Hub) Handle(channel string, fn Handler) { h.handlers.Store(channel, fn) }
+// before it, and returns a function that removes fn (not a handler that
+// replaced it since): call it when whatever fn delivers to is gone.
+func (h *Hub) Handle(channel string, fn Handler) (remove func()) {
+	r := &registration{fn}
+	h.handlers.Store(channel, r)
+	return func() { h.handlers.CompareAndDelete(channel, r) }
+}
+
+// registration is a Handler in Hub.handlers, by pointer, so that its
+// remover can tell it from a later one.
+type registration struct{ fn Handler }
 
 // Stats returns the hub's counters.
 func (h *Hub) Stats() Stats {
@@ -656,7 +665,7 @@ func (h *Hub) read(s *session, hr *bufio.Reader, nc net.Conn) error {
 		s.handled++ // a frame for nobody is not lost in the lane
 		if fn, ok := h.handlers.Load(string(channel)); ok {
 			h.framesIn.Add(1)
-			fn.(Handler)(s.from, payload)
+			fn.(*registration).fn(s.from, payload)
 		} else {
 			h.dropped.Add(1)
 		}
