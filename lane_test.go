@@ -250,6 +250,24 @@ func (p holdSyncs) SendUserMessage(*actor.PID, any) {
 func (holdSyncs) SendSystemMessage(*actor.PID, any) {}
 func (holdSyncs) Stop(*actor.PID)                   {}
 
+// swapLaneProcess puts p in the place of system's lane process until the
+// test ends, and returns the lane process.
+func swapLaneProcess(t *testing.T, system *actor.ActorSystem, p actor.Process) (laneProcess actor.Process) {
+	t.Helper()
+	reg := system.ProcessRegistry
+	laneProcess, ok := reg.GetLocal(lane.ProcessName)
+	if !ok {
+		t.Fatalf("node %s has no lane process", system.Address())
+	}
+	reg.Remove(actor.NewPID(reg.Address, lane.ProcessName))
+	reg.Add(p, lane.ProcessName)
+	t.Cleanup(func() {
+		reg.Remove(actor.NewPID(reg.Address, lane.ProcessName))
+		reg.Add(laneProcess, lane.ProcessName)
+	})
+	return laneProcess
+}
+
 // TestLaneSetUpDoesNotHoldSendsUp: while a node cannot set its lane to a
 // peer up (here the peer answers no Sync, which a sender waits 5 s for),
 // its sends to that peer go through the remote at once.
@@ -257,18 +275,8 @@ func TestLaneSetUpDoesNotHoldSendsUp(t *testing.T) {
 	pool := pooledSystems(t, 2)
 	nodes := startNodesOn(t, pool, wsactor.Options{}, memberHandler)
 	one, two := nodes[0], nodes[1]
-	reg := pool[1].ProcessRegistry
-	laneProcess, ok := reg.GetLocal(lane.ProcessName)
-	if !ok {
-		t.Fatal("node two has no lane process")
-	}
 	hold := holdSyncs{got: make(chan struct{}, 1)}
-	reg.Remove(actor.NewPID(reg.Address, lane.ProcessName))
-	reg.Add(hold, lane.ProcessName)
-	t.Cleanup(func() {
-		reg.Remove(actor.NewPID(reg.Address, lane.ProcessName))
-		reg.Add(laneProcess, lane.ProcessName)
-	})
+	swapLaneProcess(t, pool[1], hold)
 	c, id := two.connect(t)
 	for i := range 3 {
 		if err := one.Post(id, wsactor.Text(strconv.Itoa(i))); err != nil {

@@ -225,18 +225,9 @@ func TestALateBarrierDoesNotHoldSendsUp(t *testing.T) {
 	pool := pooledSystems(t, 2)
 	nodes := startNodesOn(t, pool, wsactor.Options{}, memberHandler)
 	one, two := nodes[0], nodes[1]
-	reg := pool[1].ProcessRegistry
-	real, ok := reg.GetLocal(lane.ProcessName)
-	if !ok {
-		t.Fatal("node two has no lane process")
-	}
+	real, _ := pool[1].ProcessRegistry.GetLocal(lane.ProcessName) // swapLaneProcess fails the test if there is none
 	p := barrierHolder{real: real, n: new(atomic.Int32), release: make(chan struct{}), later: make(chan struct{}, 1)}
-	reg.Remove(actor.NewPID(reg.Address, lane.ProcessName))
-	reg.Add(p, lane.ProcessName)
-	t.Cleanup(func() {
-		reg.Remove(actor.NewPID(reg.Address, lane.ProcessName))
-		reg.Add(real, lane.ProcessName)
-	})
+	swapLaneProcess(t, pool[1], p)
 	c, id := two.connect(t)
 	post := func(i int) {
 		t.Helper()

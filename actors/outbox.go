@@ -714,57 +714,66 @@ func readFrame(p []byte, fn func(replyID string, kind byte, it packedItem)) (lef
 	return 0, true
 }
 
+// lenField reads a uvarint length, then that many bytes, from the start of
+// p, and returns them and what follows.
+func lenField(p []byte) (field, rest []byte, ok bool) {
+	n, k := binary.Uvarint(p)
+	if k <= 0 || n > uint64(len(p)-k) {
+		return nil, nil, false
+	}
+	return p[k : k+int(n)], p[k+int(n):], true
+}
+
+// requestID reads a uvarint request ID from the start of p.
+func requestID(p []byte) (id uint32, rest []byte, ok bool) {
+	v, k := binary.Uvarint(p)
+	if k <= 0 || v > math.MaxUint32 {
+		return 0, nil, false
+	}
+	return uint32(v), p[k:], true
+}
+
 // nextMessageRecord reads a recordUser or recordSystem body: it.name is the
 // connection's name, it.data the serialized message, and typeName, returned
 // in it.typeName, protoactor's name of its type.
 func nextMessageRecord(p []byte) (it packedItem, rest []byte, ok bool) {
-	field := func() ([]byte, bool) {
-		n, k := binary.Uvarint(p)
-		if k <= 0 || n > uint64(len(p)-k) {
-			return nil, false
-		}
-		b := p[k : k+int(n)]
-		p = p[k+int(n):]
-		return b, true
-	}
-	var ok1, ok2, ok3 bool
-	it.name, ok1 = field()
-	reqID, k := binary.Uvarint(p)
-	if !ok1 || k <= 0 || reqID > math.MaxUint32 {
+	if it.name, p, ok = lenField(p); !ok {
 		return it, nil, false
 	}
-	p = p[k:]
-	it.reqID = uint32(reqID)
-	it.typeName, ok2 = field()
-	it.data, ok3 = field()
-	return it, p, ok2 && ok3
+	if it.reqID, p, ok = requestID(p); !ok {
+		return it, nil, false
+	}
+	return typeAndData(it, p)
 }
 
 // nextProcessRecord reads a recordProcess body into it: name (the
 // process's ID), the sender's parts, typeName and data.
 func nextProcessRecord(p []byte) (it packedItem, rest []byte, ok bool) {
-	field := func() ([]byte, bool) {
-		n, k := binary.Uvarint(p)
-		if k <= 0 || n > uint64(len(p)-k) {
-			return nil, false
-		}
-		b := p[k : k+int(n)]
-		p = p[k+int(n):]
-		return b, true
-	}
-	var ok1, ok2, ok3 bool
-	it.name, ok1 = field()
-	it.senderAddress, ok2 = field()
-	it.senderID, ok3 = field()
-	reqID, k := binary.Uvarint(p)
-	if !ok1 || !ok2 || !ok3 || len(it.name) == 0 || k <= 0 || reqID > math.MaxUint32 {
+	if it.name, p, ok = lenField(p); !ok || len(it.name) == 0 {
 		return it, nil, false
 	}
-	p = p[k:]
-	it.reqID = uint32(reqID)
-	it.typeName, ok1 = field()
-	it.data, ok2 = field()
-	return it, p, ok1 && ok2
+	if it.senderAddress, p, ok = lenField(p); !ok {
+		return it, nil, false
+	}
+	if it.senderID, p, ok = lenField(p); !ok {
+		return it, nil, false
+	}
+	if it.reqID, p, ok = requestID(p); !ok {
+		return it, nil, false
+	}
+	return typeAndData(it, p)
+}
+
+// typeAndData reads the type name and the data that end a message record.
+func typeAndData(it packedItem, p []byte) (packedItem, []byte, bool) {
+	var ok bool
+	if it.typeName, p, ok = lenField(p); !ok {
+		return it, nil, false
+	}
+	if it.data, p, ok = lenField(p); !ok {
+		return it, nil, false
+	}
+	return it, p, true
 }
 
 // deliverMessage delivers a message record to its process, as protoactor's
