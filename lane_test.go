@@ -148,6 +148,55 @@ func TestCrossNodeBroadcastsKeepOrderWithPosts(t *testing.T) {
 	}
 }
 
+// TestCrossNodePostsToManyConnections posts numbered streams to more
+// connections on another node than the goroutine that receives a batch
+// writes to itself (the first few it finds idle; the rest go to the
+// flushers), round robin so that each batch holds messages for many of
+// them, on both ways: every connection gets its whole stream, in order.
+func TestCrossNodePostsToManyConnections(t *testing.T) {
+	pool := pooledSystems(t, 3)
+	for _, way := range []struct {
+		name     string
+		receiver int
+	}{{"lane", 1}, {"remote", 2}} {
+		t.Run(way.name, func(t *testing.T) {
+			nodes := startNodesOn(t, []*actor.ActorSystem{pool[0], pool[way.receiver]},
+				wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024}}, memberHandler)
+			one, two := nodes[0], nodes[1]
+			const conns, n = 12, 300
+			clients := make([]*websocket.Conn, conns)
+			ids := make([]wsactor.ID, conns)
+			for i := range conns {
+				clients[i], ids[i] = two.connect(t)
+			}
+			if h := lane.Of(pool[way.receiver]); h != nil {
+				untilOnLane(t, h, h.Stats().FramesIn, func() {
+					if err := one.Post(ids[0], wsactor.Text("first")); err != nil {
+						t.Fatal(err)
+					}
+					if got := readText(t, clients[0]); got != "first" {
+						t.Fatalf("got %q", got)
+					}
+				})
+			}
+			for i := range n {
+				for k := range conns {
+					if err := one.Post(ids[k], wsactor.Text(strconv.Itoa(k)+":"+strconv.Itoa(i))); err != nil {
+						t.Fatalf("post %d to connection %d: %v", i, k, err)
+					}
+				}
+			}
+			for k, c := range clients {
+				for i := range n {
+					if got, want := readText(t, c), strconv.Itoa(k)+":"+strconv.Itoa(i); got != want {
+						t.Fatalf("connection %d, message %d: got %q, want %q", k, i, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestCrossNodeOrderAcrossLaneBreaks posts a numbered stream to a connection
 // on another node while the lane between the nodes is broken again and
 // again, from either end. Messages in flight when it breaks may be lost, as

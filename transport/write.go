@@ -23,9 +23,10 @@ type outbound struct {
 
 // sendQueue is the bounded FIFO between writers (the connection's actor, any
 // goroutine) and the socket. Three kinds of goroutine write to the socket,
-// one at a time (q.writing): the caller of Write while the queue is idle,
-// a shared flusher (Enqueue, and what queued behind a write), both only as
-// far as the socket takes the bytes without waiting (writeNonblocking); and
+// one at a time (q.writing): the caller of Write while the queue is idle
+// (or of EnqueueHeld, at the end of its batch), a shared flusher (Enqueue,
+// and what queued behind a write), each only as far as the socket takes the
+// bytes without waiting (writeNonblocking); and
 // the connection's own writer goroutine, which waits for the socket under
 // the stall watch and exists only while the socket cannot keep up or a
 // message is large. An idle connection costs no goroutine for writing, and
@@ -54,7 +55,10 @@ type sendQueue struct {
 // calling goroutine, as far as the socket takes it without waiting: a reply
 // from the connection's own actor then crosses no other goroutine. Use
 // Enqueue to leave the writing to others (a fan-out).
-func (c *Conn) Write(typ MessageType, data []byte) error { return c.write(typ, data, true) }
+func (c *Conn) Write(typ MessageType, data []byte) error {
+	_, err := c.write(typ, data, writeNow)
+	return err
+}
 
 // Enqueue is Write without the write on the calling goroutine: the message
 // is written by one of the process's shared flushers (one per CPU), or the
@@ -62,23 +66,53 @@ func (c *Conn) Write(typ MessageType, data []byte) error { return c.write(typ, d
 // large. A broadcast to thousands of connections then costs its caller a
 // queue operation per member, and the socket writes spread over every CPU
 // with no goroutine started per member.
-func (c *Conn) Enqueue(typ MessageType, data []byte) error { return c.write(typ, data, false) }
+func (c *Conn) Enqueue(typ MessageType, data []byte) error {
+	_, err := c.write(typ, data, writeLater)
+	return err
+}
 
-func (c *Conn) write(typ MessageType, data []byte, now bool) error {
+// EnqueueHeld is Enqueue for a goroutine that hands on a batch of messages
+// to several connections and writes them itself at the batch's end (a node
+// delivering what another node sent): when the message finds the queue
+// idle, the caller takes the right to write instead of a flusher, and held
+// is true. The caller must then call FlushHeld, after the rest of its batch,
+// and should do so soon: until then nobody writes to the connection. It
+// saves a flusher's wake per connection and batch, which on a cross-node
+// stream to a few connections is a goroutine hop per network frame.
+func (c *Conn) EnqueueHeld(typ MessageType, data []byte) (held bool, err error) {
+	return c.write(typ, data, writeHeld)
+}
+
+// FlushHeld writes what is queued, as far as the socket takes it without
+// waiting, as a flusher would, and then hands the right to write on (to a
+// flusher for what is left, or the writer goroutine for a socket that is
+// full). Call it once for each EnqueueHeld that returned held.
+func (c *Conn) FlushHeld() { c.sendQueue.flush() }
+
+// writeMode is who writes a message that finds the queue idle.
+type writeMode uint8
+
+const (
+	writeNow   writeMode = iota // the caller, at once (Write)
+	writeLater                  // a flusher (Enqueue)
+	writeHeld                   // the caller, later (EnqueueHeld)
+)
+
+func (c *Conn) write(typ MessageType, data []byte, mode writeMode) (held bool, _ error) {
 	q := &c.sendQueue
 	o := c.opts
 	size := len(data) + QueueOverhead
 	q.mu.Lock()
 	if q.refusing || q.overflowed {
 		q.mu.Unlock()
-		return ErrClosed
+		return false, ErrClosed
 	}
 	for q.len() > 0 && (q.bytes+size > o.SendQueueBytes || (o.SendQueueMessages > 0 && q.len() >= o.SendQueueMessages)) {
 		switch o.Overflow {
 		case OverflowDropNewest:
 			q.mu.Unlock()
 			o.Counters.Dropped.Add(1)
-			return ErrQueueFull
+			return false, ErrQueueFull
 		case OverflowDropOldest:
 			q.pop()
 			o.Counters.Dropped.Add(1)
@@ -87,11 +121,11 @@ func (c *Conn) write(typ MessageType, data []byte, now bool) error {
 			q.overflowed = true
 			q.mu.Unlock()
 			if !first {
-				return ErrClosed
+				return false, ErrClosed
 			}
 			o.Counters.SlowConsumerCloses.Add(1)
 			c.CloseSoon(StatusTryAgainLater, ReasonSlowConsumer)
-			return ErrQueueFull
+			return false, ErrQueueFull
 		}
 	}
 	m := outbound{typ: typ, data: data}
@@ -99,11 +133,11 @@ func (c *Conn) write(typ MessageType, data []byte, now bool) error {
 	if q.writing {
 		q.items = append(q.items, m)
 		q.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	q.writing = true
 	fits := c.netConn.canTryWrite(len(data))
-	if now && fits {
+	if mode == writeNow && fits {
 		// Nothing is queued or being written: write on this goroutine.
 		q.mu.Unlock()
 		left, err := q.writeNonblocking(m)
@@ -111,16 +145,19 @@ func (c *Conn) write(typ MessageType, data []byte, now bool) error {
 		q.bytes -= size
 		q.handOnLocked(left, err)
 		q.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	q.items = append(q.items, m)
-	if fits {
-		flushers.push(q)
-	} else {
+	switch {
+	case !fits:
 		go q.writeLoop()
+	case mode == writeHeld:
+		held = true
+	default:
+		flushers.push(q)
 	}
 	q.mu.Unlock()
-	return nil
+	return held, nil
 }
 
 // writeNonblocking writes m, never waiting on the client: what the socket
