@@ -3,6 +3,7 @@ package transport_test
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -91,5 +92,39 @@ func TestEnqueueHeldLargeMessage(t *testing.T) {
 	}
 	if _, got := readMsg(t, client); !bytes.Equal(got, big) {
 		t.Fatalf("read %d bytes; want the 20 KiB message", len(got))
+	}
+}
+
+// TestEnqueueHeldHandsOverAtHalfTheQueue checks that a holder's batch that
+// outgrows half the queue's bound does not wait for FlushHeld: a flusher
+// takes the write over, so the client gets the messages before the holder
+// flushes (a lane frame may carry more messages for one connection than its
+// queue takes, and would otherwise overflow it). FlushHeld then does
+// nothing, and the order holds.
+func TestEnqueueHeldHandsOverAtHalfTheQueue(t *testing.T) {
+	const bound = 8
+	ts := newServer(t, serverConfig{opts: transport.Options{SendQueueMessages: bound}})
+	client, sc := ts.dial(t, nil)
+
+	if held, err := sc.c.EnqueueHeld(websocket.MessageText, []byte("0")); err != nil || !held {
+		t.Fatalf("EnqueueHeld = %v, %v; want held", held, err)
+	}
+	for i := 1; i < bound/2; i++ {
+		if err := sc.c.Enqueue(websocket.MessageText, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Half the bound is queued: a flusher writes them, without FlushHeld.
+	for i := range bound / 2 {
+		if _, got := readMsg(t, client); string(got) != strconv.Itoa(i) {
+			t.Fatalf("read %q; want %d", got, i)
+		}
+	}
+	if err := sc.c.Enqueue(websocket.MessageText, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	sc.c.FlushHeld() // the right is no longer the caller's: nothing happens
+	if _, got := readMsg(t, client); string(got) != "after" {
+		t.Fatalf("read %q; want after", got)
 	}
 }

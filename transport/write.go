@@ -39,6 +39,7 @@ type sendQueue struct {
 	head        int
 	bytes       int  // bytes queued (plus QueueOverhead each), including the message being written
 	writing     bool // someone holds the right to write: a goroutine in writeNonblocking, a flusher, or the writer goroutine
+	held        bool // the right is EnqueueHeld's caller's, until its FlushHeld or until the queue is half full
 	refusing    bool // no more messages are accepted
 	closeQueued bool // the writer performs the closing handshake once drained
 	overflowed  bool // OverflowClose has run
@@ -75,10 +76,16 @@ func (c *Conn) Enqueue(typ MessageType, data []byte) error {
 // to several connections and writes them itself at the batch's end (a node
 // delivering what another node sent): when the message finds the queue
 // idle, the caller takes the right to write instead of a flusher, and held
-// is true. The caller must then call FlushHeld, after the rest of its batch,
-// and should do so soon: until then nobody writes to the connection. It
-// saves a flusher's wake per connection and batch, which on a cross-node
-// stream to a few connections is a goroutine hop per network frame.
+// is true. It saves a flusher's wake per connection and batch, which on a
+// cross-node stream to a few connections is a goroutine hop per network
+// frame.
+//
+// A caller that got held must call FlushHeld, after the rest of its batch,
+// and soon: until then nothing queued for the connection is written, and
+// without it nothing ever is. Should the queue meanwhile fill to half of a
+// bound (SendQueueBytes, or SendQueueMessages if set), the right passes to a
+// flusher at once, so that a batch larger than the queue still reaches a
+// prompt client rather than overflowing; FlushHeld then does nothing.
 func (c *Conn) EnqueueHeld(typ MessageType, data []byte) (held bool, err error) {
 	return c.write(typ, data, writeHeld)
 }
@@ -87,7 +94,23 @@ func (c *Conn) EnqueueHeld(typ MessageType, data []byte) (held bool, err error) 
 // waiting, as a flusher would, and then hands the right to write on (to a
 // flusher for what is left, or the writer goroutine for a socket that is
 // full). Call it once for each EnqueueHeld that returned held.
-func (c *Conn) FlushHeld() { c.sendQueue.flush() }
+func (c *Conn) FlushHeld() {
+	q := &c.sendQueue
+	q.mu.Lock()
+	held := q.held
+	q.held = false
+	q.mu.Unlock()
+	if held {
+		q.flush()
+	}
+}
+
+// halfFullLocked reports whether the queue holds half of what a bound
+// allows. q.mu is held.
+func (q *sendQueue) halfFullLocked() bool {
+	o := q.conn.opts
+	return 2*q.bytes >= o.SendQueueBytes || (o.SendQueueMessages > 0 && 2*q.len() >= o.SendQueueMessages)
+}
 
 // writeMode is who writes a message that finds the queue idle.
 type writeMode uint8
@@ -132,6 +155,12 @@ func (c *Conn) write(typ MessageType, data []byte, mode writeMode) (held bool, _
 	q.bytes += size
 	if q.writing {
 		q.items = append(q.items, m)
+		if q.held && q.halfFullLocked() {
+			// The holder's batch outgrows the queue: a flusher writes
+			// meanwhile, as it would have without the hold.
+			q.held = false
+			flushers.push(q)
+		}
 		q.mu.Unlock()
 		return false, nil
 	}
@@ -152,7 +181,7 @@ func (c *Conn) write(typ MessageType, data []byte, mode writeMode) (held bool, _
 	case !fits:
 		go q.writeLoop()
 	case mode == writeHeld:
-		held = true
+		held, q.held = true, true
 	default:
 		flushers.push(q)
 	}
