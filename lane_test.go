@@ -148,11 +148,10 @@ func TestCrossNodeBroadcastsKeepOrderWithPosts(t *testing.T) {
 	}
 }
 
-// TestCrossNodePostsToManyConnections posts numbered streams to more
-// connections on another node than the goroutine that receives a batch
-// writes to itself (the first few it finds idle; the rest go to the
-// flushers), round robin so that each batch holds messages for many of
-// them, on both ways: every connection gets its whole stream, in order.
+// TestCrossNodePostsToManyConnections posts numbered streams to a dozen
+// connections on another node, round robin so that each batch or lane
+// frame holds messages for many of them, on both ways: every connection
+// gets its whole stream, in order.
 func TestCrossNodePostsToManyConnections(t *testing.T) {
 	pool := pooledSystems(t, 3)
 	for _, way := range []struct {

@@ -69,16 +69,15 @@ func Prepare(m Message) *Prepared { return &Prepared{out: &outbound{msg: m}} }
 // CPU while its caller goes on. Otherwise p goes through the mailbox, behind
 // what is there.
 func (c *Conn) Post(p *Prepared) {
-	if !c.postIdle(p.out.msg, nil) {
+	if !c.postIdle(p.out.msg) {
 		c.rt.tell(c, p.out)
 	}
 }
 
 // post queues m for the connection, as Post does a Prepared message: Post
-// by ID, and the messages other nodes post, take the same way. w is the
-// held writes of the lane frame m came in, or nil.
-func (c *Conn) post(m Message, w *heldWrites) {
-	if !c.postIdle(m, w) {
+// by ID, and the messages other nodes post, take the same way.
+func (c *Conn) post(m Message) {
+	if !c.postIdle(m) {
 		c.rt.tell(c, &outbound{msg: m})
 	}
 }
@@ -86,54 +85,15 @@ func (c *Conn) post(m Message, w *heldWrites) {
 // postIdle queues m straight into the send queue if the connection's actor
 // runs and its mailbox is empty, and reports whether it did (or dropped m:
 // the actor has stopped, and the mailbox would drop it too).
-func (c *Conn) postIdle(m Message, w *heldWrites) bool {
+func (c *Conn) postIdle(m Message) bool {
 	if c.actorDone.Load() {
 		return true
 	}
 	if c.spawned.Load() && c.inbox.idle() {
-		w.enqueue(c, m)
+		_ = c.tc.Enqueue(m.Type, m.Data) // a closing connection refuses it, as its actor would
 		return true
 	}
 	return false
-}
-
-// heldWrites is the connections whose writes the lane's reader does itself
-// at the end of a frame from another node, rather than waking a flusher for
-// each (transport.Conn.EnqueueHeld; see batchReceiver.receiveFrame). Only
-// the first maxHeldWrites connections a frame finds idle are held, so that
-// a frame for many (a node's Posts to a room's players) still spreads its
-// writes over the flushers.
-type heldWrites struct {
-	conns [maxHeldWrites]*Conn
-	n     int
-}
-
-// maxHeldWrites bounds the connections one batch's reader writes to itself:
-// each costs it a few nonblocking writes before it reads the next batch.
-const maxHeldWrites = 4
-
-// enqueue queues m for c without writing it: w's reader writes it at the
-// frame's end if it holds c, a flusher otherwise. w may be nil: no frame,
-// or one whose reader has more to read.
-func (w *heldWrites) enqueue(c *Conn, m Message) {
-	if w == nil || w.n == maxHeldWrites {
-		_ = c.tc.Enqueue(m.Type, m.Data) // a closing connection refuses it, as its actor would
-		return
-	}
-	if held, _ := c.tc.EnqueueHeld(m.Type, m.Data); held {
-		w.conns[w.n] = c
-		w.n++
-	}
-}
-
-// flush writes to the held connections what they have queued, as far as
-// their sockets take it without waiting, and hands the rest on.
-func (w *heldWrites) flush() {
-	for i := range w.n {
-		w.conns[i].tc.FlushHeld()
-		w.conns[i] = nil
-	}
-	w.n = 0
 }
 
 // mailboxLoad is a connection mailbox's middleware: it counts what was

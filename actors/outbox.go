@@ -596,9 +596,7 @@ func receiverName(server string) string { return SupervisorPrefix + "deliver-" +
 // a process without a mailbox: a batch is posted item by item, in order, to
 // the connections' mailboxes on the goroutine of the endpoint reader that
 // received it, which is what protoactor would have done for each message
-// sent on its own. A lane frame's reader also writes to the first few
-// connections the frame found idle, at its end, unless the next frame waits
-// (heldWrites).
+// sent on its own.
 type batchReceiver struct{ rt *Runtime }
 
 // registerReceiver registers the server's batch receiver, and its handler
@@ -633,10 +631,8 @@ func (r *batchReceiver) SendUserMessage(_ *actor.PID, message any) {
 		return
 	}
 	from, replyID := b.GetReplyAddress(), b.GetReplyId()
-	// The endpoint reader cannot tell whether the next batch waits for it,
-	// so it leaves every socket write to the flushers (no heldWrites).
 	for _, it := range b.GetItems() {
-		r.deliver(from, replyID, it.GetName(), it.GetRequestId(), it.GetType(), it.GetData(), nil)
+		r.deliver(from, replyID, it.GetName(), it.GetRequestId(), it.GetType(), it.GetData())
 	}
 	for p := b.GetPacked(); len(p) > 0; {
 		it, rest, ok := nextPacked(p)
@@ -644,7 +640,7 @@ func (r *batchReceiver) SendUserMessage(_ *actor.PID, message any) {
 			r.malformed(from, "wsactor.DeliverBatch.packed", len(p))
 			return
 		}
-		r.deliverPacked(from, replyID, it, nil)
+		r.deliverPacked(from, replyID, it)
 		p = rest
 	}
 }
@@ -655,12 +651,12 @@ func (r *batchReceiver) SendUserMessage(_ *actor.PID, message any) {
 // hold the whole batch (or the lane's buffer). (Copying a batch's small
 // messages into shared chunks saved an allocation per message but no CPU
 // measurably, and would let a queued message hold a whole chunk.)
-func (r *batchReceiver) deliverPacked(from, replyID string, it packedItem, w *heldWrites) {
+func (r *batchReceiver) deliverPacked(from, replyID string, it packedItem) {
 	// make and copy, which the compiler turns into one allocation that is
 	// not zeroed first; bytes.Clone goes through append's growth.
 	data := make([]byte, len(it.data))
 	copy(data, it.data)
-	r.deliver(from, replyID, unsafe.String(unsafe.SliceData(it.name), len(it.name)), it.reqID, it.typ, data, w)
+	r.deliver(from, replyID, unsafe.String(unsafe.SliceData(it.name), len(it.name)), it.reqID, it.typ, data)
 }
 
 // malformed counts and logs a batch or frame whose rest cannot be read:
@@ -674,22 +670,11 @@ func (r *batchReceiver) malformed(from, what string, dropped int) {
 }
 
 // receiveFrame delivers a lane frame's records in order, on the lane
-// reader's goroutine, as SendUserMessage does a batch's. If the reader has
-// nothing more to read (more is false), it then writes to the connections
-// the frame found idle itself, rather than waking a flusher for them: a
-// goroutine hop less for a stream of messages to a few connections, which
-// is a third of the way to the socket. While frames wait, their reader
-// leaves the writes to the flushers, as before, so that a node's stream to
-// another runs at the rate of the lane's reader alone.
-func (r *batchReceiver) receiveFrame(from string, p []byte, more bool) {
-	var w *heldWrites
-	if !more {
-		w = new(heldWrites)
-		defer w.flush()
-	}
+// reader's goroutine, as SendUserMessage does a batch's.
+func (r *batchReceiver) receiveFrame(from string, p []byte) {
 	left, ok := readFrame(p, func(replyID string, kind byte, it packedItem) {
 		if kind == recordData {
-			r.deliverPacked(from, replyID, it, w)
+			r.deliverPacked(from, replyID, it)
 		} else {
 			r.deliverMessage(from, replyID, kind, it)
 		}
@@ -843,13 +828,13 @@ func (r *batchReceiver) deliverMessage(from, replyID string, kind byte, it packe
 
 // deliver posts one data item to its connection, as a request answered to
 // the sender's reply process (replyID on the node at from) if reqID is not
-// 0. w is the batch's held writes.
-func (r *batchReceiver) deliver(from, replyID, name string, reqID uint32, typ int32, data []byte, w *heldWrites) {
+// 0.
+func (r *batchReceiver) deliver(from, replyID, name string, reqID uint32, typ int32, data []byte) {
 	rt := r.rt
 	v, found := rt.conns.Load(name)
 	if reqID == 0 {
 		if found {
-			v.(*Conn).post(MessageFromWire(typ, data), w)
+			v.(*Conn).post(MessageFromWire(typ, data))
 		}
 		return // a Post to a connection that is gone: as a dead letter before
 	}

@@ -314,7 +314,7 @@ func (rt *Runtime) Post(id ID, m Message) error {
 		rc.o.push(outItem{name: rc.name, typ: WireType(m), data: m.Data})
 		return nil
 	}
-	c.post(m, nil)
+	c.post(m)
 	return nil
 }
 

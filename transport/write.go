@@ -23,10 +23,9 @@ type outbound struct {
 
 // sendQueue is the bounded FIFO between writers (the connection's actor, any
 // goroutine) and the socket. Three kinds of goroutine write to the socket,
-// one at a time (q.writing): the caller of Write while the queue is idle
-// (or of EnqueueHeld, at the end of its batch), a shared flusher (Enqueue,
-// and what queued behind a write), each only as far as the socket takes the
-// bytes without waiting (writeNonblocking); and
+// one at a time (q.writing): the caller of Write while the queue is idle,
+// a shared flusher (Enqueue, and what queued behind a write), both only as
+// far as the socket takes the bytes without waiting (writeNonblocking); and
 // the connection's own writer goroutine, which waits for the socket under
 // the stall watch and exists only while the socket cannot keep up or a
 // message is large. An idle connection costs no goroutine for writing, and
@@ -39,7 +38,6 @@ type sendQueue struct {
 	head        int
 	bytes       int  // bytes queued (plus QueueOverhead each), including the message being written
 	writing     bool // someone holds the right to write: a goroutine in writeNonblocking, a flusher, or the writer goroutine
-	held        bool // the right is EnqueueHeld's caller's, until its FlushHeld or until the queue is half full
 	refusing    bool // no more messages are accepted
 	closeQueued bool // the writer performs the closing handshake once drained
 	overflowed  bool // OverflowClose has run
@@ -56,10 +54,7 @@ type sendQueue struct {
 // calling goroutine, as far as the socket takes it without waiting: a reply
 // from the connection's own actor then crosses no other goroutine. Use
 // Enqueue to leave the writing to others (a fan-out).
-func (c *Conn) Write(typ MessageType, data []byte) error {
-	_, err := c.write(typ, data, writeNow)
-	return err
-}
+func (c *Conn) Write(typ MessageType, data []byte) error { return c.write(typ, data, true) }
 
 // Enqueue is Write without the write on the calling goroutine: the message
 // is written by one of the process's shared flushers (one per CPU), or the
@@ -67,75 +62,23 @@ func (c *Conn) Write(typ MessageType, data []byte) error {
 // large. A broadcast to thousands of connections then costs its caller a
 // queue operation per member, and the socket writes spread over every CPU
 // with no goroutine started per member.
-func (c *Conn) Enqueue(typ MessageType, data []byte) error {
-	_, err := c.write(typ, data, writeLater)
-	return err
-}
+func (c *Conn) Enqueue(typ MessageType, data []byte) error { return c.write(typ, data, false) }
 
-// EnqueueHeld is Enqueue for a goroutine that hands on a batch of messages
-// to several connections and writes them itself at the batch's end (a node
-// delivering what another node sent): when the message finds the queue
-// idle, the caller takes the right to write instead of a flusher, and held
-// is true. It saves a flusher's wake per connection and batch, which on a
-// cross-node stream to a few connections is a goroutine hop per network
-// frame.
-//
-// A caller that got held must call FlushHeld, after the rest of its batch,
-// and soon: until then nothing queued for the connection is written, and
-// without it nothing ever is. Should the queue meanwhile fill to half of a
-// bound (SendQueueBytes, or SendQueueMessages if set), the right passes to a
-// flusher at once, so that a batch larger than the queue still reaches a
-// prompt client rather than overflowing; FlushHeld then does nothing.
-func (c *Conn) EnqueueHeld(typ MessageType, data []byte) (held bool, err error) {
-	return c.write(typ, data, writeHeld)
-}
-
-// FlushHeld writes what is queued, as far as the socket takes it without
-// waiting, as a flusher would, and then hands the right to write on (to a
-// flusher for what is left, or the writer goroutine for a socket that is
-// full). Call it once for each EnqueueHeld that returned held.
-func (c *Conn) FlushHeld() {
-	q := &c.sendQueue
-	q.mu.Lock()
-	held := q.held
-	q.held = false
-	q.mu.Unlock()
-	if held {
-		q.flush()
-	}
-}
-
-// halfFullLocked reports whether the queue holds half of what a bound
-// allows. q.mu is held.
-func (q *sendQueue) halfFullLocked() bool {
-	o := q.conn.opts
-	return 2*q.bytes >= o.SendQueueBytes || (o.SendQueueMessages > 0 && 2*q.len() >= o.SendQueueMessages)
-}
-
-// writeMode is who writes a message that finds the queue idle.
-type writeMode uint8
-
-const (
-	writeNow   writeMode = iota // the caller, at once (Write)
-	writeLater                  // a flusher (Enqueue)
-	writeHeld                   // the caller, later (EnqueueHeld)
-)
-
-func (c *Conn) write(typ MessageType, data []byte, mode writeMode) (held bool, _ error) {
+func (c *Conn) write(typ MessageType, data []byte, now bool) error {
 	q := &c.sendQueue
 	o := c.opts
 	size := len(data) + QueueOverhead
 	q.mu.Lock()
 	if q.refusing || q.overflowed {
 		q.mu.Unlock()
-		return false, ErrClosed
+		return ErrClosed
 	}
 	for q.len() > 0 && (q.bytes+size > o.SendQueueBytes || (o.SendQueueMessages > 0 && q.len() >= o.SendQueueMessages)) {
 		switch o.Overflow {
 		case OverflowDropNewest:
 			q.mu.Unlock()
 			o.Counters.Dropped.Add(1)
-			return false, ErrQueueFull
+			return ErrQueueFull
 		case OverflowDropOldest:
 			q.pop()
 			o.Counters.Dropped.Add(1)
@@ -144,29 +87,23 @@ func (c *Conn) write(typ MessageType, data []byte, mode writeMode) (held bool, _
 			q.overflowed = true
 			q.mu.Unlock()
 			if !first {
-				return false, ErrClosed
+				return ErrClosed
 			}
 			o.Counters.SlowConsumerCloses.Add(1)
 			c.CloseSoon(StatusTryAgainLater, ReasonSlowConsumer)
-			return false, ErrQueueFull
+			return ErrQueueFull
 		}
 	}
 	m := outbound{typ: typ, data: data}
 	q.bytes += size
 	if q.writing {
 		q.items = append(q.items, m)
-		if q.held && q.halfFullLocked() {
-			// The holder's batch outgrows the queue: a flusher writes
-			// meanwhile, as it would have without the hold.
-			q.held = false
-			flushers.push(q)
-		}
 		q.mu.Unlock()
-		return false, nil
+		return nil
 	}
 	q.writing = true
 	fits := c.netConn.canTryWrite(len(data))
-	if mode == writeNow && fits {
+	if now && fits {
 		// Nothing is queued or being written: write on this goroutine.
 		q.mu.Unlock()
 		left, err := q.writeNonblocking(m)
@@ -174,19 +111,16 @@ func (c *Conn) write(typ MessageType, data []byte, mode writeMode) (held bool, _
 		q.bytes -= size
 		q.handOnLocked(left, err)
 		q.mu.Unlock()
-		return false, nil
+		return nil
 	}
 	q.items = append(q.items, m)
-	switch {
-	case !fits:
-		go q.writeLoop()
-	case mode == writeHeld:
-		held, q.held = true, true
-	default:
+	if fits {
 		flushers.push(q)
+	} else {
+		go q.writeLoop()
 	}
 	q.mu.Unlock()
-	return held, nil
+	return nil
 }
 
 // writeNonblocking writes m, never waiting on the client: what the socket

@@ -85,12 +85,8 @@ const (
 )
 
 // Handler receives a frame's payload for a channel, from the node at actor
-// address from. payload is only valid during the call. more reports
-// whether the session's reader already holds bytes of the next frame: a
-// handler that could do some work itself (socket writes) or hand it to
-// other goroutines should hand it on then, so as not to hold the next
-// frame up, and may do it itself when the reader would only wait.
-type Handler func(from string, payload []byte, more bool)
+// address from. payload is only valid during the call.
+type Handler func(from string, payload []byte)
 
 // Config configures a Hub.
 type Config struct {
@@ -661,7 +657,6 @@ func (h *Hub) read(s *session, hr *bufio.Reader, nc net.Conn) error {
 		}
 		frame := buf[start+4 : start+4+int(n)]
 		start += 4 + int(n)
-		more := start < end
 		cl, k := binary.Uvarint(frame)
 		if k <= 0 || cl > uint64(len(frame)-k) {
 			return protocolError("malformed frame header")
@@ -670,7 +665,7 @@ func (h *Hub) read(s *session, hr *bufio.Reader, nc net.Conn) error {
 		s.handled++ // a frame for nobody is not lost in the lane
 		if fn, ok := h.handlers.Load(string(channel)); ok {
 			h.framesIn.Add(1)
-			fn.(*registration).fn(s.from, payload, more)
+			fn.(*registration).fn(s.from, payload)
 		} else {
 			h.dropped.Add(1)
 		}

@@ -15,9 +15,7 @@ import (
 	"math/big"
 	"net"
 	"runtime"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,7 +73,7 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{more: make(chan struct{}, 1)} }
 
-func (r *recorder) handle(from string, p []byte, _ bool) {
+func (r *recorder) handle(from string, p []byte) {
 	r.mu.Lock()
 	r.from = append(r.from, from)
 	r.frames = append(r.frames, bytes.Clone(p))
@@ -216,72 +214,13 @@ func TestSyncFindsAnotherVersion(t *testing.T) {
 		t.Fatalf("Sync to a node of lane version 1: %v, want ErrUnsupported", err)
 	}
 	// b asks as a node of version 1 (without a version) and is refused.
-	ha.Handle("chat", func(string, []byte, bool) {})
+	ha.Handle("chat", func(string, []byte) {})
 	res, err := b.Root.RequestFuture(actor.NewPID(a.Address(), lane.ProcessName), &wire.LaneSync{Channel: "chat"}, 5*time.Second).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info, ok := res.(*wire.LaneInfo); !ok || info.GetError() == "" || info.GetToken() != nil {
 		t.Fatalf("a version 1 Sync was answered with %v, want an error and no token", res)
-	}
-}
-
-// TestHandlerLearnsWhetherMoreWaits checks Handler's more: false for a
-// frame its reader has nothing after, true for one followed by bytes it
-// already read. While the handler holds a first frame, the sender writes
-// two more, which a loopback write puts in the reader's socket buffer
-// before it returns (almost always: the kernel may defer it, so the test
-// tries a few times): the reader then reads both at once.
-func TestHandlerLearnsWhetherMoreWaits(t *testing.T) {
-	a, b := systems(t)
-	ha, hb := startHub(t, a, lane.Config{}), startHub(t, b, lane.Config{})
-	type call struct {
-		payload string
-		more    bool
-	}
-	calls := make(chan call, 3)
-	release := make(chan struct{}, 1)
-	hb.Handle("chat", func(_ string, p []byte, more bool) {
-		calls <- call{string(p), more}
-		if strings.HasSuffix(string(p), "/1") {
-			<-release
-		}
-	})
-	c := link(t, ha, b, "chat")
-	for try := range 5 {
-		name := func(i int) string { return strconv.Itoa(try) + "/" + strconv.Itoa(i) }
-		if err := c.Write(frame("chat", []byte(name(1)))); err != nil {
-			t.Fatal(err)
-		}
-		first := recvCall(t, calls)
-		for _, i := range []int{2, 3} {
-			if err := c.Write(frame("chat", []byte(name(i)))); err != nil {
-				t.Fatal(err)
-			}
-		}
-		release <- struct{}{}
-		got := []call{first, recvCall(t, calls), recvCall(t, calls)}
-		want := []call{{name(1), false}, {name(2), true}, {name(3), false}}
-		if slices.Equal(got, want) {
-			return
-		}
-		// The reader may have read the second frame alone; nothing else
-		// may differ.
-		if want[1].more = false; !slices.Equal(got, want) {
-			t.Fatalf("handler calls %+v; want %+v", got, want)
-		}
-	}
-	t.Fatal("in 5 tries the reader never had a frame's successor when it handled it")
-}
-
-func recvCall[T any](t *testing.T, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatal("no frame handled within 10 s")
-		panic("unreachable")
 	}
 }
 
@@ -293,7 +232,7 @@ func TestSyncAfterEndsTheSessionOnceHandled(t *testing.T) {
 	ha, hb := startHub(t, a, lane.Config{}), startHub(t, b, lane.Config{})
 	var count int
 	var mu sync.Mutex
-	hb.Handle("slow", func(string, []byte, bool) {
+	hb.Handle("slow", func(string, []byte) {
 		time.Sleep(time.Millisecond) // a busy handler: the barrier must wait for it
 		mu.Lock()
 		count++
@@ -341,7 +280,7 @@ func TestSyncAfterEndsTheSessionOnceHandled(t *testing.T) {
 func TestASessionEndedBeforeItsHelloIsRefused(t *testing.T) {
 	a, b := systems(t)
 	ha, hb := startHub(t, a, lane.Config{}), startHub(t, b, lane.Config{})
-	hb.Handle("chat", func(string, []byte, bool) {})
+	hb.Handle("chat", func(string, []byte) {})
 	info := chatInfo(t, ha, b)
 	// A session ID the receiver has not seen yet: as if the hello were
 	// still in flight when the sender gave up on the lane.
@@ -559,7 +498,7 @@ func TestAStuckPeerBreaksTheLane(t *testing.T) {
 	hb := startHub(t, b, lane.Config{})
 	unblock := make(chan struct{})
 	defer close(unblock)
-	hb.Handle("stuck", func(string, []byte, bool) { <-unblock })
+	hb.Handle("stuck", func(string, []byte) { <-unblock })
 	c := link(t, ha, b, "stuck")
 	big := frame("stuck", make([]byte, 1<<20))
 	var err error
@@ -613,7 +552,7 @@ func TestCloseDoesNotWaitForSilentConnections(t *testing.T) {
 func TestAFrameLengthAloneAllocatesNothingLarge(t *testing.T) {
 	a, b := systems(t)
 	ha, hb := startHub(t, a, lane.Config{}), startHub(t, b, lane.Config{})
-	hb.Handle("chat", func(string, []byte, bool) {})
+	hb.Handle("chat", func(string, []byte) {})
 	info := chatInfo(t, ha, b)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
