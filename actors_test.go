@@ -267,3 +267,35 @@ func TestAcceptThenClose(t *testing.T) {
 		return st.ConnectionsRejected == 1 && st.ConnectionsOpen == 0
 	})
 }
+
+// TestAClosedConnectionIsNoLongerCounted checks Close's promise as Stats
+// and Shutdown see it: once Close returns, the connection no longer counts
+// as open. The socket's reader and the connection's actor each release the
+// connection; the reader used to release only after it had told the actor,
+// so Close could return (the actor stopped) while the reader had yet to,
+// and Stats still counted the connection for a moment.
+func TestAClosedConnectionIsNoLongerCounted(t *testing.T) {
+	rec := newRecorder()
+	ts := newTestServer(t, wsactor.Options{}, func(s *wsactor.Server) { s.Handle("/ws", rec.factory()) })
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for i := range 300 {
+		c := dial(t, ts.url+"/ws")
+		id := recv(t, rec.opened, "open")
+		readText(t, c)
+		go func() { // answer the closing handshake
+			for {
+				if _, _, err := c.Read(context.Background()); err != nil {
+					return
+				}
+			}
+		}()
+		if err := ts.Close(ctx, id, 4000, ""); err != nil {
+			t.Fatalf("close %d: %v", i, err)
+		}
+		if open := ts.Stats().ConnectionsOpen; open != 0 {
+			t.Fatalf("after Close %d returned, Stats counts %d connections open", i, open)
+		}
+		recv(t, rec.closed, "OnClose")
+	}
+}

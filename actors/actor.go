@@ -349,11 +349,16 @@ var clockBase = time.Now()
 func monotonic() int64 { return int64(time.Since(clockBase)) }
 
 // transportFinished runs on the reader goroutine once the socket is closed.
+// It releases the connection before it tells the actor: the actor's stop
+// ends a Close, and by then the connection must count as gone (Stats,
+// Shutdown's drain), which takes both releases. The actor's own comes after
+// OnClose, so a connection whose OnClose has not run still counts.
 func (c *Conn) transportFinished(info transport.CloseInfo) {
-	if !c.actorDone.Load() {
+	alive := !c.actorDone.Load()
+	c.release()
+	if alive {
 		c.rt.system.Root.Send(c.pid, &transportClosed{info: info})
 	}
-	c.release()
 }
 
 // release is called once by the actor (Stopped) and once by the reader; the
