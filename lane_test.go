@@ -34,80 +34,12 @@ func untilOnLane(t *testing.T, receiver *lane.Hub, before uint64, post func()) {
 	})
 }
 
-// TestCrossNodeWaysKeepOrderAndClose posts and sends across nodes, then
-// closes, on each way, and checks the order, that the close frame comes
-// after every message, and the way taken.
-func TestCrossNodeWaysKeepOrderAndClose(t *testing.T) {
-	pool := pooledSystems(t, 3)
-	for _, way := range []struct {
-		name     string
-		receiver int
-		lane     bool
-	}{{"lane", 1, true}, {"remote", 2, false}} {
-		t.Run(way.name, func(t *testing.T) {
-			nodes := startNodesOn(t, []*actor.ActorSystem{pool[0], pool[way.receiver]},
-				wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024}}, memberHandler)
-			one, two := nodes[0], nodes[1]
-			c, id := two.connect(t)
-			var framesBefore uint64
-			if h := lane.Of(pool[way.receiver]); h != nil {
-				framesBefore = h.Stats().FramesIn
-				untilOnLane(t, h, framesBefore, func() {
-					if err := one.Post(id, wsactor.Text("first")); err != nil {
-						t.Fatal(err)
-					}
-					if got := readText(t, c); got != "first" {
-						t.Fatalf("got %q", got)
-					}
-				})
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-			defer cancel()
-			const n = 400
-			for i := range n {
-				var err error
-				switch {
-				case i == n/2:
-					err = one.Send(ctx, id, wsactor.Text(strconv.Itoa(i)))
-				default:
-					err = one.Post(id, wsactor.Text(strconv.Itoa(i)))
-				}
-				if err != nil {
-					t.Fatalf("message %d: %v", i, err)
-				}
-			}
-			closed := make(chan error, 1)
-			go func() { closed <- one.Close(ctx, id, 4005, "done") }()
-			for i := range n {
-				if got := readText(t, c); got != strconv.Itoa(i) {
-					t.Fatalf("message %d: got %q", i, got)
-				}
-			}
-			if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != 4005 {
-				t.Fatalf("after the messages: want the close frame 4005, got %v", err)
-			}
-			if err := <-closed; err != nil {
-				t.Fatalf("Close: %v", err)
-			}
-			// A Close of a connection that is gone fails at once on both ways.
-			if err := one.Close(ctx, id, 4005, ""); err == nil {
-				t.Fatal("closing a closed connection succeeded")
-			}
-			h := lane.Of(pool[way.receiver])
-			switch {
-			case way.lane && (h == nil || h.Stats().FramesIn == framesBefore):
-				t.Fatal("nothing came on the lane")
-			case !way.lane && h != nil:
-				t.Fatal("the receiver has a lane")
-			}
-		})
-	}
-}
-
-// TestCrossNodeBroadcastsKeepOrderWithPosts: group broadcasts (one message
-// to the member's node, fanned out there) arrive in order with the sender's
-// posts and sends by ID, on the lane and through the remote.
-func TestCrossNodeBroadcastsKeepOrderWithPosts(t *testing.T) {
+// onBothWays runs fn as a subtest for each way a node reaches another's
+// connections: on the lane (pooled node 1, which has one, receives) and
+// through protoactor's remote (pooled node 2, which has none). Node one
+// (pooled node 0) sends; both serve memberHandler with room for 1,024
+// queued messages per connection.
+func onBothWays(t *testing.T, fn func(t *testing.T, one, two *remoteNode, receiver *actor.ActorSystem, onLane bool)) {
 	pool := pooledSystems(t, 3)
 	for _, way := range []struct {
 		name     string
@@ -116,36 +48,104 @@ func TestCrossNodeBroadcastsKeepOrderWithPosts(t *testing.T) {
 		t.Run(way.name, func(t *testing.T) {
 			nodes := startNodesOn(t, []*actor.ActorSystem{pool[0], pool[way.receiver]},
 				wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024}}, memberHandler)
-			one, two := nodes[0], nodes[1]
-			c, id := two.connect(t)
-			write(t, c, websocket.MessageText, "join g m")
-			if got := readText(t, c); got != "ok join" {
-				t.Fatalf("after the join: %q", got)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-			defer cancel()
-			const n = 300
-			for i := range n {
-				var err error
-				switch m := wsactor.Text(strconv.Itoa(i)); i % 3 {
-				case 0:
-					err = one.Post(id, m)
-				case 1:
-					_, err = one.Groups().Broadcast(ctx, "g", m)
-				default:
-					err = one.Send(ctx, id, m)
-				}
-				if err != nil {
-					t.Fatalf("message %d: %v", i, err)
-				}
-			}
-			for i := range n {
-				if got := readText(t, c); got != strconv.Itoa(i) {
-					t.Fatalf("message %d: got %q", i, got)
-				}
-			}
+			fn(t, nodes[0], nodes[1], pool[way.receiver], way.name == "lane")
 		})
 	}
+}
+
+// TestCrossNodeWaysKeepOrderAndClose posts and sends across nodes, then
+// closes, on each way, and checks the order, that the close frame comes
+// after every message, and the way taken.
+func TestCrossNodeWaysKeepOrderAndClose(t *testing.T) {
+	onBothWays(t, func(t *testing.T, one, two *remoteNode, receiver *actor.ActorSystem, onLane bool) {
+		c, id := two.connect(t)
+		var framesBefore uint64
+		if h := lane.Of(receiver); h != nil {
+			framesBefore = h.Stats().FramesIn
+			untilOnLane(t, h, framesBefore, func() {
+				if err := one.Post(id, wsactor.Text("first")); err != nil {
+					t.Fatal(err)
+				}
+				if got := readText(t, c); got != "first" {
+					t.Fatalf("got %q", got)
+				}
+			})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		const n = 400
+		for i := range n {
+			var err error
+			switch {
+			case i == n/2:
+				err = one.Send(ctx, id, wsactor.Text(strconv.Itoa(i)))
+			default:
+				err = one.Post(id, wsactor.Text(strconv.Itoa(i)))
+			}
+			if err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- one.Close(ctx, id, 4005, "done") }()
+		for i := range n {
+			if got := readText(t, c); got != strconv.Itoa(i) {
+				t.Fatalf("message %d: got %q", i, got)
+			}
+		}
+		if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != 4005 {
+			t.Fatalf("after the messages: want the close frame 4005, got %v", err)
+		}
+		if err := <-closed; err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		// A Close of a connection that is gone fails at once on both ways.
+		if err := one.Close(ctx, id, 4005, ""); err == nil {
+			t.Fatal("closing a closed connection succeeded")
+		}
+		h := lane.Of(receiver)
+		switch {
+		case onLane && (h == nil || h.Stats().FramesIn == framesBefore):
+			t.Fatal("nothing came on the lane")
+		case !onLane && h != nil:
+			t.Fatal("the receiver has a lane")
+		}
+	})
+}
+
+// TestCrossNodeBroadcastsKeepOrderWithPosts: group broadcasts (one message
+// to the member's node, fanned out there) arrive in order with the sender's
+// posts and sends by ID, on the lane and through the remote.
+func TestCrossNodeBroadcastsKeepOrderWithPosts(t *testing.T) {
+	onBothWays(t, func(t *testing.T, one, two *remoteNode, receiver *actor.ActorSystem, _ bool) {
+		c, id := two.connect(t)
+		write(t, c, websocket.MessageText, "join g m")
+		if got := readText(t, c); got != "ok join" {
+			t.Fatalf("after the join: %q", got)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		const n = 300
+		for i := range n {
+			var err error
+			switch m := wsactor.Text(strconv.Itoa(i)); i % 3 {
+			case 0:
+				err = one.Post(id, m)
+			case 1:
+				_, err = one.Groups().Broadcast(ctx, "g", m)
+			default:
+				err = one.Send(ctx, id, m)
+			}
+			if err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+		}
+		for i := range n {
+			if got := readText(t, c); got != strconv.Itoa(i) {
+				t.Fatalf("message %d: got %q", i, got)
+			}
+		}
+	})
 }
 
 // TestCrossNodePostsToManyConnections posts numbered streams to a dozen
@@ -153,47 +153,38 @@ func TestCrossNodeBroadcastsKeepOrderWithPosts(t *testing.T) {
 // frame holds messages for many of them, on both ways: every connection
 // gets its whole stream, in order.
 func TestCrossNodePostsToManyConnections(t *testing.T) {
-	pool := pooledSystems(t, 3)
-	for _, way := range []struct {
-		name     string
-		receiver int
-	}{{"lane", 1}, {"remote", 2}} {
-		t.Run(way.name, func(t *testing.T) {
-			nodes := startNodesOn(t, []*actor.ActorSystem{pool[0], pool[way.receiver]},
-				wsactor.Options{Transport: wsactor.TransportOptions{SendQueueMessages: 1024}}, memberHandler)
-			one, two := nodes[0], nodes[1]
-			const conns, n = 12, 300
-			clients := make([]*websocket.Conn, conns)
-			ids := make([]wsactor.ID, conns)
-			for i := range conns {
-				clients[i], ids[i] = two.connect(t)
+	onBothWays(t, func(t *testing.T, one, two *remoteNode, receiver *actor.ActorSystem, _ bool) {
+		const conns, n = 12, 300
+		clients := make([]*websocket.Conn, conns)
+		ids := make([]wsactor.ID, conns)
+		for i := range conns {
+			clients[i], ids[i] = two.connect(t)
+		}
+		if h := lane.Of(receiver); h != nil {
+			untilOnLane(t, h, h.Stats().FramesIn, func() {
+				if err := one.Post(ids[0], wsactor.Text("first")); err != nil {
+					t.Fatal(err)
+				}
+				if got := readText(t, clients[0]); got != "first" {
+					t.Fatalf("got %q", got)
+				}
+			})
+		}
+		for i := range n {
+			for k := range conns {
+				if err := one.Post(ids[k], wsactor.Text(strconv.Itoa(k)+":"+strconv.Itoa(i))); err != nil {
+					t.Fatalf("post %d to connection %d: %v", i, k, err)
+				}
 			}
-			if h := lane.Of(pool[way.receiver]); h != nil {
-				untilOnLane(t, h, h.Stats().FramesIn, func() {
-					if err := one.Post(ids[0], wsactor.Text("first")); err != nil {
-						t.Fatal(err)
-					}
-					if got := readText(t, clients[0]); got != "first" {
-						t.Fatalf("got %q", got)
-					}
-				})
-			}
+		}
+		for k, c := range clients {
 			for i := range n {
-				for k := range conns {
-					if err := one.Post(ids[k], wsactor.Text(strconv.Itoa(k)+":"+strconv.Itoa(i))); err != nil {
-						t.Fatalf("post %d to connection %d: %v", i, k, err)
-					}
+				if got, want := readText(t, c), strconv.Itoa(k)+":"+strconv.Itoa(i); got != want {
+					t.Fatalf("connection %d, message %d: got %q, want %q", k, i, got, want)
 				}
 			}
-			for k, c := range clients {
-				for i := range n {
-					if got, want := readText(t, c), strconv.Itoa(k)+":"+strconv.Itoa(i); got != want {
-						t.Fatalf("connection %d, message %d: got %q, want %q", k, i, got, want)
-					}
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestCrossNodeOrderAcrossLaneBreaks posts a numbered stream to a connection

@@ -71,7 +71,13 @@ func TestConnTellAndRequestKeepOrder(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 	})
-	const n = 400
+	relayRound(t, x, y, yID, 400)
+}
+
+// relayRound has x's relay Tell and Request n numbered messages to y, and
+// checks that y gets them in the order sent.
+func relayRound(t *testing.T, x, y *websocket.Conn, yID wsactor.ID, n int) {
+	t.Helper()
 	write(t, x, websocket.MessageText, "go "+string(yID)+" "+strconv.Itoa(n))
 	if got := readText(t, x); got != "done" {
 		t.Fatalf("x: %q", got)
@@ -117,17 +123,8 @@ func TestConnTellAndRequestKeepOrderRemote(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); <-busy }()
-	const n = 2000
 	for range 5 {
-		write(t, x, websocket.MessageText, "go "+string(yID)+" "+strconv.Itoa(n))
-		if got := readText(t, x); got != "done" {
-			t.Fatalf("x: %q", got)
-		}
-		for i := range n {
-			if got := readText(t, y); got != strconv.Itoa(i) {
-				t.Fatalf("message %d: got %q (Tell and Request from one connection crossed)", i, got)
-			}
-		}
+		relayRound(t, x, y, yID, 2000)
 	}
 	_ = one
 }
