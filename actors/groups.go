@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+
+	"github.com/wsactor/wsactor/transport"
 )
 
 // GroupService is what connections use to join groups and broadcast; the
@@ -80,6 +82,27 @@ func (c *Conn) post(m Message) {
 	if !c.postIdle(m) {
 		c.rt.tell(c, &outbound{msg: m})
 	}
+}
+
+// postCopy posts a copy of m, whose data the caller reuses: into a
+// recycled buffer that the send queue takes over if m goes straight there,
+// into one of its own if it goes through the mailbox.
+func (c *Conn) postCopy(m Message) {
+	if c.actorDone.Load() {
+		return
+	}
+	if c.spawned.Load() && c.inbox.idle() {
+		buf := transport.GetBuffer(len(m.Data))
+		copy(buf, m.Data)
+		_ = c.tc.EnqueueRecycled(m.Type, buf) // a closing connection refuses it, as its actor would
+		return
+	}
+	// make and copy, which the compiler turns into one allocation that is
+	// not zeroed first; bytes.Clone goes through append's growth.
+	data := make([]byte, len(m.Data))
+	copy(data, m.Data)
+	m.Data = data
+	c.rt.tell(c, &outbound{msg: m})
 }
 
 // postIdle queues m straight into the send queue if the connection's actor

@@ -648,10 +648,20 @@ func (r *batchReceiver) SendUserMessage(_ *actor.PID, message any) {
 // deliverPacked delivers an item read from a batch or a lane frame. The
 // name is only looked up, never kept, so it may alias the batch; the data is
 // copied, so that a message waiting in a slow connection's queue does not
-// hold the whole batch (or the lane's buffer). (Copying a batch's small
-// messages into shared chunks saved an allocation per message but no CPU
-// measurably, and would let a queued message hold a whole chunk.)
+// hold the whole batch (or the lane's buffer). A Post's copy comes from the
+// transport's recycled buffers when it goes straight into the connection's
+// send queue (postRecycled), which takes it back once written: allocating
+// and collecting a copy per message was the largest cost the receiving node
+// added to a message from another node. (Copying a batch's small messages
+// into shared chunks saved an allocation per message but no CPU measurably,
+// and would let a queued message hold a whole chunk.)
 func (r *batchReceiver) deliverPacked(from, replyID string, it packedItem) {
+	if it.reqID == 0 {
+		if v, found := r.rt.conns.Load(unsafe.String(unsafe.SliceData(it.name), len(it.name))); found {
+			v.(*Conn).postCopy(MessageFromWire(it.typ, it.data))
+		}
+		return // a Post to a connection that is gone: as a dead letter before
+	}
 	// make and copy, which the compiler turns into one allocation that is
 	// not zeroed first; bytes.Clone goes through append's growth.
 	data := make([]byte, len(it.data))

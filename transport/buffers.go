@@ -45,3 +45,68 @@ func putIOBuf(b *[ioBufSize]byte) { ioBufs.Put(b) }
 func smallReadWriter(rd *inboundConn, wr *watchedConn) *bufio.ReadWriter {
 	return bufio.NewReadWriter(bufio.NewReaderSize(rd, readBufSize), bufio.NewWriterSize(wr, writeBufSize))
 }
+
+// Recycled message buffers. A message that another node sent arrives in a
+// buffer the receiver reuses, so it is copied for the send queue; at
+// hundreds of thousands of messages a second, allocating that copy and
+// collecting it cost more than the rest of the receiving node's work per
+// message. GetBuffer draws the copy from a pool by size class, and
+// EnqueueRecycled gives it back once the message is written or dropped.
+// A class is twice the size of the one below it, so a queued message holds
+// at most twice its bytes.
+var (
+	msgBufs64   = sync.Pool{New: func() any { return new([64]byte) }}
+	msgBufs128  = sync.Pool{New: func() any { return new([128]byte) }}
+	msgBufs256  = sync.Pool{New: func() any { return new([256]byte) }}
+	msgBufs512  = sync.Pool{New: func() any { return new([512]byte) }}
+	msgBufs1024 = sync.Pool{New: func() any { return new([1024]byte) }}
+	msgBufs2048 = sync.Pool{New: func() any { return new([2048]byte) }}
+	msgBufs4096 = sync.Pool{New: func() any { return new([4096]byte) }}
+)
+
+// GetBuffer returns a buffer of n bytes for a message that will be queued
+// with EnqueueRecycled, which takes it over. Its bytes are not zeroed: the
+// caller fills all of them. A buffer of more than 4 KiB is not pooled.
+func GetBuffer(n int) []byte {
+	switch {
+	case n <= 64:
+		return msgBufs64.Get().(*[64]byte)[:n]
+	case n <= 128:
+		return msgBufs128.Get().(*[128]byte)[:n]
+	case n <= 256:
+		return msgBufs256.Get().(*[256]byte)[:n]
+	case n <= 512:
+		return msgBufs512.Get().(*[512]byte)[:n]
+	case n <= 1024:
+		return msgBufs1024.Get().(*[1024]byte)[:n]
+	case n <= 2048:
+		return msgBufs2048.Get().(*[2048]byte)[:n]
+	case n <= 4096:
+		return msgBufs4096.Get().(*[4096]byte)[:n]
+	}
+	return make([]byte, n)
+}
+
+// putBuffer gives a buffer from GetBuffer back; tests count the calls.
+var putBuffer = recycle
+
+// recycle gives a buffer from GetBuffer back to its pool; one of another
+// capacity (a large message's) is left to the garbage collector.
+func recycle(b []byte) {
+	switch cap(b) {
+	case 64:
+		msgBufs64.Put((*[64]byte)(b[:64]))
+	case 128:
+		msgBufs128.Put((*[128]byte)(b[:128]))
+	case 256:
+		msgBufs256.Put((*[256]byte)(b[:256]))
+	case 512:
+		msgBufs512.Put((*[512]byte)(b[:512]))
+	case 1024:
+		msgBufs1024.Put((*[1024]byte)(b[:1024]))
+	case 2048:
+		msgBufs2048.Put((*[2048]byte)(b[:2048]))
+	case 4096:
+		msgBufs4096.Put((*[4096]byte)(b[:4096]))
+	}
+}

@@ -1,6 +1,10 @@
 package transport
 
-import "time"
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+)
 
 // EncodeClientFrame encodes a masked client frame, for the external tests.
 var EncodeClientFrame = encodeFrame
@@ -28,3 +32,23 @@ func HeldBuffers(c *Conn) (read, write bool) {
 // ReaderHandovers reports how many times c's read loop has handed over to a
 // fresh goroutine.
 func ReaderHandovers(c *Conn) int { return int(c.handovers.Load()) }
+
+// CountRecycled counts the buffers that connections give back to
+// GetBuffer's pool until the test ends, and overwrites each with 0xEE bytes
+// as it comes back, so that a buffer given back while its message is still
+// to be written sends the client garbage. Call it before the test starts a
+// server, so that it ends after every connection has finished.
+func CountRecycled(t testing.TB) *atomic.Int64 {
+	var n atomic.Int64
+	put := putBuffer
+	putBuffer = func(b []byte) {
+		n.Add(1)
+		b = b[:cap(b)]
+		for i := range b {
+			b[i] = 0xEE
+		}
+		put(b)
+	}
+	t.Cleanup(func() { putBuffer = put })
+	return &n
+}

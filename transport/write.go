@@ -17,8 +17,16 @@ import (
 const QueueOverhead = 64
 
 type outbound struct {
-	typ  MessageType
-	data []byte
+	typ     uint8 // a MessageType; small, so that the slot stays 32 bytes
+	recycle bool  // data came from GetBuffer: give it back once written or dropped
+	data    []byte
+}
+
+// done gives m's buffer back if it was recycled; m is written or dropped.
+func (m outbound) done() {
+	if m.recycle {
+		putBuffer(m.data)
+	}
 }
 
 // sendQueue is the bounded FIFO between writers (the connection's actor, any
@@ -54,7 +62,7 @@ type sendQueue struct {
 // calling goroutine, as far as the socket takes it without waiting: a reply
 // from the connection's own actor then crosses no other goroutine. Use
 // Enqueue to leave the writing to others (a fan-out).
-func (c *Conn) Write(typ MessageType, data []byte) error { return c.write(typ, data, true) }
+func (c *Conn) Write(typ MessageType, data []byte) error { return c.write(typ, data, true, false) }
 
 // Enqueue is Write without the write on the calling goroutine: the message
 // is written by one of the process's shared flushers (one per CPU), or the
@@ -62,30 +70,48 @@ func (c *Conn) Write(typ MessageType, data []byte) error { return c.write(typ, d
 // large. A broadcast to thousands of connections then costs its caller a
 // queue operation per member, and the socket writes spread over every CPU
 // with no goroutine started per member.
-func (c *Conn) Enqueue(typ MessageType, data []byte) error { return c.write(typ, data, false) }
+func (c *Conn) Enqueue(typ MessageType, data []byte) error { return c.write(typ, data, false, false) }
 
-func (c *Conn) write(typ MessageType, data []byte, now bool) error {
+// EnqueueRecycled is Enqueue for a message in a buffer from GetBuffer,
+// which it takes over: the buffer goes back to GetBuffer's pool once the
+// message is written or dropped (also when EnqueueRecycled returns an
+// error), so the caller must not use data after the call. Data from
+// anywhere else must not be passed.
+func (c *Conn) EnqueueRecycled(typ MessageType, data []byte) error {
+	return c.write(typ, data, false, true)
+}
+
+func (c *Conn) write(typ MessageType, data []byte, now, recycle bool) error {
 	q := &c.sendQueue
 	o := c.opts
 	size := len(data) + QueueOverhead
 	q.mu.Lock()
 	if q.refusing || q.overflowed {
 		q.mu.Unlock()
+		if recycle {
+			putBuffer(data)
+		}
 		return ErrClosed
 	}
 	for q.len() > 0 && (q.bytes+size > o.SendQueueBytes || (o.SendQueueMessages > 0 && q.len() >= o.SendQueueMessages)) {
 		switch o.Overflow {
 		case OverflowDropNewest:
 			q.mu.Unlock()
+			if recycle {
+				putBuffer(data)
+			}
 			o.Counters.Dropped.Add(1)
 			return ErrQueueFull
 		case OverflowDropOldest:
-			q.pop()
+			q.pop().done()
 			o.Counters.Dropped.Add(1)
 		default:
 			first := !q.overflowed
 			q.overflowed = true
 			q.mu.Unlock()
+			if recycle {
+				putBuffer(data)
+			}
 			if !first {
 				return ErrClosed
 			}
@@ -94,7 +120,7 @@ func (c *Conn) write(typ MessageType, data []byte, now bool) error {
 			return ErrQueueFull
 		}
 	}
-	m := outbound{typ: typ, data: data}
+	m := outbound{typ: uint8(typ), recycle: recycle, data: data}
 	q.bytes += size
 	if q.writing {
 		q.items = append(q.items, m)
@@ -130,7 +156,8 @@ func (c *Conn) write(typ MessageType, data []byte, now bool) error {
 func (q *sendQueue) writeNonblocking(m outbound) (left bool, err error) {
 	c := q.conn
 	c.netConn.corkNonblocking()
-	err = c.ws.Write(context.Background(), m.typ, m.data)
+	err = c.ws.Write(context.Background(), MessageType(m.typ), m.data)
+	m.done() // coder/websocket has copied or written it
 	left, err = c.uncork(err)
 	return c.wrote(1, int64(len(m.data)), left, err)
 }
@@ -230,7 +257,8 @@ func (q *sendQueue) writeGatheredLocked() (left bool, err error) {
 		held += size
 		gathered += len(m.data) + maxFrameHeader
 		q.mu.Unlock()
-		err = c.ws.Write(context.Background(), m.typ, m.data)
+		err = c.ws.Write(context.Background(), MessageType(m.typ), m.data)
+		m.done() // coder/websocket has copied or written it
 		q.mu.Lock()
 		if err != nil {
 			break
@@ -273,6 +301,7 @@ func (q *sendQueue) pop() outbound {
 func (q *sendQueue) reset() {
 	for i := q.head; i < len(q.items); i++ {
 		q.bytes -= len(q.items[i].data) + QueueOverhead
+		q.items[i].done()
 		q.items[i] = outbound{}
 	}
 	q.head = 0
@@ -329,6 +358,7 @@ func (q *sendQueue) writeLoop() {
 		q.mu.Unlock()
 
 		err := c.writeMessage(m)
+		m.done()
 
 		q.mu.Lock()
 		q.bytes -= size
@@ -349,10 +379,10 @@ func (q *sendQueue) writeLoop() {
 // and the pieces leave in one write.
 func (c *Conn) writeMessage(m outbound) error {
 	if c.netConn == nil {
-		return c.ws.Write(context.Background(), m.typ, m.data)
+		return c.ws.Write(context.Background(), MessageType(m.typ), m.data)
 	}
 	c.netConn.cork()
-	err := c.ws.Write(context.Background(), m.typ, m.data)
+	err := c.ws.Write(context.Background(), MessageType(m.typ), m.data)
 	if ferr := c.netConn.uncork(); ferr != nil && err == nil {
 		// coder/websocket closes the socket on a failed write; this one
 		// failed under it, so close it here.

@@ -1,0 +1,111 @@
+package transport_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor/transport"
+)
+
+// recycledMessage is message i of a test in a buffer from GetBuffer: its
+// length varies over every size class and past the largest, and every byte
+// depends on i, so that a buffer given back and reused while its message
+// was still queued or being written shows as a corrupt message.
+func recycledMessage(i int) []byte {
+	sizes := [...]int{4, 60, 100, 256, 300, 1000, 2000, 4000, 4096, 6000}
+	b := transport.GetBuffer(sizes[i%len(sizes)])
+	binary.BigEndian.PutUint32(b, uint32(i))
+	for j := 4; j < len(b); j++ {
+		b[j] = byte(i + j)
+	}
+	return b
+}
+
+func checkRecycledMessage(t *testing.T, i int, b []byte) {
+	t.Helper()
+	want := recycledMessage(i) // a buffer of its own: never queued, never given back
+	if len(b) != len(want) || string(b) != string(want) {
+		t.Fatalf("message %d: got %d bytes starting %x, want %d bytes starting %x", i, len(b), b[:min(len(b), 8)], len(want), want[:min(len(want), 8)])
+	}
+}
+
+// TestEnqueueRecycledGivesEveryBufferBackOnce checks that a message queued
+// with EnqueueRecycled reaches the client whole, on every way a message is
+// written (on a flusher, and on the writer goroutine once the client's
+// socket is full, with a remainder left), and that its buffer is given back
+// exactly once, after it was written.
+func TestEnqueueRecycledGivesEveryBufferBackOnce(t *testing.T) {
+	recycled := transport.CountRecycled(t)
+	ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{SendQueueBytes: 64 << 20}})
+	client, sc := ts.dial(t, nil)
+	const n = 2000 // about 4 MiB: far more than the small socket buffers hold
+	for i := range n {
+		if err := sc.c.EnqueueRecycled(websocket.MessageBinary, recycledMessage(i)); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	// The client reads only now, so the socket filled up and the writer
+	// goroutine took over, while the buffers of what was written were
+	// already back in the pool and drawn again by recycledMessage.
+	for i := range n {
+		_, b := readMsg(t, client)
+		checkRecycledMessage(t, i, b)
+	}
+	eventually(t, fmt.Sprintf("%d buffers given back", n), func() bool { return recycled.Load() == n })
+	if got := recycled.Load(); got != n {
+		t.Fatalf("%d buffers given back for %d messages", got, n)
+	}
+	if m, b := sc.c.Queued(); m != 0 || b != 0 {
+		t.Errorf("Queued() = %d, %d after every message was read", m, b)
+	}
+}
+
+// TestEnqueueRecycledGivesBackWhatIsDropped checks that the buffers of
+// messages that are never written come back too: refused by a full queue
+// (OverflowDropNewest), pushed out of it (OverflowDropOldest), dropped when
+// the connection closes, and refused by a closed connection.
+func TestEnqueueRecycledGivesBackWhatIsDropped(t *testing.T) {
+	for _, policy := range []transport.OverflowPolicy{transport.OverflowDropNewest, transport.OverflowDropOldest, transport.OverflowClose} {
+		t.Run(fmt.Sprint(policy), func(t *testing.T) {
+			recycled := transport.CountRecycled(t)
+			ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{
+				SendQueueMessages: 8,
+				SendQueueBytes:    64 << 20,
+				Overflow:          policy,
+			}})
+			client, sc := ts.dial(t, nil) // never reads
+			// A 1 MiB message holds the writer on the full socket, so the
+			// queue behind it fills up.
+			if err := sc.c.Write(websocket.MessageBinary, make([]byte, bigMsg)); err != nil {
+				t.Fatal(err)
+			}
+			const n = 100
+			refused := 0
+			for i := range n {
+				if err := sc.c.EnqueueRecycled(websocket.MessageBinary, recycledMessage(i)); err != nil {
+					if !errors.Is(err, transport.ErrQueueFull) && !errors.Is(err, transport.ErrClosed) {
+						t.Fatalf("message %d: %v", i, err)
+					}
+					refused++
+				}
+			}
+			if refused == 0 && policy != transport.OverflowDropOldest {
+				t.Fatalf("the queue of 8 took all %d messages behind a stuck write", n)
+			}
+			// Closing drops what is still queued; after it a message is
+			// refused at once.
+			_ = client.CloseNow()
+			sc.fin(t)
+			if err := sc.c.EnqueueRecycled(websocket.MessageBinary, recycledMessage(n)); !errors.Is(err, transport.ErrClosed) {
+				t.Fatalf("EnqueueRecycled after the close = %v, want ErrClosed", err)
+			}
+			eventually(t, fmt.Sprintf("%d buffers given back", n+1), func() bool { return recycled.Load() == n+1 })
+			if got := recycled.Load(); got != n+1 {
+				t.Fatalf("%d buffers given back for %d messages", got, n+1)
+			}
+		})
+	}
+}
