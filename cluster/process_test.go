@@ -65,7 +65,7 @@ type helper struct {
 func startHelper(t *testing.T, test string, env ...string) *helper {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), raceEnv(t.TempDir())), env...)
 	h := &helper{cmd: cmd, stderr: &syncBuffer{}, lines: make(chan string, 100)}
 	cmd.Stderr = h.stderr
 	out, err := cmd.StdoutPipe()
@@ -563,6 +563,7 @@ func TestHelperNode(t *testing.T) {
 	if err != nil && os.Getenv(helperWithinEnv) == "" {
 		t.Fatal(err)
 	}
+	settleRaces(t)
 }
 
 // reportRejoins prints when the node is dropped from its cluster, and when
