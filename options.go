@@ -20,6 +20,10 @@ const DefaultName = "ws"
 // ListenAndServe, reading the upgrade request's headers.
 const DefaultHandshakeTimeout = 10 * time.Second
 
+// DefaultNodeQueueBytes is Options.NodeQueueBytes when it is 0: a quarter
+// of a second of 256-byte messages at a million a second.
+const DefaultNodeQueueBytes = 64 << 20
+
 // Defaults of HTTPOptions, for the ordinary requests that ListenAndServe,
 // Serve and ListenAndServeHandler serve besides upgrades (an application's
 // other routes, and upgrade requests until they are upgraded).
@@ -81,6 +85,16 @@ type Options struct {
 	// reaching connections on other nodes (and failing fast for dead ones).
 	// Default nil: a single node. Package cluster provides it.
 	Cluster ClusterView
+	// NodeQueueBytes bounds, for each server on another node, the messages
+	// this server has queued for it and the network has not taken yet:
+	// each message's bytes plus about 128. Sends to a connection there
+	// that would pass it are refused with ErrNodeQueueFull (Send, Post,
+	// Tell) or dropped (a room's or group's delivery), and counted in
+	// Stats.NodeQueueFull; a close never is. It bounds this node's memory
+	// when another node, or the network to it, takes messages slower than
+	// this one sends them, as SendQueueBytes does for a slow client.
+	// Default 0: DefaultNodeQueueBytes; negative: no bound.
+	NodeQueueBytes int
 	// Groups configures groups and the user index: the directory (default
 	// in memory, for a single node) and presence events. See Server.Groups.
 	Groups GroupsOptions
@@ -104,6 +118,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxConnections == 0 {
 		o.MaxConnections = DefaultMaxConnections()
+	}
+	if o.NodeQueueBytes == 0 {
+		o.NodeQueueBytes = DefaultNodeQueueBytes
 	}
 	o.HTTP = o.HTTP.withDefaults(o.HandshakeTimeout)
 	o.Drain = o.Drain.withDefaults()

@@ -86,6 +86,7 @@ var (
 	ErrInvalidID          = actors.ErrInvalidID
 	ErrConnectionNotFound = actors.ErrConnectionNotFound
 	ErrSendQueueFull      = actors.ErrSendQueueFull
+	ErrNodeQueueFull      = actors.ErrNodeQueueFull
 	ErrInvalidCloseCode   = actors.ErrInvalidCloseCode
 	// ErrNotRegistered: a message for another node is neither a protobuf
 	// message nor of a type registered with RegisterMessage.

@@ -74,12 +74,13 @@ func New(opts Options) *Server {
 		s.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLogger }))
 	}
 	rt, err := actors.NewRuntime(actors.Config{
-		System:      s.system,
-		ServerName:  opts.Name,
-		Logger:      opts.Logger,
-		Counters:    &s.counters,
-		Supervision: opts.Supervision,
-		Gone:        s.connectionGone,
+		System:         s.system,
+		ServerName:     opts.Name,
+		Logger:         opts.Logger,
+		Counters:       &s.counters,
+		Supervision:    opts.Supervision,
+		NodeQueueBytes: opts.NodeQueueBytes,
+		Gone:           s.connectionGone,
 	})
 	if err != nil {
 		panic(err)
@@ -354,19 +355,24 @@ func (s *Server) connectionGone() {
 // from a mailbox can deadlock two connections that send to each other. Messages from
 // one goroutine arrive in order. It returns an error wrapping ErrInvalidID for
 // a malformed ID, ErrConnectionNotFound for an unknown or closed connection,
-// ErrSendQueueFull when the connection's send queue overflowed, or ctx's error.
+// ErrSendQueueFull when the connection's send queue overflowed,
+// ErrNodeQueueFull when the connection is on another node and the queue to
+// it is full (Options.NodeQueueBytes), or ctx's error.
 func (s *Server) Send(ctx context.Context, id ID, m Message) error {
 	return s.rt.Send(ctx, id, m)
 }
 
 // Post is the fire-and-forget Send: it returns at once, reporting only a
-// malformed ID or a connection known to be gone.
+// malformed ID, a connection known to be gone, or, for a connection on
+// another node, ErrNodeQueueFull (the message was dropped: see
+// Options.NodeQueueBytes).
 func (s *Server) Post(id ID, m Message) error { return s.rt.Post(id, m) }
 
 // Tell delivers an arbitrary message to the connection's Receiver, through
 // its mailbox. To a connection on another node, msg must be a protobuf
 // message or of a type registered with RegisterMessage (it arrives decoded):
-// anything else is refused with an error wrapping ErrNotRegistered.
+// anything else is refused with an error wrapping ErrNotRegistered, and
+// ErrNodeQueueFull as with Post.
 func (s *Server) Tell(id ID, msg any) error { return s.rt.Tell(id, msg) }
 
 // Close asks the connection with this ID to close with code and reason after
@@ -396,6 +402,11 @@ type Stats struct {
 	// with RegisterMessage on the sender only, or JSON that does not fit the
 	// type. Each name is also logged at Warn, at most once a minute.
 	MessagesUndecodable int64
+	// NodeQueueFull counts messages for connections on other nodes that
+	// were refused or dropped because the queue to their node was full
+	// (Options.NodeQueueBytes, ErrNodeQueueFull). Logged at Warn, at most
+	// once a minute for each node.
+	NodeQueueFull int64
 	// ConnectionsHeld is what counts against MaxConnections: the TCP
 	// connections the server's listeners hold (idle keep-alive, requests
 	// and handshakes being read, WebSockets) and the handshakes and
@@ -444,6 +455,7 @@ func (s *Server) Stats() Stats {
 		Dropped:             c.Dropped.Load(),
 		RateLimited:         c.RateLimited.Load(),
 		MessagesUndecodable: c.Undecodable.Load(),
+		NodeQueueFull:       c.NodeQueueFull.Load(),
 		ConnectionsHeld:     s.admitted.Load(),
 		RejectedBy:          make(map[string]int64, metrics.NumRejectReasons),
 		MailboxLatency:      c.MailboxLatency.Snapshot(),

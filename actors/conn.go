@@ -24,6 +24,12 @@ var (
 	// ErrSendQueueFull: the connection's send queue was full; its overflow
 	// policy ran (by default the connection is closed with 1008).
 	ErrSendQueueFull = errors.New("wsactor: send queue full")
+	// ErrNodeQueueFull: the connection is on another node, and this server
+	// already holds Options.NodeQueueBytes of messages for that node's
+	// server that the network has not taken yet; the message was dropped
+	// (and counted in Stats.NodeQueueFull). That node, or the network to it,
+	// takes messages slower than this node sends them.
+	ErrNodeQueueFull = errors.New("wsactor: queue to the connection's node full")
 	// ErrInvalidCloseCode: the code may not be sent in a close frame (use
 	// 1000–1003, 1007–1014 or 3000–4999).
 	ErrInvalidCloseCode = errors.New("wsactor: invalid close code")

@@ -52,11 +52,12 @@ func (rt *Runtime) HandleInline(name string, fn InlineFunc) (pid *actor.PID, rem
 // that node and server, so that it keeps its order with what this node
 // sends to that server's connections by ID and with SendAs. To this node, or
 // a node that is not a live member, it is sent as it is. Across nodes, msg
-// must be a protobuf message.
+// must be a protobuf message; it is dropped, and counted, when the queue to
+// the node is full (Config.NodeQueueBytes).
 func (rt *Runtime) SendToNode(address, name string, msg any) {
 	pid := actor.NewPID(address, name)
 	if o := rt.outboxTo(rt.server, address); o != nil {
-		o.sendOrPush(outItem{pid: pid, msg: msg}, func() { rt.system.Root.Send(pid, msg) })
+		_ = o.sendOrPush(outItem{pid: pid, msg: msg}, func() { rt.system.Root.Send(pid, msg) }) // a refusal is counted and logged
 		return
 	}
 	rt.system.Root.Send(pid, msg)
@@ -66,7 +67,8 @@ func (rt *Runtime) SendToNode(address, name string, msg any) {
 // connection on another live node it goes through the outbox to that node
 // and the connection's server, as Post and Tell do, so that it keeps its
 // order with them and with SendToNode. To anything else it is sent as it is.
-// Across nodes, msg must be a protobuf message (see EncodeValue).
+// Across nodes, msg must be a protobuf message (see EncodeValue); it is
+// dropped, and counted, when the queue to the node is full.
 func (rt *Runtime) SendAs(pid *actor.PID, msg any, sender *actor.PID) {
 	direct := func() {
 		if sender != nil {
@@ -76,7 +78,7 @@ func (rt *Runtime) SendAs(pid *actor.PID, msg any, sender *actor.PID) {
 		}
 	}
 	if o := rt.connOutbox(pid); o != nil {
-		o.sendOrPush(outItem{pid: pid, msg: msg, sender: sender}, direct)
+		_ = o.sendOrPush(outItem{pid: pid, msg: msg, sender: sender}, direct) // a refusal is counted and logged
 		return
 	}
 	direct()

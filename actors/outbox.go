@@ -18,6 +18,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/wsactor/wsactor/internal/lane"
 	"github.com/wsactor/wsactor/internal/wire"
+	"google.golang.org/protobuf/proto"
 )
 
 // Sends by ID to another node go through one outbox per peer and server, so
@@ -53,6 +54,28 @@ type outItem struct {
 	msg    any
 	sender *actor.PID // msg's sender, if not the reply process (reqID)
 	system bool       // msg is a system message (a Watch)
+
+	// control marks a Close or a Watch: small, and a caller waits on what
+	// it starts, so the outbox's bound never refuses one.
+	control bool
+	size    int // what it counts against the outbox's bound (cost)
+}
+
+// outItemOverhead is what each queued item counts against the outbox's
+// bound besides its payload: its slot (about 100 bytes) and its record's
+// header in a frame.
+const outItemOverhead = 128
+
+// cost is what it counts against the outbox's bound: its payload, or the
+// encoded size of a message, and outItemOverhead.
+func (it *outItem) cost() int {
+	if it.pid == nil {
+		return len(it.data) + outItemOverhead
+	}
+	if m, ok := it.msg.(proto.Message); ok {
+		return proto.Size(m) + outItemOverhead
+	}
+	return outItemOverhead
 }
 
 type outbox struct {
@@ -64,6 +87,8 @@ type outbox struct {
 	mu       sync.Mutex
 	items    []outItem
 	spare    []outItem // the flusher's emptied array, kept between flushers
+	bytes    int       // what items and the batch being sent count (outItem.cost)
+	warned   time.Time // when a refusal was last logged
 	flushing bool      // a flusher goroutine runs
 	viaLane  bool      // the flusher sends on the lane: nothing may go around it
 
@@ -147,9 +172,15 @@ func (c remoteConn) pid() *actor.PID {
 }
 
 // push queues it and starts a flusher unless one runs. It never blocks on
-// the network.
-func (o *outbox) push(it outItem) {
+// the network: when what is queued for the peer would pass the runtime's
+// NodeQueueBytes it refuses it with ErrNodeQueueFull, unless it is control.
+func (o *outbox) push(it outItem) error {
+	it.size = it.cost()
 	o.mu.Lock()
+	if err := o.admitLocked(&it); err != nil {
+		o.mu.Unlock()
+		return err
+	}
 	o.items = append(o.items, it)
 	start := !o.flushing
 	o.flushing = true
@@ -157,6 +188,26 @@ func (o *outbox) push(it outItem) {
 	if start {
 		go o.flush()
 	}
+	return nil
+}
+
+// admitLocked counts it against the outbox's bound, or refuses it: the
+// outbox already holds something and would hold more than the bound with
+// it. (One item always fits, as a connection's send queue takes one
+// message larger than its bound.) Called under mu.
+func (o *outbox) admitLocked(it *outItem) error {
+	limit := o.rt.nodeQueueBytes
+	if !it.control && limit > 0 && o.bytes > 0 && o.bytes+it.size > limit {
+		o.rt.counters.NodeQueueFull.Add(1)
+		if now := time.Now(); now.Sub(o.warned) >= time.Minute {
+			o.warned = now
+			o.rt.logger.Warn("wsactor: the queue to a node is full: refusing messages for it until it drains; the node, or the network to it, takes them slower than this node sends",
+				slog.String("node", o.address), slog.String("server", o.server), slog.Int("queued_bytes", o.bytes), slog.Int("limit", limit))
+		}
+		return ErrNodeQueueFull
+	}
+	o.bytes += it.size
+	return nil
 }
 
 // sendOrPush calls direct (a send through the remote) at once, under the
@@ -166,14 +217,21 @@ func (o *outbox) push(it outItem) {
 // so it gains nothing from waiting for a flusher goroutine to start; it
 // takes the flusher's way only behind earlier messages, which it must not
 // overtake, or to change to a lane.
-func (o *outbox) sendOrPush(it outItem, direct func()) {
+//
+// Queued, it counts against the bound as push's are, and may be refused.
+func (o *outbox) sendOrPush(it outItem, direct func()) error {
 	o.mu.Lock()
 	if !o.flushing && !o.viaLane && o.linked == nil {
 		direct()
 		o.remoteSeq++
 		o.startLink()
 		o.mu.Unlock()
-		return
+		return nil
+	}
+	it.size = it.cost()
+	if err := o.admitLocked(&it); err != nil {
+		o.mu.Unlock()
+		return err
 	}
 	o.items = append(o.items, it)
 	start := !o.flushing
@@ -182,6 +240,7 @@ func (o *outbox) sendOrPush(it outItem, direct func()) {
 	if start {
 		go o.flush()
 	}
+	return nil
 }
 
 // flush hands everything queued on, consecutive data messages as one
@@ -191,8 +250,10 @@ func (o *outbox) flush() {
 	items := o.spare
 	o.spare = nil
 	o.mu.Unlock()
+	sent := 0 // what the batch just sent counted against the bound
 	for {
 		o.mu.Lock()
+		o.bytes -= sent
 		if len(o.items) == 0 {
 			o.flushing = false
 			// Keep the array: a flusher that starts with none grows one
@@ -205,6 +266,10 @@ func (o *outbox) flush() {
 		items, o.items = o.items, items[:0]
 		o.mu.Unlock()
 		o.send(items)
+		sent = 0
+		for i := range items {
+			sent += items[i].size
+		}
 		clear(items) // let the payloads go
 	}
 }

@@ -58,15 +58,16 @@ func (rt *Runtime) isLocal(id ID) bool {
 // the runtime's replies process under a request ID of this call (see
 // replies), not to a protoactor future per call.
 func (rt *Runtime) request(ctx context.Context, pid *actor.PID, msg proto.Message) error {
-	return rt.await(ctx, pid.Address, func(id uint32) {
+	return rt.await(ctx, pid.Address, func(id uint32) error {
 		rt.system.Root.RequestWithCustomSender(pid, msg, rt.replies.sender(id))
+		return nil
 	})
 }
 
 // await registers a request, calls send with its ID, and waits for the
 // answer from the node at address, bounded by ctx and the runtime's request
-// timeout.
-func (rt *Runtime) await(ctx context.Context, address string, send func(id uint32)) error {
+// timeout. An error from send (the request was not sent) returns at once.
+func (rt *Runtime) await(ctx context.Context, address string, send func(id uint32) error) error {
 	timeout := rt.requestTimeout
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), time.Millisecond)
@@ -74,7 +75,9 @@ func (rt *Runtime) await(ctx context.Context, address string, send func(id uint3
 	id, p := rt.replies.register()
 	defer rt.replies.done(id, p)
 	p.timer.Reset(timeout)
-	send(id)
+	if err := send(id); err != nil {
+		return err
+	}
 	var res any
 	select {
 	case res = <-p.answer:
@@ -161,6 +164,6 @@ func (rt *Runtime) watchStopped(rc remoteConn) (<-chan struct{}, func()) {
 	// The Watch goes through the outbox, so on the same stream as the
 	// request, whether that is the remote's or the lane's.
 	watch := &actor.Watch{Watcher: watcher}
-	rc.o.sendOrPush(outItem{pid: pid, msg: watch, system: true}, func() { rt.system.Root.Send(pid, watch) })
+	_ = rc.o.sendOrPush(outItem{pid: pid, msg: watch, system: true, control: true}, func() { rt.system.Root.Send(pid, watch) })
 	return done, func() { rt.system.Root.Stop(watcher) }
 }

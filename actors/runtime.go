@@ -47,6 +47,9 @@ type Config struct {
 	Logger      *slog.Logger
 	Counters    *metrics.Counters
 	Supervision Supervision
+	// NodeQueueBytes bounds what is queued for each server on another
+	// node (see Options.NodeQueueBytes); 0 or negative: no bound.
+	NodeQueueBytes int
 	// Gone is called once a connection's actor has stopped and its socket is
 	// closed.
 	Gone func()
@@ -61,6 +64,7 @@ type Runtime struct {
 	counters       *metrics.Counters
 	supervisor     *actor.PID
 	requestTimeout time.Duration
+	nodeQueueBytes int // the outboxes' bound, or 0
 	replies        *replies
 	routes         atomic.Pointer[routeTable] // the outboxes to the other nodes' servers
 	// unregisterReceiver removes the batch receiver and the lane handler
@@ -107,6 +111,7 @@ func NewRuntime(cfg Config) (*Runtime, error) {
 		logger:         cfg.Logger,
 		counters:       cfg.Counters,
 		requestTimeout: 5 * time.Second,
+		nodeQueueBytes: max(cfg.NodeQueueBytes, 0),
 		onGone:         cfg.Gone,
 		ctx:            context.Background(),
 		dispatch:       newDispatcher(),
@@ -278,8 +283,8 @@ func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
 	case err != nil:
 		return err
 	case rc.o != nil:
-		return rt.await(ctx, rc.o.address, func(id uint32) {
-			rc.o.sendOrPush(outItem{name: rc.name, reqID: id, typ: WireType(m), data: m.Data}, func() {
+		return rt.await(ctx, rc.o.address, func(id uint32) error {
+			return rc.o.sendOrPush(outItem{name: rc.name, reqID: id, typ: WireType(m), data: m.Data}, func() {
 				rt.system.Root.RequestWithCustomSender(rc.pid(), &wire.Deliver{Type: WireType(m), Data: m.Data}, rt.replies.sender(id))
 			})
 		})
@@ -303,16 +308,16 @@ func (rt *Runtime) Send(ctx context.Context, id ID, m Message) error {
 }
 
 // Post delivers m through the connection's mailbox without waiting. It
-// reports only what it knows at once: a malformed or unknown ID, or a
-// connection on a node that is not a live member.
+// reports only what it knows at once: a malformed or unknown ID, a
+// connection on a node that is not a live member, or a full queue to the
+// connection's node (ErrNodeQueueFull: m was dropped).
 func (rt *Runtime) Post(id ID, m Message) error {
 	c, rc, err := rt.resolve(id)
 	switch {
 	case err != nil:
 		return err
 	case rc.o != nil:
-		rc.o.push(outItem{name: rc.name, typ: WireType(m), data: m.Data})
-		return nil
+		return rc.o.push(outItem{name: rc.name, typ: WireType(m), data: m.Data})
 	}
 	c.post(m)
 	return nil
@@ -334,9 +339,9 @@ func (rt *Runtime) Close(ctx context.Context, id ID, code StatusCode, reason str
 		pid := rc.pid()
 		stopped, unwatch := rt.watchStopped(rc)
 		defer unwatch()
-		err := rt.await(ctx, pid.Address, func(id uint32) {
+		err := rt.await(ctx, pid.Address, func(id uint32) error {
 			msg := &wire.Close{Code: int32(code), Reason: reason}
-			rc.o.sendOrPush(outItem{pid: pid, msg: msg, reqID: id}, func() {
+			return rc.o.sendOrPush(outItem{pid: pid, msg: msg, reqID: id, control: true}, func() {
 				rt.system.Root.RequestWithCustomSender(pid, msg, rt.replies.sender(id))
 			})
 		})
@@ -369,8 +374,7 @@ func (rt *Runtime) Tell(id ID, msg any) error {
 		if err != nil {
 			return err
 		}
-		rc.o.push(outItem{pid: rc.pid(), msg: m})
-		return nil
+		return rc.o.push(outItem{pid: rc.pid(), msg: m})
 	}
 	rt.tell(c, msg)
 	return nil

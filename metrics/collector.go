@@ -73,6 +73,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.dropped, st.Dropped)
 	counter(d.rateLimited, st.RateLimited)
 	counter(d.undecodable, st.MessagesUndecodable)
+	counter(d.nodeQueueFull, st.NodeQueueFull)
 	counter(d.panics, st.Panics)
 	counter(d.restarts, st.Restarts)
 	ch <- durationHistogram(d.mailbox, st.MailboxLatency)

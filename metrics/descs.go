@@ -8,6 +8,7 @@ type descs struct {
 	open, held, ready, accepted, rejected               *prometheus.Desc
 	msgIn, msgOut, bytesIn, bytesOut                    *prometheus.Desc
 	closes, slow, dropped, rateLimited, undecodable     *prometheus.Desc
+	nodeQueueFull                                       *prometheus.Desc
 	panics, restarts, mailbox                           *prometheus.Desc
 	bcastTime, bcastN, dirOps, dirErrs                  *prometheus.Desc
 	roomsActive, tickLate, failovers                    *prometheus.Desc
@@ -36,6 +37,7 @@ func newDescs(constLabels prometheus.Labels) descs {
 		dropped:       d("send_queue_dropped_total", "Outbound messages dropped by a drop-newest or drop-oldest overflow policy."),
 		rateLimited:   d("messages_rate_limited_total", "Inbound messages beyond their connection's rate limit."),
 		undecodable:   d("messages_undecodable_total", "Messages from other nodes dropped because this node could not decode them."),
+		nodeQueueFull: d("node_queue_full_total", "Messages for connections on other nodes refused or dropped because the queue to their node was full (Options.NodeQueueBytes)."),
 		panics:        d("handler_panics_total", "Connection handler panics recovered."),
 		restarts:      d("handler_restarts_total", "Connection handler restarts after a panic."),
 		mailbox:       d("mailbox_latency_seconds", "Time from reading a message off the socket to the end of the handler's OnMessage, sampled on one message in 64 per connection."),
@@ -68,7 +70,7 @@ func newDescs(constLabels prometheus.Labels) descs {
 func (d *descs) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
 		d.open, d.held, d.ready, d.accepted, d.rejected, d.msgIn, d.msgOut, d.bytesIn, d.bytesOut,
-		d.closes, d.slow, d.dropped, d.rateLimited, d.undecodable, d.panics, d.restarts, d.mailbox,
+		d.closes, d.slow, d.dropped, d.rateLimited, d.undecodable, d.nodeQueueFull, d.panics, d.restarts, d.mailbox,
 		d.bcastTime, d.bcastN, d.dirOps, d.dirErrs, d.roomsActive, d.tickLate, d.failovers,
 		d.roomPanics, d.roomRestarts, d.roomFenced, d.roomStoreErrs,
 		d.members, d.isolated, d.redisUp, d.redisOutages, d.drops, d.rejoins, d.resyncs, d.departures,

@@ -199,6 +199,15 @@ func (h *Hub) Handle(channel string, fn Handler) (remove func()) {
 	return func() { h.handlers.CompareAndDelete(channel, r) }
 }
 
+// Current returns the handler of channel, or nil: tests wrap it (a
+// receiver that stalls).
+func (h *Hub) Current(channel string) Handler {
+	if r, ok := h.handlers.Load(channel); ok {
+		return r.(*registration).fn
+	}
+	return nil
+}
+
 // registration is a Handler in Hub.handlers, by pointer, so that its
 // remover can tell it from a later one.
 type registration struct{ fn Handler }

@@ -29,6 +29,7 @@ type Counters struct {
 	Dropped            atomic.Int64 // outbound messages dropped by a drop policy
 	RateLimited        atomic.Int64 // inbound messages beyond their connection's rate limit
 	Undecodable        atomic.Int64 // messages from other nodes dropped because they could not be decoded
+	NodeQueueFull      atomic.Int64 // messages for other nodes refused because the queue to the node was full
 
 	// Closes counts ended connections by close code and by who ended them.
 	Closes Closes

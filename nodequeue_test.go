@@ -1,0 +1,181 @@
+package wsactor_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/internal/lane"
+	"github.com/wsactor/wsactor/internal/wire"
+)
+
+// stallProcess blocks the goroutine that hands it a message (protoactor's
+// endpoint reader for the stream it came on) until release is closed: a
+// node that has stopped taking messages from a peer.
+type stallProcess struct {
+	got     chan struct{}
+	release chan struct{}
+}
+
+func (p stallProcess) SendUserMessage(*actor.PID, any) {
+	select {
+	case p.got <- struct{}{}:
+	default:
+	}
+	<-p.release
+}
+func (stallProcess) SendSystemMessage(*actor.PID, any) {}
+func (stallProcess) Stop(*actor.PID)                   {}
+
+// stallReceiver makes the receiving node of two stop reading what one sends
+// it, on the way the test runs on, until the returned function is called:
+// on the lane, its reader blocks at the next frame for two's server; through
+// the remote, protoactor's endpoint reader blocks on a message to a process
+// that does not return.
+func stallReceiver(t *testing.T, one, two *remoteNode, receiver *actor.ActorSystem, onLane bool) (release func()) {
+	t.Helper()
+	stalled := make(chan struct{}, 1)
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	if onLane {
+		hub := lane.Of(receiver)
+		deliver := hub.Current(two.Name())
+		if deliver == nil {
+			t.Fatal("the receiving server handles no lane frames")
+		}
+		remove := hub.Handle(two.Name(), func(from string, payload []byte) {
+			select {
+			case stalled <- struct{}{}:
+			default:
+			}
+			<-gate
+			deliver(from, payload)
+		})
+		t.Cleanup(func() { remove(); hub.Handle(two.Name(), deliver) })
+		return release
+	}
+	reg := receiver.ProcessRegistry
+	const name = "wsactor-test-stall"
+	pid, _ := reg.Add(stallProcess{got: stalled, release: gate}, name)
+	t.Cleanup(func() { reg.Remove(pid) })
+	one.ActorSystem().Root.Send(actor.NewPID(receiver.Address(), name), &wire.Result{})
+	recv(t, stalled, "the receiver's endpoint reader to stall")
+	return release
+}
+
+// numberedMessage is a 1 KiB binary message whose first 4 bytes are i.
+func numberedMessage(i int) wsactor.Message {
+	b := make([]byte, 1024)
+	binary.BigEndian.PutUint32(b, uint32(i))
+	return wsactor.Binary(b)
+}
+
+// TestNodeQueueIsBounded: when another node stops taking messages, what a
+// server queues for it stops at Options.NodeQueueBytes: Post and Send to a
+// connection there return ErrNodeQueueFull at once, and each refusal is
+// counted and logged. Once the node reads again, every message that was
+// accepted arrives, in order, and the queue takes messages again.
+func TestNodeQueueIsBounded(t *testing.T) {
+	const limit = 256 << 10
+	pool := pooledSystems(t, 3)
+	for _, way := range []struct {
+		name     string
+		receiver int
+	}{{"lane", 1}, {"remote", 2}} {
+		t.Run(way.name, func(t *testing.T) {
+			nodes := startNodesOn(t, []*actor.ActorSystem{pool[0], pool[way.receiver]},
+				wsactor.Options{NodeQueueBytes: limit, Transport: wsactor.TransportOptions{SendQueueBytes: 64 << 20}}, memberHandler)
+			one, two := nodes[0], nodes[1]
+			receiver := pool[way.receiver]
+			onLane := way.name == "lane"
+			c, id := two.connect(t)
+			if onLane {
+				untilOnLane(t, lane.Of(receiver), lane.Of(receiver).Stats().FramesIn, func() {
+					if err := one.Post(id, wsactor.Text("first")); err != nil {
+						t.Fatal(err)
+					}
+					if got := readText(t, c); got != "first" {
+						t.Fatalf("got %q", got)
+					}
+				})
+			}
+			release := stallReceiver(t, one, two, receiver, onLane)
+
+			// Post until the queue is full. The socket buffers between the
+			// nodes take some megabytes first; the bound is on what waits
+			// behind them.
+			accepted := 0
+			deadline := time.Now().Add(testTimeout)
+			for {
+				err := one.Post(id, numberedMessage(accepted))
+				if errors.Is(err, wsactor.ErrNodeQueueFull) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("Post %d: %v", accepted, err)
+				}
+				accepted++
+				if accepted > 200_000 || time.Now().After(deadline) {
+					t.Fatalf("%d posts of 1 KiB to a node that does not read were all accepted", accepted)
+				}
+			}
+			refused := int64(1)
+			// While the node does not read, everything but a close is
+			// refused, a Send at once rather than at its timeout.
+			for i := range 50 {
+				if err := one.Post(id, numberedMessage(-1)); !errors.Is(err, wsactor.ErrNodeQueueFull) {
+					t.Fatalf("Post %d after the queue filled: %v, want ErrNodeQueueFull", i, err)
+				}
+				refused++
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			start := time.Now()
+			if err := one.Send(ctx, id, numberedMessage(-1)); !errors.Is(err, wsactor.ErrNodeQueueFull) {
+				t.Fatalf("Send to a connection behind a full queue: %v, want ErrNodeQueueFull", err)
+			}
+			refused++
+			if waited := time.Since(start); waited > testTimeout/2 {
+				t.Errorf("the refused Send took %v", waited)
+			}
+			if got := one.Stats().NodeQueueFull; got != refused {
+				t.Errorf("Stats().NodeQueueFull = %d, want %d", got, refused)
+			}
+			if logs := one.logs.String(); !strings.Contains(logs, "the queue to a node is full") {
+				t.Errorf("the refusals were not logged; the log:\n%s", logs)
+			}
+			if got := strings.Count(one.logs.String(), "the queue to a node is full"); got != 1 {
+				t.Errorf("the refusals were logged %d times, want once a minute", got)
+			}
+
+			release()
+			// Every accepted message arrives, in order, and nothing else.
+			for i := range accepted {
+				typ, b := read(t, c)
+				if typ != websocket.MessageBinary || len(b) != 1024 {
+					t.Fatalf("message %d: a %v message of %d bytes", i, typ, len(b))
+				}
+				if got := int(int32(binary.BigEndian.Uint32([]byte(b)))); got != i {
+					t.Fatalf("message %d: got number %d", i, got)
+				}
+			}
+			// Drained, the queue takes messages again.
+			if err := one.Send(ctx, id, wsactor.Text("after")); err != nil {
+				t.Fatalf("Send once the node reads again: %v", err)
+			}
+			if got := readText(t, c); got != "after" {
+				t.Fatalf("after the drain: got %q", got)
+			}
+			t.Logf("%d messages of 1 KiB accepted before the queue of %d KiB filled; %d refused", accepted, limit>>10, refused)
+		})
+	}
+}
