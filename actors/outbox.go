@@ -696,6 +696,7 @@ func (r *batchReceiver) SendUserMessage(_ *actor.PID, message any) {
 		return
 	}
 	from, replyID := b.GetReplyAddress(), b.GetReplyId()
+	var last lastConn
 	for _, it := range b.GetItems() {
 		r.deliver(from, replyID, it.GetName(), it.GetRequestId(), it.GetType(), it.GetData())
 	}
@@ -705,7 +706,7 @@ func (r *batchReceiver) SendUserMessage(_ *actor.PID, message any) {
 			r.malformed(from, "wsactor.DeliverBatch.packed", len(p))
 			return
 		}
-		r.deliverPacked(from, replyID, it)
+		r.deliverPacked(from, replyID, it, &last)
 		p = rest
 	}
 }
@@ -720,10 +721,10 @@ func (r *batchReceiver) SendUserMessage(_ *actor.PID, message any) {
 // added to a message from another node. (Copying a batch's small messages
 // into shared chunks saved an allocation per message but no CPU measurably,
 // and would let a queued message hold a whole chunk.)
-func (r *batchReceiver) deliverPacked(from, replyID string, it packedItem) {
+func (r *batchReceiver) deliverPacked(from, replyID string, it packedItem, last *lastConn) {
 	if it.reqID == 0 {
-		if v, found := r.rt.conns.Load(unsafe.String(unsafe.SliceData(it.name), len(it.name))); found {
-			v.(*Conn).postCopy(MessageFromWire(it.typ, it.data))
+		if c := last.lookup(r.rt, it.name); c != nil {
+			c.postCopy(MessageFromWire(it.typ, it.data))
 		}
 		return // a Post to a connection that is gone: as a dead letter before
 	}
@@ -732,6 +733,28 @@ func (r *batchReceiver) deliverPacked(from, replyID string, it packedItem) {
 	data := make([]byte, len(it.data))
 	copy(data, it.data)
 	r.deliver(from, replyID, unsafe.String(unsafe.SliceData(it.name), len(it.name)), it.reqID, it.typ, data)
+}
+
+// lastConn is the connection the previous post of a batch or frame went
+// to: a burst for one connection looks it up once. Its name aliases the
+// batch, so it lives as long as the batch's delivery. (A connection that
+// closes meanwhile drops the posts, as a lookup would: see postCopy.)
+type lastConn struct {
+	name []byte
+	conn *Conn
+}
+
+// lookup returns the open connection called name, or nil.
+func (l *lastConn) lookup(rt *Runtime, name []byte) *Conn {
+	if l.conn != nil && string(name) == string(l.name) {
+		return l.conn
+	}
+	v, found := rt.conns.Load(unsafe.String(unsafe.SliceData(name), len(name)))
+	if !found {
+		return nil
+	}
+	l.name, l.conn = name, v.(*Conn)
+	return l.conn
 }
 
 // malformed counts and logs a batch or frame whose rest cannot be read:
@@ -747,9 +770,10 @@ func (r *batchReceiver) malformed(from, what string, dropped int) {
 // receiveFrame delivers a lane frame's records in order, on the lane
 // reader's goroutine, as SendUserMessage does a batch's.
 func (r *batchReceiver) receiveFrame(from string, p []byte) {
+	var last lastConn
 	left, ok := readFrame(p, func(replyID string, kind byte, it packedItem) {
 		if kind == recordData {
-			r.deliverPacked(from, replyID, it)
+			r.deliverPacked(from, replyID, it, &last)
 		} else {
 			r.deliverMessage(from, replyID, kind, it)
 		}
