@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,4 +52,13 @@ func CountRecycled(t testing.TB) *atomic.Int64 {
 	}
 	t.Cleanup(func() { putBuffer = put })
 	return &n
+}
+
+// HoldSocket takes c's socket as a goroutine writing a control frame to a
+// client that does not read would, just before it counts as waiting, until
+// release is called.
+func HoldSocket(c *Conn) (release func()) {
+	c.netConn.mu.Lock()
+	var once sync.Once
+	return func() { once.Do(c.netConn.mu.Unlock) }
 }

@@ -129,7 +129,7 @@ func (c *Conn) write(typ MessageType, data []byte, now, recycle bool) error {
 	}
 	q.writing = true
 	fits := c.netConn.canTryWrite(len(data))
-	if now && fits {
+	if now && fits && c.netConn.tryCorkNonblocking() {
 		// Nothing is queued or being written: write on this goroutine.
 		q.mu.Unlock()
 		left, err := q.writeNonblocking(m)
@@ -152,10 +152,10 @@ func (c *Conn) write(typ MessageType, data []byte, now, recycle bool) error {
 // writeNonblocking writes m, never waiting on the client: what the socket
 // does not take at once stays in watchedConn (left), for the writer
 // goroutine to send first, so the order holds. The caller holds the right
-// to write (q.writing) and does not hold q.mu.
+// to write (q.writing), has corked the socket (tryCorkNonblocking) and does
+// not hold q.mu.
 func (q *sendQueue) writeNonblocking(m outbound) (left bool, err error) {
 	c := q.conn
-	c.netConn.corkNonblocking()
 	err = c.ws.Write(context.Background(), MessageType(m.typ), m.data)
 	m.done() // coder/websocket has copied or written it
 	left, err = c.uncork(err)
@@ -228,7 +228,7 @@ func (q *sendQueue) flush() {
 			q.handOnLocked(false, nil)
 			return
 		}
-		if !c.netConn.canTryWrite(len(q.items[q.head].data)) {
+		if !c.netConn.canTryWrite(len(q.items[q.head].data)) || !c.netConn.tryCorkNonblocking() {
 			go q.writeLoop()
 			return
 		}
@@ -244,12 +244,12 @@ func (q *sendQueue) flush() {
 // together, in one write that does not wait: a burst queued for a client
 // costs one system call per 4 KiB rather than one per message. q.mu is held
 // on entry and on return, and released while coder/websocket frames each
-// message; the first queued message must pass canTryWrite.
+// message; the first queued message must pass canTryWrite, and the caller
+// has corked the socket (tryCorkNonblocking).
 func (q *sendQueue) writeGatheredLocked() (left bool, err error) {
 	c := q.conn
 	var gathered, held, n int
 	var bytesOut int64
-	c.netConn.corkNonblocking()
 	for q.len() > 0 && (n == 0 || gathered+len(q.items[q.head].data)+maxFrameHeader <= ioBufSize) {
 		m := q.pop()
 		size := len(m.data) + QueueOverhead
@@ -577,11 +577,20 @@ func (w *watchedConn) uncork() error {
 	return w.flushLocked()
 }
 
-// corkNonblocking starts gathering writes for writeNonblocking.
-func (w *watchedConn) corkNonblocking() {
-	w.mu.Lock()
+// tryCorkNonblocking starts gathering writes for writeNonblocking unless
+// another goroutine holds the socket, and reports whether it corked. A control frame (a pong, a close
+// reply) written to a client that does not read holds the socket for as
+// long as coder/websocket lets it wait (5 s); canTryWrite sees such a write
+// once it waits, but not one that took the socket just after that check,
+// and a write that must not wait would then wait for it. Once corked, a
+// control frame written meanwhile joins the gathered bytes instead.
+func (w *watchedConn) tryCorkNonblocking() bool {
+	if !w.mu.TryLock() {
+		return false
+	}
 	w.corked, w.nonblock = true, true
 	w.mu.Unlock()
+	return true
 }
 
 // uncorkNonblocking writes what gathered as far as the socket takes it at

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"runtime/metrics"
 	"testing"
 
@@ -137,5 +138,41 @@ func TestEnqueueFansOutWithoutAGoroutinePerMessage(t *testing.T) {
 	t.Logf("%.3f goroutines created per message", perMessage)
 	if perMessage > 0.2 {
 		t.Errorf("%.3f goroutines created per enqueued message; want next to none", perMessage)
+	}
+}
+
+// TestFlushersDoNotWaitForAHeldSocket: a shared flusher must never wait for
+// a socket. A control frame (a pong, a close reply) written to a client
+// that does not read holds the connection's socket for up to 5 s; when it
+// takes the socket just after a flusher checked that nobody waits on it,
+// the flusher must hand the connection to its own writer goroutine rather
+// than wait. Here every flusher gets such a connection at once, and another
+// connection's message must still go out while they are held.
+func TestFlushersDoNotWaitForAHeldSocket(t *testing.T) {
+	ts := newServer(t, serverConfig{})
+	held := runtime.GOMAXPROCS(0) // at least as many as there are flushers
+	clients := make([]*websocket.Conn, held)
+	releases := make([]func(), held)
+	for i := range held {
+		var sc *serverConn
+		clients[i], sc = ts.dial(t, nil)
+		releases[i] = transport.HoldSocket(sc.c)
+		t.Cleanup(releases[i])
+		if err := sc.c.Enqueue(websocket.MessageText, []byte(fmt.Sprint("held ", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	free, sc := ts.dial(t, nil)
+	if err := sc.c.Enqueue(websocket.MessageText, []byte("free")); err != nil {
+		t.Fatal(err)
+	}
+	if _, b := readMsg(t, free); string(b) != "free" {
+		t.Fatalf("got %q", b)
+	}
+	for i, release := range releases {
+		release()
+		if _, b := readMsg(t, clients[i]); string(b) != fmt.Sprint("held ", i) {
+			t.Fatalf("connection %d: got %q after its socket was released", i, b)
+		}
 	}
 }
