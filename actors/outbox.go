@@ -112,6 +112,9 @@ type outbox struct {
 	frame []byte     // a lane frame being built, kept between batches
 }
 
+// maxSpareItems bounds the array an idle outbox keeps for its next flusher.
+const maxSpareItems = 4096
+
 // laneRetry is how long an outbox sends through the remote after its peer
 // had no lane, or its lane could not be set up, before it asks again; it
 // doubles with each failure in a row, up to 16 times.
@@ -134,7 +137,11 @@ type routeKey struct{ server, addr64 string }
 
 // routeTable maps the servers on other nodes that this runtime has sent to
 // to their outboxes. It is replaced, never changed: a send by ID reads it
-// without a lock, and there is one entry per peer and server, added once.
+// without a lock, and there is one entry per peer and server, added once
+// and dropped once its node has left the cluster and it is idle (see
+// route): in a cluster whose nodes come and go on new addresses, each
+// departed node's outboxes, with the buffers of their largest bursts, would
+// otherwise stay for the life of the process.
 type routeTable struct{ byKey map[routeKey]*outbox }
 
 // route returns the outbox to server on the node at address (addr64 in an
@@ -155,10 +162,46 @@ func (rt *Runtime) route(server, addr64, address string) *outbox {
 	o := &outbox{rt: rt, address: address, server: key.server, receiver: actor.NewPID(address, receiverName(server))}
 	next := make(map[routeKey]*outbox, len(old)+1)
 	maps.Copy(next, old)
+	rt.dropDeparted(next) // the table is copied anyway
 	next[key] = o
 	rt.routes.Store(&routeTable{byKey: next})
 	return o
 }
+
+// idle reports whether the outbox has nothing queued or being sent and
+// sets up no lane.
+func (o *outbox) idle() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.flushing && len(o.items) == 0 && !o.linking
+}
+
+// dropDeparted deletes from table the outboxes of nodes that have left the
+// cluster and that have nothing left to send. A send to such a node fails
+// before it looks at the table (resolve), and one that comes back gets a
+// new outbox.
+func (rt *Runtime) dropDeparted(table map[routeKey]*outbox) {
+	maps.DeleteFunc(table, func(_ routeKey, o *outbox) bool { return !rt.NodeAlive(o.address) && o.idle() })
+}
+
+// PruneRoutes drops the outboxes of departed nodes that have nothing left
+// to send, as adding an outbox does: a cluster that sees a node leave may
+// call it to free their memory at once.
+func (rt *Runtime) PruneRoutes() {
+	rt.routesMu.Lock()
+	defer rt.routesMu.Unlock()
+	old := rt.routes.Load().byKey
+	next := maps.Clone(old)
+	rt.dropDeparted(next)
+	if len(next) != len(old) {
+		rt.routes.Store(&routeTable{byKey: next})
+	}
+}
+
+// Routes returns how many servers on other nodes the runtime keeps an
+// outbox for: those it has sent to, less those of departed nodes dropped
+// since.
+func (rt *Runtime) Routes() int { return len(rt.routes.Load().byKey) }
 
 // remoteConn is a connection on another node, as resolve finds it.
 type remoteConn struct {
@@ -258,7 +301,11 @@ func (o *outbox) flush() {
 			o.flushing = false
 			// Keep the array: a flusher that starts with none grows one
 			// from nothing, and that was a third of a remote Post's cost.
-			o.spare = items[:0]
+			// But not a burst's large one, which an idle outbox would
+			// hold for good.
+			if cap(items) <= maxSpareItems {
+				o.spare = items[:0]
+			}
 			o.mu.Unlock()
 			return
 		}
