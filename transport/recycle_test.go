@@ -109,3 +109,25 @@ func TestEnqueueRecycledGivesBackWhatIsDropped(t *testing.T) {
 		})
 	}
 }
+
+// TestEnqueueRecycledWithCompression is TestEnqueueRecycledGivesEveryBufferBackOnce
+// with permessage-deflate: coder/websocket's flate writer must not keep a
+// reference to a message's bytes once Write returns, or a buffer given back
+// and drawn again would change what the client decompresses.
+func TestEnqueueRecycledWithCompression(t *testing.T) {
+	recycled := transport.CountRecycled(t)
+	ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{SendQueueBytes: 64 << 20, CompressionNoContextTakeover: true}})
+	client, sc := ts.dial(t, &websocket.DialOptions{CompressionMode: websocket.CompressionNoContextTakeover})
+	client.SetReadLimit(1 << 20)
+	const n = 2000
+	for i := range n {
+		if err := sc.c.EnqueueRecycled(websocket.MessageBinary, recycledMessage(i)); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		_, b := readMsg(t, client)
+		checkRecycledMessage(t, i, b)
+	}
+	eventually(t, fmt.Sprintf("%d buffers given back", n), func() bool { return recycled.Load() == n })
+}
