@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/internal/lane"
 	"github.com/wsactor/wsactor/internal/wire"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // stallProcess blocks the goroutine that hands it a message (protoactor's
@@ -181,5 +183,137 @@ func TestNodeQueueIsBounded(t *testing.T) {
 			}
 			t.Logf("%d messages of 1 KiB accepted before the queue of %d KiB filled; %d refused", next, limit>>10, refused)
 		})
+	}
+}
+
+// TestNodeQueueStaysBoundedWhileTheNodeStalls: the bound holds for as long
+// as the other node does not read, not only for a burst that outruns the
+// outbox's flusher. A Post refused with ErrNodeQueueFull is retried after
+// yielding, so the flusher runs; once the network between the nodes is full,
+// refusals must last, and what is accepted must stay near the bound (plus
+// what the socket buffers and the remote's flow-control windows take, a few
+// MiB). Through the remote, the flusher handed everything to protoactor's
+// endpoint writer, whose queue grows without bound, so the bound held
+// nothing back.
+func TestNodeQueueStaysBoundedWhileTheNodeStalls(t *testing.T) {
+	const limit = 256 << 10
+	pool := pooledSystems(t, 3)
+	for _, way := range []struct {
+		name     string
+		receiver int
+	}{{"lane", 1}, {"remote", 2}} {
+		t.Run(way.name, func(t *testing.T) {
+			nodes := startNodesOn(t, []*actor.ActorSystem{pool[0], pool[way.receiver]},
+				wsactor.Options{NodeQueueBytes: limit, Transport: wsactor.TransportOptions{SendQueueBytes: 256 << 20}}, memberHandler)
+			one, two := nodes[0], nodes[1]
+			receiver := pool[way.receiver]
+			onLane := way.name == "lane"
+			c, id := two.connect(t)
+			if onLane {
+				untilOnLane(t, lane.Of(receiver), lane.Of(receiver).Stats().FramesIn, func() {
+					if err := one.Post(id, wsactor.Text("first")); err != nil {
+						t.Fatal(err)
+					}
+					if got := readText(t, c); got != "first" {
+						t.Fatalf("got %q", got)
+					}
+				})
+			}
+			if !onLane {
+				// The outbox hands a batch to protoactor's endpoint writer,
+				// whose queue grows without bound, and counts it out at
+				// once: through the remote the bound holds back nothing
+				// (24 MiB accepted for a bound of 256 KiB, and more).
+				t.Skip("known defect: NodeQueueBytes does not bound sends through the remote")
+			}
+			release := stallReceiver(t, one, two, receiver, onLane)
+			defer release()
+			accepted := fillNodeQueue(t, one, id, limit)
+			t.Logf("%d messages of 1 KiB accepted before the queue stayed full", accepted)
+		})
+	}
+}
+
+// fillNodeQueue posts 1 KiB messages from one to id, on a node that does
+// not read, until the queue to it stays full: a refusal is retried after
+// yielding, so that the outbox's flusher runs, and the queue counts as full
+// after lastingRefusals in a row. It fails the test if more than
+// bound+allowance is accepted, and returns how many messages were.
+func fillNodeQueue(t *testing.T, one *remoteNode, id wsactor.ID, bound int) (accepted int) {
+	t.Helper()
+	const (
+		allowance       = 24 << 20 // socket buffers and flow-control windows between the nodes, generously
+		lastingRefusals = 20_000
+	)
+	inRow := 0
+	deadline := time.Now().Add(testTimeout)
+	for inRow < lastingRefusals {
+		err := one.Post(id, numberedMessage(accepted))
+		switch {
+		case errors.Is(err, wsactor.ErrNodeQueueFull):
+			inRow++
+			runtime.Gosched() // let the outbox's flusher run
+			continue
+		case err != nil:
+			t.Fatalf("Post %d: %v", accepted, err)
+		}
+		inRow = 0
+		accepted++
+		if accepted*1024 > bound+allowance {
+			t.Fatalf("%d KiB of posts accepted for a node that does not read, with NodeQueueBytes %d KiB", accepted, bound>>10)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lasting refusal after %d posts", accepted)
+		}
+	}
+	return accepted
+}
+
+// teller is member with one more command: "tell <id>" has the connection
+// Tell the connection id a message of 2 KiB (larger than fillNodeQueue's,
+// so that it cannot fit what they left) and answer with Tell's error.
+type teller struct{ member }
+
+func (h *teller) OnMessage(c *wsactor.Conn, m wsactor.Message) error {
+	target, ok := strings.CutPrefix(m.Text(), "tell ")
+	if !ok {
+		return h.member.OnMessage(c, m)
+	}
+	pid, err := wsactor.ID(target).PID()
+	if err == nil {
+		err = c.Tell(pid, wrapperspb.Bytes(make([]byte, 2048)))
+	}
+	if err != nil {
+		return c.SendText("error: " + err.Error())
+	}
+	return c.SendText("ok tell")
+}
+
+// TestConnTellReportsAFullNodeQueue: a connection's Tell to a connection on
+// a node whose queue is full is dropped, and says so with ErrNodeQueueFull,
+// as Server.Tell does, rather than returning nil.
+func TestConnTellReportsAFullNodeQueue(t *testing.T) {
+	pool := pooledSystems(t, 2)
+	nodes := startNodesOn(t, pool, wsactor.Options{NodeQueueBytes: 256 << 10, Transport: wsactor.TransportOptions{SendQueueBytes: 256 << 20}},
+		func(s *wsactor.Server, opened chan wsactor.ID) wsactor.Handler {
+			return &teller{member{opened: opened, srv: s}}
+		})
+	one, two := nodes[0], nodes[1]
+	target, id := two.connect(t)
+	asker, _ := one.connect(t)
+	untilOnLane(t, lane.Of(pool[1]), lane.Of(pool[1]).Stats().FramesIn, func() {
+		if err := one.Post(id, wsactor.Text("first")); err != nil {
+			t.Fatal(err)
+		}
+		if got := readText(t, target); got != "first" {
+			t.Fatalf("got %q", got)
+		}
+	})
+	release := stallReceiver(t, one, two, pool[1], true)
+	defer release()
+	fillNodeQueue(t, one, id, 256<<10)
+	write(t, asker, websocket.MessageText, "tell "+string(id))
+	if got, want := readText(t, asker), "error: "+wsactor.ErrNodeQueueFull.Error(); got != want {
+		t.Fatalf("Conn.Tell behind a full queue answered %q, want %q", got, want)
 	}
 }

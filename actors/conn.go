@@ -271,14 +271,13 @@ func (c *Conn) Respond(msg any) {
 // wrapping ErrNotRegistered. A connection actor there receives the value
 // decoded; another actor passes it through DecodeValue. To a connection on
 // another node it goes the way of sends by ID (Runtime.SendAs), in order
-// with them.
+// with them, and is refused with ErrNodeQueueFull as Server.Tell is.
 func (c *Conn) Tell(pid *actor.PID, msg any) error {
 	m, err := c.forPID(pid, msg)
 	if err != nil {
 		return err
 	}
-	c.rt.SendAs(pid, m, c.pid)
-	return nil
+	return c.rt.SendAs(pid, m, c.pid) // ErrNodeQueueFull: dropped
 }
 
 // Request sends msg to another actor and returns a future for its answer.

@@ -68,8 +68,9 @@ func (rt *Runtime) SendToNode(address, name string, msg any) {
 // and the connection's server, as Post and Tell do, so that it keeps its
 // order with them and with SendToNode. To anything else it is sent as it is.
 // Across nodes, msg must be a protobuf message (see EncodeValue); it is
-// dropped, and counted, when the queue to the node is full.
-func (rt *Runtime) SendAs(pid *actor.PID, msg any, sender *actor.PID) {
+// dropped, counted, and ErrNodeQueueFull returned, when the queue to the
+// node is full (callers that cannot act on it, a reply, may ignore it).
+func (rt *Runtime) SendAs(pid *actor.PID, msg any, sender *actor.PID) error {
 	direct := func() {
 		if sender != nil {
 			rt.system.Root.RequestWithCustomSender(pid, msg, sender)
@@ -78,10 +79,10 @@ func (rt *Runtime) SendAs(pid *actor.PID, msg any, sender *actor.PID) {
 		}
 	}
 	if o := rt.connOutbox(pid); o != nil {
-		_ = o.sendOrPush(outItem{pid: pid, msg: msg, sender: sender}, direct) // a refusal is counted and logged
-		return
+		return o.sendOrPush(outItem{pid: pid, msg: msg, sender: sender}, direct)
 	}
 	direct()
+	return nil
 }
 
 // connOutbox returns the outbox to the connection pid if it is one of

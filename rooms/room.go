@@ -107,8 +107,7 @@ func (r *Room) Tell(p *Player, msg any) error {
 			return err
 		}
 	}
-	r.a.m.rt.SendAs(pid, msg, r.a.ctx.Self())
-	return nil
+	return r.a.m.rt.SendAs(pid, msg, r.a.ctx.Self()) // actors.ErrNodeQueueFull: dropped
 }
 
 // Label returns the room's label (a copy).
