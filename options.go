@@ -92,7 +92,11 @@ type Options struct {
 	// Tell) or dropped (a room's or group's delivery), and counted in
 	// Stats.NodeQueueFull; a close never is. It bounds this node's memory
 	// when another node, or the network to it, takes messages slower than
-	// this one sends them, as SendQueueBytes does for a slow client.
+	// this one sends them, as SendQueueBytes does for a slow client. It
+	// holds on the data lane between nodes (cluster.Node's default); to a
+	// node without one (remote.lane_port -1, or an older version), messages
+	// leave the queue as soon as protoactor's remote takes them, into a
+	// queue of its own that is not bounded in bytes.
 	// Default 0: DefaultNodeQueueBytes; negative: no bound.
 	NodeQueueBytes int
 	// Groups configures groups and the user index: the directory (default

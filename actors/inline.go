@@ -52,15 +52,16 @@ func (rt *Runtime) HandleInline(name string, fn InlineFunc) (pid *actor.PID, rem
 // that node and server, so that it keeps its order with what this node
 // sends to that server's connections by ID and with SendAs. To this node, or
 // a node that is not a live member, it is sent as it is. Across nodes, msg
-// must be a protobuf message; it is dropped, and counted, when the queue to
-// the node is full (Config.NodeQueueBytes).
-func (rt *Runtime) SendToNode(address, name string, msg any) {
+// must be a protobuf message. When the queue to the node is full
+// (Config.NodeQueueBytes), msg is dropped, counted, and ErrNodeQueueFull
+// returned.
+func (rt *Runtime) SendToNode(address, name string, msg any) error {
 	pid := actor.NewPID(address, name)
 	if o := rt.outboxTo(rt.server, address); o != nil {
-		_ = o.sendOrPush(outItem{pid: pid, msg: msg}, func() { rt.system.Root.Send(pid, msg) }) // a refusal is counted and logged
-		return
+		return o.sendOrPush(outItem{pid: pid, msg: msg}, func() { rt.system.Root.Send(pid, msg) })
 	}
 	rt.system.Root.Send(pid, msg)
+	return nil
 }
 
 // SendAs sends msg to pid with sender as its sender (none if nil). To a

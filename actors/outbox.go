@@ -222,7 +222,7 @@ func (o *outbox) push(it outItem) error {
 	o.mu.Lock()
 	if err := o.admitLocked(&it); err != nil {
 		o.mu.Unlock()
-		return err
+		return o.refused(err)
 	}
 	o.items = append(o.items, it)
 	start := !o.flushing
@@ -237,20 +237,37 @@ func (o *outbox) push(it outItem) error {
 // admitLocked counts it against the outbox's bound, or refuses it: the
 // outbox already holds something and would hold more than the bound with
 // it. (One item always fits, as a connection's send queue takes one
-// message larger than its bound.) Called under mu.
+// message larger than its bound.) Called under mu; the caller unlocks and
+// then calls refused with the error, which logs it outside the lock (a log
+// handler may well send).
 func (o *outbox) admitLocked(it *outItem) error {
 	limit := o.rt.nodeQueueBytes
 	if !it.control && limit > 0 && o.bytes > 0 && o.bytes+it.size > limit {
 		o.rt.counters.NodeQueueFull.Add(1)
 		if now := time.Now(); now.Sub(o.warned) >= time.Minute {
 			o.warned = now
-			o.rt.logger.Warn("wsactor: the queue to a node is full: refusing messages for it until it drains; the node, or the network to it, takes them slower than this node sends",
-				slog.String("node", o.address), slog.String("server", o.server), slog.Int("queued_bytes", o.bytes), slog.Int("limit", limit))
+			return &queueFullError{queued: o.bytes, limit: limit}
 		}
 		return ErrNodeQueueFull
 	}
 	o.bytes += it.size
 	return nil
+}
+
+// queueFullError is ErrNodeQueueFull for the refusal that is logged.
+type queueFullError struct{ queued, limit int }
+
+func (e *queueFullError) Error() string        { return ErrNodeQueueFull.Error() }
+func (e *queueFullError) Is(target error) bool { return target == ErrNodeQueueFull }
+
+// refused logs err from admitLocked if it is the refusal to log, and
+// returns ErrNodeQueueFull.
+func (o *outbox) refused(err error) error {
+	if e, ok := err.(*queueFullError); ok {
+		o.rt.logger.Warn("wsactor: the queue to a node is full: refusing messages for it until it drains; the node, or the network to it, takes them slower than this node sends",
+			slog.String("node", o.address), slog.String("server", o.server), slog.Int("queued_bytes", e.queued), slog.Int("limit", e.limit))
+	}
+	return ErrNodeQueueFull
 }
 
 // sendOrPush calls direct (a send through the remote) at once, under the
@@ -274,7 +291,7 @@ func (o *outbox) sendOrPush(it outItem, direct func()) error {
 	it.size = it.cost()
 	if err := o.admitLocked(&it); err != nil {
 		o.mu.Unlock()
-		return err
+		return o.refused(err)
 	}
 	o.items = append(o.items, it)
 	start := !o.flushing

@@ -38,8 +38,8 @@ func (h *Hub) nodePID(address string) *actor.PID {
 }
 
 // toNode sends msg to the node process of the node at address.
-func (h *Hub) toNode(address string, msg any) {
-	h.rt.SendToNode(address, nodeProcessName(h.rt.ServerName()), msg)
+func (h *Hub) toNode(address string, msg any) error {
+	return h.rt.SendToNode(address, nodeProcessName(h.rt.ServerName()), msg)
 }
 
 // startNodeProcess registers the process peers send to.
@@ -125,7 +125,7 @@ func (h *Hub) toPeers(msg any) int {
 	}
 	peers := cl.Peers()
 	for _, addr := range peers {
-		h.toNode(addr, msg)
+		_ = h.toNode(addr, msg) // a full queue to the node is counted and logged
 	}
 	return len(peers)
 }

@@ -265,8 +265,9 @@ func (h *Hub) SendToUser(ctx context.Context, user string, m actors.Message) (in
 		}
 	}
 	for addr, list := range remote {
-		h.toNode(addr, &wire.PostMany{Ids: list, Type: actors.WireType(m), Data: m.Data})
-		n += len(list)
+		if h.toNode(addr, &wire.PostMany{Ids: list, Type: actors.WireType(m), Data: m.Data}) == nil {
+			n += len(list) // else the queue to the node was full: counted and logged
+		}
 	}
 	return n, nil
 }
