@@ -92,9 +92,7 @@ func (c *Conn) postCopy(m Message) {
 		return
 	}
 	if c.spawned.Load() && c.inbox.idle() {
-		buf := transport.GetBuffer(len(m.Data))
-		copy(buf, m.Data)
-		_ = c.tc.EnqueueRecycled(m.Type, buf) // a closing connection refuses it, as its actor would
+		_ = c.tc.EnqueueRecycled(m.Type, transport.CopyBuffer(m.Data)) // a closing connection refuses it, as its actor would
 		return
 	}
 	// make and copy, which the compiler turns into one allocation that is

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"sync"
+	"unsafe"
 )
 
 // Memory per idle connection. net/http hands a hijacked connection over with
@@ -50,47 +51,71 @@ func smallReadWriter(rd *inboundConn, wr *watchedConn) *bufio.ReadWriter {
 // buffer the receiver reuses, so it is copied for the send queue; at
 // hundreds of thousands of messages a second, allocating that copy and
 // collecting it cost more than the rest of the receiving node's work per
-// message. GetBuffer draws the copy from a pool by size class, and
+// message. CopyBuffer draws the copy from a pool by size class, and
 // EnqueueRecycled gives it back once the message is written or dropped.
 // A class is twice the size of the one below it, so a queued message holds
-// at most twice its bytes.
+// at most twice its bytes. The pools have no New: the garbage collector
+// empties them at each cycle, and a copy made when one is empty is an
+// allocation that need not be zeroed first, as before there were pools.
 var (
-	msgBufs64   = sync.Pool{New: func() any { return new([64]byte) }}
-	msgBufs128  = sync.Pool{New: func() any { return new([128]byte) }}
-	msgBufs256  = sync.Pool{New: func() any { return new([256]byte) }}
-	msgBufs512  = sync.Pool{New: func() any { return new([512]byte) }}
-	msgBufs1024 = sync.Pool{New: func() any { return new([1024]byte) }}
-	msgBufs2048 = sync.Pool{New: func() any { return new([2048]byte) }}
-	msgBufs4096 = sync.Pool{New: func() any { return new([4096]byte) }}
+	msgBufs64   sync.Pool
+	msgBufs128  sync.Pool
+	msgBufs256  sync.Pool
+	msgBufs512  sync.Pool
+	msgBufs1024 sync.Pool
+	msgBufs2048 sync.Pool
+	msgBufs4096 sync.Pool
 )
 
-// GetBuffer returns a buffer of n bytes for a message that will be queued
-// with EnqueueRecycled, which takes it over. Its bytes are not zeroed: the
-// caller fills all of them. A buffer of more than 4 KiB is not pooled.
-func GetBuffer(n int) []byte {
+// CopyBuffer returns a copy of src for a message that will be queued with
+// EnqueueRecycled, which takes it over: in a recycled buffer when one of
+// its size class is free, or else in a new one (which EnqueueRecycled
+// recycles if its size is a class's). A message of more than 4 KiB is not
+// pooled.
+func CopyBuffer(src []byte) []byte {
+	n := len(src)
+	var b []byte
 	switch {
 	case n <= 64:
-		return msgBufs64.Get().(*[64]byte)[:n]
+		b = fromPool[[64]byte](&msgBufs64, n)
 	case n <= 128:
-		return msgBufs128.Get().(*[128]byte)[:n]
+		b = fromPool[[128]byte](&msgBufs128, n)
 	case n <= 256:
-		return msgBufs256.Get().(*[256]byte)[:n]
+		b = fromPool[[256]byte](&msgBufs256, n)
 	case n <= 512:
-		return msgBufs512.Get().(*[512]byte)[:n]
+		b = fromPool[[512]byte](&msgBufs512, n)
 	case n <= 1024:
-		return msgBufs1024.Get().(*[1024]byte)[:n]
+		b = fromPool[[1024]byte](&msgBufs1024, n)
 	case n <= 2048:
-		return msgBufs2048.Get().(*[2048]byte)[:n]
+		b = fromPool[[2048]byte](&msgBufs2048, n)
 	case n <= 4096:
-		return msgBufs4096.Get().(*[4096]byte)[:n]
+		b = fromPool[[4096]byte](&msgBufs4096, n)
 	}
-	return make([]byte, n)
+	if b == nil {
+		// make and copy, which the compiler turns into one allocation
+		// that is not zeroed first.
+		b = make([]byte, n)
+		copy(b, src)
+		return b
+	}
+	copy(b, src)
+	return b
 }
 
-// putBuffer gives a buffer from GetBuffer back; tests count the calls.
+// fromPool returns n bytes of an array of type A from pool, or nil if the
+// pool has none.
+func fromPool[A any](pool *sync.Pool, n int) []byte {
+	a, _ := pool.Get().(*A)
+	if a == nil {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(a)), unsafe.Sizeof(*a))[:n]
+}
+
+// putBuffer gives a buffer from CopyBuffer back; tests count the calls.
 var putBuffer = recycle
 
-// recycle gives a buffer from GetBuffer back to its pool; one of another
+// recycle gives a buffer from CopyBuffer back to its pool; one of another
 // capacity (a large message's) is left to the garbage collector.
 func recycle(b []byte) {
 	switch cap(b) {

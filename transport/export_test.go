@@ -35,7 +35,7 @@ func HeldBuffers(c *Conn) (read, write bool) {
 func ReaderHandovers(c *Conn) int { return int(c.handovers.Load()) }
 
 // CountRecycled counts the buffers that connections give back to
-// GetBuffer's pool until the test ends, and overwrites each with 0xEE bytes
+// CopyBuffer's pool until the test ends, and overwrites each with 0xEE bytes
 // as it comes back, so that a buffer given back while its message is still
 // to be written sends the client garbage. Call it before the test starts a
 // server, so that it ends after every connection has finished.

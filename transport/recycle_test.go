@@ -10,13 +10,14 @@ import (
 	"github.com/wsactor/wsactor/transport"
 )
 
-// recycledMessage is message i of a test in a buffer from GetBuffer: its
-// length varies over every size class and past the largest, and every byte
-// depends on i, so that a buffer given back and reused while its message
-// was still queued or being written shows as a corrupt message.
-func recycledMessage(i int) []byte {
-	sizes := [...]int{4, 60, 100, 256, 300, 1000, 2000, 4000, 4096, 6000}
-	b := transport.GetBuffer(sizes[i%len(sizes)])
+// numberedBytes is message i of a test: its length varies over every size
+// class of CopyBuffer, some exactly a class's (so that they are recycled
+// and drawn again) and past the largest, and every byte depends on i, so
+// that a buffer given back and reused while its message was still queued
+// or being written shows as a corrupt message.
+func numberedBytes(i int) []byte {
+	sizes := [...]int{4, 64, 100, 128, 256, 300, 512, 1000, 1024, 2000, 2048, 4000, 4096, 6000}
+	b := make([]byte, sizes[i%len(sizes)])
 	binary.BigEndian.PutUint32(b, uint32(i))
 	for j := 4; j < len(b); j++ {
 		b[j] = byte(i + j)
@@ -24,9 +25,12 @@ func recycledMessage(i int) []byte {
 	return b
 }
 
+// recycledMessage is numberedBytes(i) in a buffer from CopyBuffer.
+func recycledMessage(i int) []byte { return transport.CopyBuffer(numberedBytes(i)) }
+
 func checkRecycledMessage(t *testing.T, i int, b []byte) {
 	t.Helper()
-	want := recycledMessage(i) // a buffer of its own: never queued, never given back
+	want := numberedBytes(i)
 	if len(b) != len(want) || string(b) != string(want) {
 		t.Fatalf("message %d: got %d bytes starting %x, want %d bytes starting %x", i, len(b), b[:min(len(b), 8)], len(want), want[:min(len(want), 8)])
 	}

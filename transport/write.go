@@ -18,7 +18,7 @@ const QueueOverhead = 64
 
 type outbound struct {
 	typ     uint8 // a MessageType; small, so that the slot stays 32 bytes
-	recycle bool  // data came from GetBuffer: give it back once written or dropped
+	recycle bool  // data came from CopyBuffer: give it back once written or dropped
 	data    []byte
 }
 
@@ -72,8 +72,8 @@ func (c *Conn) Write(typ MessageType, data []byte) error { return c.write(typ, d
 // with no goroutine started per member.
 func (c *Conn) Enqueue(typ MessageType, data []byte) error { return c.write(typ, data, false, false) }
 
-// EnqueueRecycled is Enqueue for a message in a buffer from GetBuffer,
-// which it takes over: the buffer goes back to GetBuffer's pool once the
+// EnqueueRecycled is Enqueue for a message in a buffer from CopyBuffer,
+// which it takes over: the buffer goes back to CopyBuffer's pool once the
 // message is written or dropped (also when EnqueueRecycled returns an
 // error), so the caller must not use data after the call. Data from
 // anywhere else must not be passed.
