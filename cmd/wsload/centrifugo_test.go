@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +127,30 @@ func TestBroadcastTrackerCountsOnlyOpenConnections(t *testing.T) {
 	}
 	if bt.arrived(4, 1) || bt.arrived(0, 1) {
 		t.Error("a broadcast outside 1..3 was accepted")
+	}
+}
+
+// TestProcCPUResolvesLessThanATick checks that another process's CPU time
+// is read finer than /proc/PID/stat's 10 ms ticks, which made a short
+// broadcast's CPU read as 0: work of a few milliseconds shows.
+func TestProcCPUResolvesLessThanATick(t *testing.T) {
+	pid := os.Getpid()
+	if _, ok := procSchedCPU(pid); !ok {
+		t.Skip("SKIPPED: this kernel keeps no schedstat; procCPU falls back to 10 ms ticks")
+	}
+	before := procCPU(pid)
+	deadline := time.Now().Add(10 * time.Second)
+	x := 0
+	for procCPU(pid)-before < time.Millisecond && time.Now().Before(deadline) {
+		for i := range 100_000 {
+			x += i
+		}
+	}
+	got := procCPU(pid) - before
+	if got < time.Millisecond {
+		t.Fatalf("CPU time after spinning: %v (%d)", got, x)
+	}
+	if got%(10*time.Millisecond) == 0 {
+		t.Fatalf("CPU time %v is a whole number of 10 ms ticks: not read from schedstat", got)
 	}
 }
