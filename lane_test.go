@@ -34,6 +34,20 @@ func untilOnLane(t *testing.T, receiver *lane.Hub, before uint64, post func()) {
 	})
 }
 
+// postUntilOnLane posts "first" from one to the connection id, which c
+// reads, until a post has come on receiver's lane.
+func postUntilOnLane(t *testing.T, receiver *lane.Hub, one *remoteNode, id wsactor.ID, c *websocket.Conn) {
+	t.Helper()
+	untilOnLane(t, receiver, receiver.Stats().FramesIn, func() {
+		if err := one.Post(id, wsactor.Text("first")); err != nil {
+			t.Fatal(err)
+		}
+		if got := readText(t, c); got != "first" {
+			t.Fatalf("got %q", got)
+		}
+	})
+}
+
 // onBothWays runs fn as a subtest for each way a node reaches another's
 // connections: on the lane (pooled node 1, which has one, receives) and
 // through protoactor's remote (pooled node 2, which has none). Node one
@@ -62,14 +76,7 @@ func TestCrossNodeWaysKeepOrderAndClose(t *testing.T) {
 		var framesBefore uint64
 		if h := lane.Of(receiver); h != nil {
 			framesBefore = h.Stats().FramesIn
-			untilOnLane(t, h, framesBefore, func() {
-				if err := one.Post(id, wsactor.Text("first")); err != nil {
-					t.Fatal(err)
-				}
-				if got := readText(t, c); got != "first" {
-					t.Fatalf("got %q", got)
-				}
-			})
+			postUntilOnLane(t, h, one, id, c)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
@@ -161,14 +168,7 @@ func TestCrossNodePostsToManyConnections(t *testing.T) {
 			clients[i], ids[i] = two.connect(t)
 		}
 		if h := lane.Of(receiver); h != nil {
-			untilOnLane(t, h, h.Stats().FramesIn, func() {
-				if err := one.Post(ids[0], wsactor.Text("first")); err != nil {
-					t.Fatal(err)
-				}
-				if got := readText(t, clients[0]); got != "first" {
-					t.Fatalf("got %q", got)
-				}
-			})
+			postUntilOnLane(t, h, one, ids[0], clients[0])
 		}
 		for i := range n {
 			for k := range conns {

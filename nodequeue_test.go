@@ -62,14 +62,7 @@ func TestNodeQueueIsBounded(t *testing.T) {
 	nodes := startNodesOn(t, pool, wsactor.Options{NodeQueueBytes: limit, Transport: wsactor.TransportOptions{SendQueueBytes: 64 << 20}}, memberHandler)
 	one, two := nodes[0], nodes[1]
 	c, id := two.connect(t)
-	untilOnLane(t, lane.Of(pool[1]), lane.Of(pool[1]).Stats().FramesIn, func() {
-		if err := one.Post(id, wsactor.Text("first")); err != nil {
-			t.Fatal(err)
-		}
-		if got := readText(t, c); got != "first" {
-			t.Fatalf("got %q", got)
-		}
-	})
+	postUntilOnLane(t, lane.Of(pool[1]), one, id, c)
 	release := stallReceiver(t, two, pool[1])
 
 	// Post until the queue stays full. The socket buffers between
@@ -194,14 +187,7 @@ func TestConnTellReportsAFullNodeQueue(t *testing.T) {
 	one, two := nodes[0], nodes[1]
 	target, id := two.connect(t)
 	asker, _ := one.connect(t)
-	untilOnLane(t, lane.Of(pool[1]), lane.Of(pool[1]).Stats().FramesIn, func() {
-		if err := one.Post(id, wsactor.Text("first")); err != nil {
-			t.Fatal(err)
-		}
-		if got := readText(t, target); got != "first" {
-			t.Fatalf("got %q", got)
-		}
-	})
+	postUntilOnLane(t, lane.Of(pool[1]), one, id, target)
 	release := stallReceiver(t, two, pool[1])
 	defer release()
 	fillNodeQueue(t, one, id, 256<<10)

@@ -62,15 +62,7 @@ func TestConnTellAndRequestKeepOrder(t *testing.T) {
 	x, _ := one.connect(t)
 	y, yID := two.connect(t)
 	// Wait until node one sends to node two's server on the lane.
-	h := lane.Of(pool[1])
-	untilOnLane(t, h, h.Stats().FramesIn, func() {
-		if err := one.Post(yID, wsactor.Text("warm")); err != nil {
-			t.Fatal(err)
-		}
-		if got := readText(t, y); got != "warm" {
-			t.Fatalf("got %q", got)
-		}
-	})
+	postUntilOnLane(t, lane.Of(pool[1]), one, yID, y)
 	relayRound(t, x, y, yID, 400)
 }
 

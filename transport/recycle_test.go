@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -36,6 +37,25 @@ func checkRecycledMessage(t *testing.T, i int, b []byte) {
 	}
 }
 
+// enqueueRecycledAndRead queues n numbered messages with EnqueueRecycled,
+// has the client read and check them only then (so the socket fills up and
+// the writer goroutine takes over, while the buffers of what was written
+// are already back in the pool and drawn again by recycledMessage), and
+// waits until n buffers have been given back.
+func enqueueRecycledAndRead(t *testing.T, sc *serverConn, client *websocket.Conn, recycled *atomic.Int64, n int) {
+	t.Helper()
+	for i := range n {
+		if err := sc.c.EnqueueRecycled(websocket.MessageBinary, recycledMessage(i)); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		_, b := readMsg(t, client)
+		checkRecycledMessage(t, i, b)
+	}
+	eventually(t, fmt.Sprintf("%d buffers given back", n), func() bool { return recycled.Load() == int64(n) })
+}
+
 // TestEnqueueRecycledGivesEveryBufferBackOnce checks that a message queued
 // with EnqueueRecycled reaches the client whole, on every way a message is
 // written (on a flusher, and on the writer goroutine once the client's
@@ -46,19 +66,7 @@ func TestEnqueueRecycledGivesEveryBufferBackOnce(t *testing.T) {
 	ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{SendQueueBytes: 64 << 20}})
 	client, sc := ts.dial(t, nil)
 	const n = 2000 // about 4 MiB: far more than the small socket buffers hold
-	for i := range n {
-		if err := sc.c.EnqueueRecycled(websocket.MessageBinary, recycledMessage(i)); err != nil {
-			t.Fatalf("message %d: %v", i, err)
-		}
-	}
-	// The client reads only now, so the socket filled up and the writer
-	// goroutine took over, while the buffers of what was written were
-	// already back in the pool and drawn again by recycledMessage.
-	for i := range n {
-		_, b := readMsg(t, client)
-		checkRecycledMessage(t, i, b)
-	}
-	eventually(t, fmt.Sprintf("%d buffers given back", n), func() bool { return recycled.Load() == n })
+	enqueueRecycledAndRead(t, sc, client, recycled, n)
 	if got := recycled.Load(); got != n {
 		t.Fatalf("%d buffers given back for %d messages", got, n)
 	}
@@ -123,15 +131,5 @@ func TestEnqueueRecycledWithCompression(t *testing.T) {
 	ts := newServer(t, serverConfig{smallBuffers: true, opts: transport.Options{SendQueueBytes: 64 << 20, CompressionNoContextTakeover: true}})
 	client, sc := ts.dial(t, &websocket.DialOptions{CompressionMode: websocket.CompressionNoContextTakeover})
 	client.SetReadLimit(1 << 20)
-	const n = 2000
-	for i := range n {
-		if err := sc.c.EnqueueRecycled(websocket.MessageBinary, recycledMessage(i)); err != nil {
-			t.Fatalf("message %d: %v", i, err)
-		}
-	}
-	for i := range n {
-		_, b := readMsg(t, client)
-		checkRecycledMessage(t, i, b)
-	}
-	eventually(t, fmt.Sprintf("%d buffers given back", n), func() bool { return recycled.Load() == n })
+	enqueueRecycledAndRead(t, sc, client, recycled, 2000)
 }
