@@ -71,7 +71,10 @@ func Prepare(m Message) *Prepared { return &Prepared{out: &outbound{msg: m}} }
 // CPU while its caller goes on. Otherwise p goes through the mailbox, behind
 // what is there.
 func (c *Conn) Post(p *Prepared) {
-	if !c.postIdle(p.out.msg) {
+	switch c.postWay() {
+	case postDirect:
+		_ = c.tc.Enqueue(p.out.msg.Type, p.out.msg.Data)
+	case postMailbox:
 		c.rt.tell(c, p.out)
 	}
 }
@@ -79,7 +82,10 @@ func (c *Conn) Post(p *Prepared) {
 // post queues m for the connection, as Post does a Prepared message: Post
 // by ID, and the messages other nodes post, take the same way.
 func (c *Conn) post(m Message) {
-	if !c.postIdle(m) {
+	switch c.postWay() {
+	case postDirect:
+		_ = c.tc.Enqueue(m.Type, m.Data)
+	case postMailbox:
 		c.rt.tell(c, &outbound{msg: m})
 	}
 }
@@ -88,33 +94,38 @@ func (c *Conn) post(m Message) {
 // recycled buffer that the send queue takes over if m goes straight there,
 // into one of its own if it goes through the mailbox.
 func (c *Conn) postCopy(m Message) {
-	if c.actorDone.Load() {
-		return
+	switch c.postWay() {
+	case postDirect:
+		_ = c.tc.EnqueueRecycled(m.Type, transport.CopyBuffer(m.Data))
+	case postMailbox:
+		// make and copy, which the compiler turns into one allocation that
+		// is not zeroed first; bytes.Clone goes through append's growth.
+		data := make([]byte, len(m.Data))
+		copy(data, m.Data)
+		m.Data = data
+		c.rt.tell(c, &outbound{msg: m})
 	}
-	if c.spawned.Load() && c.inbox.idle() {
-		_ = c.tc.EnqueueRecycled(m.Type, transport.CopyBuffer(m.Data)) // a closing connection refuses it, as its actor would
-		return
-	}
-	// make and copy, which the compiler turns into one allocation that is
-	// not zeroed first; bytes.Clone goes through append's growth.
-	data := make([]byte, len(m.Data))
-	copy(data, m.Data)
-	m.Data = data
-	c.rt.tell(c, &outbound{msg: m})
 }
 
-// postIdle queues m straight into the send queue if the connection's actor
-// runs and its mailbox is empty, and reports whether it did (or dropped m:
-// the actor has stopped, and the mailbox would drop it too).
-func (c *Conn) postIdle(m Message) bool {
-	if c.actorDone.Load() {
-		return true
+// postWay is how a post reaches a connection.
+type postWay int
+
+const (
+	postDropped postWay = iota // the actor has stopped: its mailbox would drop it too
+	postDirect                 // straight into the send queue: the actor runs and its mailbox is empty
+	postMailbox                // behind what waits in the mailbox
+)
+
+// postWay says how a post reaches the connection now. Straight into the
+// send queue, a closing connection refuses it, as its actor would.
+func (c *Conn) postWay() postWay {
+	switch {
+	case c.actorDone.Load():
+		return postDropped
+	case c.spawned.Load() && c.inbox.idle():
+		return postDirect
 	}
-	if c.spawned.Load() && c.inbox.idle() {
-		_ = c.tc.Enqueue(m.Type, m.Data) // a closing connection refuses it, as its actor would
-		return true
-	}
-	return false
+	return postMailbox
 }
 
 // mailboxLoad is a connection mailbox's middleware: it counts what was
