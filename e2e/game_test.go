@@ -125,7 +125,11 @@ func key(p *page, down bool, code string, repeat bool) {
 
 // collectCoin steers the page's dot to the nearest coin with the page's own
 // keyboard handling (DOM key events on window, as the keys' listeners get
-// them) until its score goes up, and returns the new score.
+// them) until its score goes up, lets go of the keys, and returns the score
+// once the dot has stopped. The room moves the dot until the key-up reaches
+// it, a tick or two after the page saw the point, and a dot still moving can
+// pick up another coin: a CI run saw a score of 1 returned and 2 kept. Only
+// a moving dot picks up coins, so the score of a stopped dot is final.
 func collectCoin(p *page) int {
 	p.t.Helper()
 	return eval[int](p, `(async () => {
@@ -150,7 +154,17 @@ func collectCoin(p *page) int {
 			await new Promise((r) => setTimeout(r, 20)); // the next state comes within 50 ms
 		}
 		want([]);
-		return game.me().score;
+		// Stopped: the same position three ticks apart.
+		const stopBy = Date.now() + 5000;
+		for (let at = game.latest.tick, was = game.me(); ; ) {
+			if (Date.now() > stopBy) throw new Error("the dot did not stop within 5s of the key-up");
+			await new Promise((r) => setTimeout(r, 20));
+			const me = game.me();
+			if (!me || game.latest.tick < at + 3) continue;
+			if (was && me.x === was.x && me.y === was.y) return me.score;
+			at = game.latest.tick;
+			was = me;
+		}
 	})()`)
 }
 
