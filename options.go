@@ -251,7 +251,10 @@ func WithTransport(adjust func(*TransportOptions)) RouteOption {
 	return func(r *route) { adjust(&r.transport) }
 }
 
-// ClusterView is a node's view of the live members of its cluster.
+// ClusterView is a node's view of the live members of its cluster. One
+// that also has OnLeft(func(address, memberID string)), as the cluster
+// package's has, has the server free what it keeps for a node as soon as
+// the node leaves (see actors.Cluster).
 type ClusterView = actors.Cluster
 
 // GroupsOptions configure the server's groups; see groups.Options.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,10 +25,20 @@ import (
 )
 
 // staticCluster is a membership view for tests without a cluster provider.
+// It tells of departures as the cluster package's view does, but at once:
+// when set has returned, the callbacks have run.
 type staticCluster struct {
-	mu    sync.Mutex
-	self  string
-	alive map[string]bool
+	mu     sync.Mutex
+	self   string
+	alive  map[string]bool
+	onLeft []func(address, memberID string)
+	quiet  bool // tells of no departures, as a view without OnLeft
+}
+
+func (s *staticCluster) OnLeft(f func(address, memberID string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onLeft = append(s.onLeft, f)
 }
 
 func (s *staticCluster) Alive(addr string) bool {
@@ -50,8 +61,15 @@ func (s *staticCluster) Peers() []string {
 
 func (s *staticCluster) set(addr string, alive bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	left := s.alive[addr] && !alive && !s.quiet
 	s.alive[addr] = alive
+	callbacks := slices.Clone(s.onLeft)
+	s.mu.Unlock()
+	if left {
+		for _, f := range callbacks {
+			f(addr, addr)
+		}
+	}
 }
 
 type remoteNode struct {

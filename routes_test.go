@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/internal/lane"
 )
 
 // TestDepartedNodesOutboxesAreDropped: a server keeps an outbox for each
@@ -29,6 +30,7 @@ func TestDepartedNodesOutboxesAreDropped(t *testing.T) {
 		t.Fatalf("after a post to one other node: %d outboxes, want 1", got)
 	}
 
+	a.view.quiet = true       // a view that does not tell of departures
 	a.view.set(b.addr, false) // b leaves the cluster, as a sees it
 	// Adding the outbox to c drops b's, once idle; so does PruneRoutes.
 	postAndRead(c, "to c")
@@ -48,4 +50,36 @@ func TestDepartedNodesOutboxesAreDropped(t *testing.T) {
 	if got := wsactor.RoutesOf(a.Server); got != 2 {
 		t.Fatalf("with both nodes members: %d outboxes, want 2", got)
 	}
+}
+
+// TestOutboxIsDroppedWhenItsNodeLeaves: with a cluster view that tells of
+// departures (as the cluster package's does), a server drops its outbox to
+// a node as soon as the node leaves, without waiting for another outbox to
+// be added; and one that was busy sending when its node left is dropped
+// once it has sent everything.
+func TestOutboxIsDroppedWhenItsNodeLeaves(t *testing.T) {
+	pool := pooledSystems(t, 2)
+	nodes := startNodesOn(t, pool, wsactor.Options{NodeQueueBytes: 256 << 10, Transport: wsactor.TransportOptions{SendQueueBytes: 64 << 20}}, memberHandler)
+	one, two := nodes[0], nodes[1]
+	c, id := two.connect(t)
+	postUntilOnLane(t, lane.Of(pool[1]), one, id, c)
+	if got := wsactor.RoutesOf(one.Server); got != 1 {
+		t.Fatalf("after posts to one other node: %d outboxes, want 1", got)
+	}
+
+	// Idle when its node leaves: dropped then.
+	one.view.set(two.addr, false)
+	waitFor(t, "the outbox dropped when its node left", func() bool { return wsactor.RoutesOf(one.Server) == 0 })
+	one.view.set(two.addr, true)
+
+	// Busy when its node leaves: kept until it has sent what it holds.
+	postUntilOnLane(t, lane.Of(pool[1]), one, id, c)
+	release := stallReceiver(t, two, pool[1])
+	fillNodeQueue(t, one, id, 256<<10)
+	one.view.set(two.addr, false) // the prune on departure runs now, and keeps it
+	if got := wsactor.RoutesOf(one.Server); got != 1 {
+		t.Fatalf("an outbox with messages queued was dropped when its node left (%d outboxes)", got)
+	}
+	release()
+	waitFor(t, "the outbox dropped once it had sent what it held", func() bool { return wsactor.RoutesOf(one.Server) == 0 })
 }

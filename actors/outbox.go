@@ -187,9 +187,20 @@ func (rt *Runtime) dropDeparted(table map[routeKey]*outbox) {
 	maps.DeleteFunc(table, func(_ routeKey, o *outbox) bool { return !rt.NodeAlive(o.address) && o.idle() })
 }
 
+// pruneIfDeparted drops the outboxes of departed nodes when o's node has
+// left: o was busy when its node left (a flush or a link to a dead node
+// ran), so the prune on departure kept it, and nothing else would drop it
+// until another outbox is added. Call it once o may have become idle.
+func (o *outbox) pruneIfDeparted() {
+	if !o.rt.NodeAlive(o.address) {
+		o.rt.PruneRoutes()
+	}
+}
+
 // PruneRoutes drops the outboxes of departed nodes that have nothing left
-// to send, as adding an outbox does: a cluster that sees a node leave may
-// call it to free their memory at once.
+// to send, as adding an outbox does. The runtime calls it when its cluster
+// view tells of a departure (see Cluster) and when an outbox to a departed
+// node becomes idle.
 func (rt *Runtime) PruneRoutes() {
 	rt.routesMu.Lock()
 	defer rt.routesMu.Unlock()
@@ -327,6 +338,7 @@ func (o *outbox) flush() {
 				o.spare = items[:0]
 			}
 			o.mu.Unlock()
+			o.pruneIfDeparted()
 			return
 		}
 		// Swap buffers: the next pushes fill the array this flush emptied.
@@ -457,6 +469,7 @@ func (o *outbox) linkFailed(err error) {
 	wait := laneRetry << (o.laneFails - 1)
 	o.laneAfter = time.Now().Add(wait)
 	o.mu.Unlock()
+	o.pruneIfDeparted()
 	level := slog.LevelWarn
 	if errors.Is(err, lane.ErrUnsupported) {
 		level = slog.LevelDebug // an older node, or one without a lane

@@ -15,6 +15,12 @@ import (
 // Cluster is this node's view of the other nodes of a cluster. The runtime
 // uses it to fail fast: protoactor would spend ~10 s retrying a dead node's
 // address before dropping the message.
+//
+// A view that also tells of departures (it has the method
+// OnLeft(func(address, memberID string)), as the cluster package's does)
+// has the runtime free what it keeps for a node, its outbox, as soon as
+// the node has left and the outbox has nothing left to send. Without it,
+// that happens when the runtime next adds an outbox, or on PruneRoutes.
 type Cluster interface {
 	// Alive reports whether the node at this actor-system address is a live member.
 	Alive(address string) bool
@@ -22,8 +28,19 @@ type Cluster interface {
 	Peers() []string
 }
 
+// departures is a Cluster that tells of members leaving; f runs after
+// Alive reports the member gone.
+type departures interface {
+	OnLeft(f func(address, memberID string))
+}
+
 // SetCluster installs the cluster view. Call it before serving.
-func (rt *Runtime) SetCluster(c Cluster) { rt.cluster = c }
+func (rt *Runtime) SetCluster(c Cluster) {
+	rt.cluster = c
+	if d, ok := c.(departures); ok {
+		d.OnLeft(func(string, string) { rt.PruneRoutes() })
+	}
+}
 
 // System returns the actor system the connections run in.
 func (rt *Runtime) System() *actor.ActorSystem { return rt.system }

@@ -128,6 +128,12 @@ func (v *memberView) suspectOwner(identity, kind string, within time.Duration) b
 // close stops following the topology.
 func (v *memberView) close() { v.system.EventStream.Unsubscribe(v.sub) }
 
+// The runtime frees its outbox to a departed node when its view tells of
+// departures with this method (see actors.Cluster).
+var _ interface {
+	OnLeft(f func(address, memberID string))
+} = (*memberView)(nil)
+
 // OnLeft registers f to run (on its own goroutine) for every member that
 // leaves, with its address and member ID (a process restarted on the same
 // address is another member).
