@@ -155,29 +155,44 @@ func fillNodeQueue(t *testing.T, one *remoteNode, id wsactor.ID, bound int) (acc
 	return accepted, refused
 }
 
-// teller is member with one more command: "tell <id>" has the connection
-// Tell the connection id a message of 2 KiB (larger than fillNodeQueue's,
-// so that it cannot fit what they left) and answer with Tell's error.
+// teller is member with more commands, each with a connection's ID:
+// "tell <id>" has the connection Tell the connection id a message of 2 KiB
+// (larger than fillNodeQueue's, so that it cannot fit what they left) and
+// answer with Tell's error; "request <id>" Requests it instead, waits for
+// the future and answers with its error; "request-unregistered <id>"
+// Requests with a message that cannot cross nodes.
 type teller struct{ member }
 
 func (h *teller) OnMessage(c *wsactor.Conn, m wsactor.Message) error {
-	target, ok := strings.CutPrefix(m.Text(), "tell ")
+	cmd, target, ok := strings.Cut(m.Text(), " ")
 	if !ok {
 		return h.member.OnMessage(c, m)
 	}
 	pid, err := wsactor.ID(target).PID()
-	if err == nil {
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "tell":
 		err = c.Tell(pid, wrapperspb.Bytes(make([]byte, 2048)))
+	case "request":
+		_, err = c.Request(pid, wrapperspb.Bytes(make([]byte, 2048))).Result()
+	case "request-unregistered":
+		_, err = c.Request(pid, struct{ N int }{1}).Result()
+	default:
+		return h.member.OnMessage(c, m)
 	}
 	if err != nil {
 		return c.SendText("error: " + err.Error())
 	}
-	return c.SendText("ok tell")
+	return c.SendText("ok " + cmd)
 }
 
 // TestConnTellReportsAFullNodeQueue: a connection's Tell to a connection on
 // a node whose queue is full is dropped, and says so with ErrNodeQueueFull,
-// as Server.Tell does, rather than returning nil.
+// as Server.Tell does, rather than returning nil. A Request's future fails
+// at once with actor.ErrDeadLetter, as does one with a message that cannot
+// cross nodes, rather than at its timeout (5 s).
 func TestConnTellReportsAFullNodeQueue(t *testing.T) {
 	pool := pooledSystems(t, 2)
 	nodes := startNodesOn(t, pool, wsactor.Options{NodeQueueBytes: 256 << 10, Transport: wsactor.TransportOptions{SendQueueBytes: 256 << 20}},
@@ -194,5 +209,11 @@ func TestConnTellReportsAFullNodeQueue(t *testing.T) {
 	write(t, asker, websocket.MessageText, "tell "+string(id))
 	if got, want := readText(t, asker), "error: "+wsactor.ErrNodeQueueFull.Error(); got != want {
 		t.Fatalf("Conn.Tell behind a full queue answered %q, want %q", got, want)
+	}
+	for _, cmd := range []string{"request", "request-unregistered"} {
+		write(t, asker, websocket.MessageText, cmd+" "+string(id))
+		if got, want := readText(t, asker), "error: "+actor.ErrDeadLetter.Error(); got != want {
+			t.Fatalf("%s: the future answered %q, want %q", cmd, got, want)
+		}
 	}
 }

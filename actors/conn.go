@@ -282,17 +282,24 @@ func (c *Conn) Tell(pid *actor.PID, msg any) error {
 
 // Request sends msg to another actor and returns a future for its answer.
 // Inside a handler, prefer Tell and receive the answer in Receive: waiting on
-// a future blocks the connection's mailbox. msg crosses nodes as Tell says;
-// one that cannot is logged at Error and the future times out.
+// a future blocks the connection's mailbox. msg crosses nodes as Tell says.
+// A request that Tell would refuse (a message that cannot cross nodes, or
+// ErrNodeQueueFull) is logged at Error, and its future fails at once with
+// actor.ErrDeadLetter, as one to an actor that does not exist does, rather
+// than at its timeout.
 func (c *Conn) Request(pid *actor.PID, msg any) actor.Future {
 	f := actor.NewFuture(c.rt.system, c.rt.requestTimeout)
 	m, err := c.forPID(pid, msg)
-	if err != nil {
-		c.Logger().Error("wsactor: Request to another node", slog.Any("err", err))
-		return f
+	if err == nil {
+		// The way of Tell, so in order with this connection's Tells.
+		err = c.rt.SendAs(pid, m, f.PID())
 	}
-	// The way of Tell, so in order with this connection's Tells.
-	c.rt.SendAs(pid, m, f.PID())
+	if err != nil {
+		c.Logger().Error("wsactor: Request not sent", slog.Any("to", pid), slog.Any("err", err))
+		// A protoactor future takes no error of ours; a dead letter
+		// response is the one that completes it with an error.
+		c.rt.system.Root.Send(f.PID(), &actor.DeadLetterResponse{Target: pid})
+	}
 	return f
 }
 
