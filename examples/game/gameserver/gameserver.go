@@ -171,7 +171,9 @@ func (g *Game) apiSend(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, wsactor.ErrConnectionNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, wsactor.ErrSendQueueFull):
-		// The player is not keeping up; a later notice may get through.
+		// The player is not keeping up. The default policy (OverflowClose)
+		// closes it with 1013, and its page reconnects with its token,
+		// under a new ID; with a drop policy a later notice may get through.
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case r.Context().Err() != nil:

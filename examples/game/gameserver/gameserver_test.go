@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/examples/game/gameserver"
 )
 
@@ -25,8 +26,14 @@ type game struct {
 
 func newGame(t *testing.T) *game {
 	t.Helper()
+	return newGameWith(t, wsactor.TransportOptions{})
+}
+
+// newGameWith is newGame with the connections' limits adjusted.
+func newGameWith(t *testing.T, transport wsactor.TransportOptions) *game {
+	t.Helper()
 	g := &game{}
-	mux, s := gameserver.New(gameserver.Config{AdminToken: "admin", Address: "test-node", Logger: slog.New(slog.DiscardHandler)})
+	mux, s := gameserver.New(gameserver.Config{AdminToken: "admin", Address: "test-node", Logger: slog.New(slog.DiscardHandler), Transport: transport})
 	hs := httptest.NewServer(mux)
 	g.url = hs.URL
 	t.Cleanup(func() {
@@ -315,23 +322,27 @@ func TestReconnectKeepsSeatAndScore(t *testing.T) {
 
 }
 
+// adminPost is POST /api/send with body, and the bearer token if not "".
+func (g *game) adminPost(t *testing.T, token, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, g.url+"/api/send", strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
 func TestAdminSend(t *testing.T) {
 	g := newGame(t)
 	p := g.dial(t, "name=Pat")
 	id := p.next("welcome")["id"].(string)
-	post := func(token, body string) int {
-		req, _ := http.NewRequest(http.MethodPost, g.url+"/api/send", strings.NewReader(body))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	post := func(token, body string) int { return g.adminPost(t, token, body).StatusCode }
 	if code := post("", `{"to":"`+id+`","text":"hi"}`); code != http.StatusUnauthorized {
 		t.Fatalf("without the token: %d", code)
 	}
@@ -342,6 +353,73 @@ func TestAdminSend(t *testing.T) {
 		t.Fatalf("send: %d", code)
 	}
 	if n := p.next("notice"); n["text"] != "hello Pat" {
+		t.Fatalf("notice: %v", n)
+	}
+}
+
+// TestAdminSendErrors: the admin API's answers to bad requests, to a player
+// who does not keep up (503 with Retry-After while the player's send queue
+// is full), and to a connection that has closed (404). With the default
+// policy, OverflowClose, whichever message finds the queue full closes the
+// player (1013): the room's state, 20 a second, often comes first, and the
+// notice then gets 404. So this player's connections drop what does not
+// fit instead, and stay open.
+func TestAdminSendErrors(t *testing.T) {
+	g := newGameWith(t, wsactor.TransportOptions{SendQueueBytes: 16 << 10, Overflow: wsactor.OverflowDropNewest})
+	p := g.dial(t, "name=Pat")
+	id := p.next("welcome")["id"].(string)
+	for _, bad := range []struct{ what, body string }{
+		{"a body that is not JSON", `{"to":`},
+		{"no text", `{"to":"` + id + `"}`},
+		{"an empty text", `{"to":"` + id + `","text":""}`},
+		{"no ID", `{"text":"hi"}`},
+		{"a body over 64 KiB", `{"to":"` + id + `","text":"` + strings.Repeat("x", 64<<10) + `"}`},
+	} {
+		if code := g.adminPost(t, "admin", bad.body).StatusCode; code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", bad.what, code)
+		}
+	}
+	if code := g.adminPost(t, "wrong", `{"to":"`+id+`","text":"hi"}`).StatusCode; code != http.StatusUnauthorized {
+		t.Errorf("a wrong token: %d, want 401", code)
+	}
+
+	// Pat stops reading: notices of 60 KB fill the socket's buffers, then
+	// the send queue of 16 KiB.
+	notice := `{"to":"` + id + `","text":"` + strings.Repeat("n", 60_000) + `"}`
+	var full *http.Response
+	for i := 0; full == nil; i++ {
+		if i == 2000 {
+			t.Fatal("2000 notices of 60 KB were all taken for a player who does not read")
+		}
+		switch resp := g.adminPost(t, "admin", notice); resp.StatusCode {
+		case http.StatusNoContent:
+		case http.StatusServiceUnavailable:
+			full = resp
+		default:
+			t.Fatalf("notice %d to a player who does not read: %d", i, resp.StatusCode)
+		}
+	}
+	if got := full.Header.Get("Retry-After"); got != "1" {
+		t.Errorf("503 with Retry-After %q, want 1", got)
+	}
+	_ = p.c.CloseNow()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		code := g.adminPost(t, "admin", `{"to":"`+id+`","text":"hi"}`).StatusCode
+		if code == http.StatusNotFound {
+			break
+		}
+		if code != http.StatusServiceUnavailable && code != http.StatusNoContent || time.Now().After(deadline) {
+			t.Fatalf("a notice to a connection closed by its client: %d, want 404 once the server has seen the close", code)
+		}
+	}
+	// The others carry on.
+	q := g.dial(t, "name=Quin")
+	qid := q.next("welcome")["id"].(string)
+	if code := g.adminPost(t, "admin", `{"to":"`+qid+`","text":"hello Quin"}`).StatusCode; code != http.StatusNoContent {
+		t.Fatalf("a notice to another player: %d", code)
+	}
+	if n := q.next("notice"); n["text"] != "hello Quin" {
 		t.Fatalf("notice: %v", n)
 	}
 }
