@@ -80,11 +80,17 @@ func (it *outItem) cost() int {
 
 type outbox struct {
 	rt       *Runtime
+	key      routeKey   // its entry in the route table
 	address  string     // the peer's actor-system address
 	server   string     // the server on the peer
 	receiver *actor.PID // the batch receiver of the server on the peer
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// retired: dropped from the route table (see dropDeparted). A sender
+	// that read the table before may still push here; what it pushes goes
+	// to the table's current outbox instead, so that it cannot overtake,
+	// or be overtaken by, what goes there.
+	retired  bool
 	items    []outItem
 	spare    []outItem // the flusher's emptied array, kept between flushers
 	bytes    int       // what items and the batch being sent count (outItem.cost)
@@ -162,7 +168,7 @@ func (rt *Runtime) route(server, addr64, address string) *outbox {
 	}
 	// The key's strings are parts of an ID; cloned, the table keeps no ID.
 	key = routeKey{strings.Clone(server), strings.Clone(addr64)}
-	o := &outbox{rt: rt, address: address, server: key.server, receiver: actor.NewPID(address, receiverName(server))}
+	o := &outbox{rt: rt, key: key, address: address, server: key.server, receiver: actor.NewPID(address, receiverName(server))}
 	next := make(map[routeKey]*outbox, len(old)+1)
 	maps.Copy(next, old)
 	rt.dropDeparted(next) // the table is copied anyway
@@ -171,20 +177,28 @@ func (rt *Runtime) route(server, addr64, address string) *outbox {
 	return o
 }
 
-// idle reports whether the outbox has nothing queued or being sent and
-// sets up no lane.
-func (o *outbox) idle() bool {
+// retireIfIdle retires the outbox if it has nothing queued or being sent
+// and sets up no lane, and reports whether it did.
+func (o *outbox) retireIfIdle() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return !o.flushing && len(o.items) == 0 && !o.linking
+	if o.flushing || len(o.items) != 0 || o.linking {
+		return false
+	}
+	o.retired = true
+	return true
 }
 
-// dropDeparted deletes from table the outboxes of nodes that have left the
-// cluster and that have nothing left to send. A send to such a node fails
-// before it looks at the table (resolve), and one that comes back gets a
-// new outbox.
+// successor returns the outbox that replaced a retired one in the route
+// table, adding one if the table has none.
+func (o *outbox) successor() *outbox { return o.rt.route(o.key.server, o.key.addr64, o.address) }
+
+// dropDeparted deletes from table, and retires, the outboxes of nodes that
+// have left the cluster and that have nothing left to send. A send to such
+// a node fails before it looks at the table (resolve), and one that comes
+// back gets a new outbox.
 func (rt *Runtime) dropDeparted(table map[routeKey]*outbox) {
-	maps.DeleteFunc(table, func(_ routeKey, o *outbox) bool { return !rt.NodeAlive(o.address) && o.idle() })
+	maps.DeleteFunc(table, func(_ routeKey, o *outbox) bool { return !rt.NodeAlive(o.address) && o.retireIfIdle() })
 }
 
 // pruneIfDeparted drops the outboxes of departed nodes when o's node has
@@ -234,6 +248,10 @@ func (c remoteConn) pid() *actor.PID {
 func (o *outbox) push(it outItem) error {
 	it.size = it.cost()
 	o.mu.Lock()
+	if o.retired {
+		o.mu.Unlock()
+		return o.successor().push(it)
+	}
 	if err := o.admitLocked(&it); err != nil {
 		o.mu.Unlock()
 		return o.refused(err)
@@ -295,6 +313,10 @@ func (o *outbox) refused(err error) error {
 // Queued, it counts against the bound as push's are, and may be refused.
 func (o *outbox) sendOrPush(it outItem, direct func()) error {
 	o.mu.Lock()
+	if o.retired {
+		o.mu.Unlock()
+		return o.successor().sendOrPush(it, direct)
+	}
 	if !o.flushing && !o.viaLane && o.linked == nil {
 		direct()
 		o.remoteSeq++

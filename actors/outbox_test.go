@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/wsactor/wsactor/internal/metrics"
 	"github.com/wsactor/wsactor/internal/wire"
 )
 
@@ -180,4 +182,54 @@ func FuzzReadFrame(f *testing.F) {
 			t.Fatalf("read %d bytes of records and left %d (ok %v) from %d", total, left, ok, len(p))
 		}
 	})
+}
+
+// flappingView is a Cluster whose members are set by the test.
+type flappingView struct{ alive atomic.Bool }
+
+func (v *flappingView) Alive(string) bool { return v.alive.Load() }
+func (v *flappingView) Peers() []string   { return nil }
+
+// TestRetiredOutboxHandsOnToItsSuccessor: a sender may hold an outbox it
+// read from the route table just before the outbox was dropped (its node
+// left while it was idle) and push after its node came back, when later
+// sends go to a new outbox. Two outboxes to one peer would not keep each
+// other's order, so what is pushed to the dropped one goes to the new one.
+func TestRetiredOutboxHandsOnToItsSuccessor(t *testing.T) {
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
+	rt, err := NewRuntime(Config{System: system, ServerName: "here", Logger: slog.New(slog.DiscardHandler), Counters: &metrics.Counters{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := &flappingView{}
+	view.alive.Store(true)
+	rt.SetCluster(view)
+	const address = "127.0.0.1:1" // nothing is sent: this system has no remote
+	old := rt.route("there", "MTI3LjAuMC4xOjE", address)
+
+	view.alive.Store(false) // the node leaves, and its idle outbox is dropped
+	rt.PruneRoutes()
+	if n := rt.Routes(); n != 0 {
+		t.Fatalf("%d outboxes after the departed node's idle one was pruned, want 0", n)
+	}
+	view.alive.Store(true) // it comes back
+
+	for i, send := range []func() error{
+		func() error { return old.push(outItem{name: "conn", typ: 1, data: []byte("pushed")}) },
+		func() error { return old.sendOrPush(outItem{name: "conn", typ: 1, data: []byte("sent")}, func() {}) },
+	} {
+		if err := send(); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		cur := rt.routes.Load().byKey[routeKey{"there", "MTI3LjAuMC4xOjE"}]
+		if cur == nil || cur == old {
+			t.Fatalf("send %d through the dropped outbox: the route table holds %p (the dropped one is %p), want its successor", i, cur, old)
+		}
+		old.mu.Lock()
+		queued := len(old.items) + old.bytes
+		old.mu.Unlock()
+		if queued != 0 {
+			t.Fatalf("send %d: the dropped outbox took it", i)
+		}
+	}
 }
