@@ -39,7 +39,6 @@ type Provider struct {
 	self       atomic.Pointer[incarnation]
 	generation atomic.Int64
 	dropped    atomic.Bool // peers dropped self; waiting for Rejoin
-	retired    sync.Map    // member IDs of earlier incarnations → struct{}
 	rejoinMu   sync.Mutex  // one Rejoin at a time
 
 	ctx      context.Context // cancelled by halt

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/cluster"
@@ -21,6 +22,10 @@ import (
 // a new member ID (an incarnation), which its peers see as a new member at
 // the same address. Locally the member always shows itself to protoactor
 // under its actor-system ID, so its own topology never changes on a rejoin.
+
+// incarnationSep separates the actor-system ID from the number of an
+// incarnation in its member ID ("<system ID>.r2").
+const incarnationSep = ".r"
 
 // departedTTL is how long a tombstone lasts: longer than any stall a
 // process survives, short enough that departures of a busy cluster do not
@@ -72,7 +77,7 @@ func (p *Provider) Rejoin(ctx context.Context) (string, error) {
 		return "", ErrNotDropped
 	}
 	rec := *old.rec
-	rec.ID = p.cluster.ActorSystem.ID + ".r" + strconv.FormatInt(p.generation.Add(1), 10)
+	rec.ID = p.cluster.ActorSystem.ID + incarnationSep + strconv.FormatInt(p.generation.Add(1), 10)
 	rec.StartedAt = time.Now().UTC()
 	self, err := p.newIncarnation(&rec)
 	if err != nil {
@@ -88,7 +93,6 @@ func (p *Provider) Rejoin(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("redisprovider: rejoin as %s at %s: %w", rec.ID, p.redisAddr, err)
 	}
-	p.retired.Store(old.rec.ID, struct{}{})
 	p.self.Store(self)
 	p.lastRegistered.Store(time.Now().UnixNano())
 	p.dropped.Store(false)
@@ -146,21 +150,33 @@ func (p *Provider) buryDeparted(ctx context.Context, ids []string) {
 	}
 }
 
-// localView replaces this member's own entry in found by the one protoactor
-// knows locally (the actor-system ID) and leaves out earlier incarnations:
-// peers track incarnations, the local member list only ever sees itself.
-func (p *Provider) localView(found map[string]*cluster.Member) {
-	self := p.self.Load()
+// localView replaces this member's own entries in found by the one
+// protoactor knows locally (the actor-system ID): peers track incarnations,
+// the local member list only ever sees itself. self is the incarnation
+// current when found was read. Every incarnation's ID is the system ID and
+// a suffix (see Rejoin), and all are left out by that, not by comparing
+// with self: a poll that read the key a Rejoin had just written, before
+// the Rejoin made it current, would otherwise show this process a peer at
+// its own address, see it leave at the next poll, and leave a tombstone
+// for it, which made this member rejoin once more.
+func (p *Provider) localView(self *incarnation, found map[string]*cluster.Member) {
 	if self == nil {
 		return
 	}
+	systemID := p.cluster.ActorSystem.ID
 	for id := range found {
-		if _, old := p.retired.Load(id); old {
+		if isIncarnationOf(id, systemID) {
 			delete(found, id)
 		}
 	}
-	delete(found, self.rec.ID)
 	m := self.rec.member()
-	m.Id = p.cluster.ActorSystem.ID
+	m.Id = systemID
 	found[m.Id] = m
+}
+
+// isIncarnationOf reports whether id is a member ID of the process whose
+// actor system has systemID: that ID, or one a Rejoin derived from it.
+func isIncarnationOf(id, systemID string) bool {
+	rest, ok := strings.CutPrefix(id, systemID)
+	return ok && (rest == "" || strings.HasPrefix(rest, incarnationSep))
 }

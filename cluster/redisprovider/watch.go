@@ -43,17 +43,20 @@ func (p *Provider) watchLoop() {
 // pollOnce reads the member set from Redis and hands it to protoactor if it
 // changed. On error the last topology stays in force.
 func (p *Provider) pollOnce(ctx context.Context) {
+	// The incarnation before the read: one that a Rejoin makes current
+	// meanwhile may have written its key after the read, and is not missing.
+	self := p.self.Load()
 	found, err := p.fetch(ctx)
 	p.observe("poll", err)
 	if err != nil {
 		return
 	}
-	if self := p.self.Load(); self != nil && !p.dropped.Load() {
+	if self != nil && !p.dropped.Load() {
 		if _, ok := found[self.rec.ID]; !ok {
 			p.reregister(ctx, self, "poll")
 		}
 	}
-	p.localView(found)
+	p.localView(self, found)
 	if p.inGrace() {
 		// Keys may be missing only because Redis lost them and their owners
 		// have not re-registered yet: keep known members, except those that
