@@ -107,10 +107,20 @@ func (a *roomActor) Receive(ctx actor.Context) {
 	case *wire.RoomInput:
 		a.onInput(msg)
 	case *wire.RoomLeave:
-		if p := a.byConn[actors.ID(msg.GetConn())]; p != nil && msg.GetDropped() {
+		id := actors.ID(msg.GetConn())
+		switch p := a.byConn[id]; {
+		case p != nil && msg.GetDropped():
 			a.drop(p)
-		} else if p != nil {
+		case p != nil:
 			a.leave(p, LeaveLeft, false)
+		case !msg.GetDropped():
+			// A player that leaves and then closes its connection at once
+			// (a game's leave button): the close's Terminated, a system
+			// message, overtakes the leave in the mailbox and holds the
+			// seat. The leave still gives it up.
+			if p := a.heldFor(id); p != nil {
+				a.leave(p, LeaveLeft, false)
+			}
 		}
 	case *actor.Terminated:
 		if id, err := idOf(msg.GetWho()); err == nil && a.byConn[id] != nil {
@@ -498,6 +508,17 @@ func (a *roomActor) leave(p *Player, why LeaveReason, gone bool) {
 		a.guard("OnLeave", func() { l.OnLeave(a.room, p, why) })
 	}
 	a.checkEmpty()
+}
+
+// heldFor returns the player whose seat is held after its connection id
+// ended, or nil (a player that took its seat back has a new ID).
+func (a *roomActor) heldFor(id actors.ID) *Player {
+	for _, p := range a.players {
+		if !p.Online && p.ID == id {
+			return p
+		}
+	}
+	return nil
 }
 
 func (a *roomActor) unwatch(p *Player) {

@@ -93,10 +93,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // "<seat>:<text>" for messages; and records its ticks.
 type recorder struct {
 	ticks chan rooms.Tick
+	// hold, if set, stops the room at the message "block": it sends to
+	// held, then waits for hold to close, the room's mailbox filling behind.
+	hold, held chan struct{}
 }
 
 func (h *recorder) OnMessage(r *rooms.Room, p *rooms.Player, m wsactor.Message) error {
 	switch m.Text() {
+	case "block":
+		if h.hold != nil {
+			h.held <- struct{}{}
+			<-h.hold
+		}
 	case "panic":
 		panic("asked to")
 	case "fail":

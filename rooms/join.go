@@ -79,7 +79,9 @@ func (r *Ref) Send(c *actors.Conn, m actors.Message) error {
 	return nil
 }
 
-// Leave gives up c's seat: the room sees OnLeave with LeaveLeft.
+// Leave gives up c's seat: the room sees OnLeave with LeaveLeft. c may
+// close right after: if the room hears of the close first, it holds the
+// seat (OnDrop) until the leave comes, then gives it up (OnLeave).
 func (r *Ref) Leave(c *actors.Conn) error {
 	ms := membershipsOf(c, false)
 	mb := ms.remove(r.key)

@@ -2,6 +2,7 @@ package rooms_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wsactor/wsactor"
 	"github.com/wsactor/wsactor/rooms"
 	"github.com/wsactor/wsactor/rooms/roomstest"
 )
@@ -58,6 +60,53 @@ func TestJoinMessagesAndLeave(t *testing.T) {
 	}
 	ann.Send(map[string]string{"op": "say", "text": "next"})
 	ann.Expect("0:next")
+}
+
+// TestLeaveThenCloseGivesTheSeatUp: a player that leaves and closes its
+// connection at once (a game's leave button) gives its seat up, even when
+// the room learns of the close first: the close's Terminated is a system
+// message, which overtakes the leave in a busy room's mailbox. A CI run of
+// the game's TestLeaveFreesTheSeat saw the seat held instead, offline for
+// the seat reservation (15 s). Here the room is stopped in a handler until
+// the connection is gone, so that the close always comes first.
+func TestLeaveThenCloseGivesTheSeatUp(t *testing.T) {
+	h := &recorder{hold: make(chan struct{}), held: make(chan struct{})}
+	s := newServer(t, rooms.Kind{Name: "arena", New: func() rooms.Handler { return h }})
+	ann, bob := s.dial(t, "ann"), s.dial(t, "bob")
+	ann.Join("arena", "r1")
+	ann.Expect("join:0:ann")
+	bobID := bob.Join("arena", "r1")["id"].(string)
+	ann.Expect("join:1:bob")
+
+	ann.Send(map[string]string{"op": "say", "text": "block"})
+	select {
+	case <-h.held:
+	case <-time.After(testTimeout):
+		t.Fatal("the room did not take the message that stops it")
+	}
+	bob.Send(map[string]string{"op": "quit"}) // leave, then close
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for { // read up to the close, which the client answers
+		if _, _, err := bob.Conn.Read(ctx); err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+				t.Fatalf("bob's quit: %v, want a close with 1000", err)
+			}
+			break
+		}
+	}
+	waitFor(t, "bob's connection gone", func() bool {
+		err := s.Post(wsactor.ID(bobID), wsactor.Text("?"))
+		return errors.Is(err, wsactor.ErrConnectionNotFound)
+	})
+	close(h.hold)
+
+	ann.Expect("drop:1")       // the close, first
+	ann.Expect("leave:1:left") // and the leave after it
+	carol := s.dial(t, "carol")
+	if j := carol.Join("arena", "r1"); j["seat"] != 1.0 {
+		t.Fatalf("the seat bob gave up was not free: carol joined %v", j)
+	}
 }
 
 func TestJoinErrors(t *testing.T) {

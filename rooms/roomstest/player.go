@@ -6,6 +6,7 @@ import (
 
 	"github.com/wsactor/wsactor/actors"
 	"github.com/wsactor/wsactor/rooms"
+	"github.com/wsactor/wsactor/transport"
 )
 
 // Player is a connection handler for tests of rooms: it speaks a small JSON
@@ -15,7 +16,8 @@ import (
 //	client → server  {"op":"join","kind":…,"name":…}  {"op":"quick","kind":…,"filter":{…}}
 //	                 {"op":"create","kind":…}  {"op":"reconnect","token":…}
 //	                 {"op":"say","text":…}  {"op":"leave"}
-//	server → client  {"ev":"joined","room":…,"seat":…,"token":…,"again":…}
+//	                 {"op":"quit"} (leave, then close the connection at once)
+//	server → client  {"ev":"joined","room":…,"seat":…,"token":…,"again":…,"id":…}
 //	                 {"ev":"failed","room":…,"code":…,"err":…}  {"ev":"left","room":…,"why":…}
 //	                 {"ev":"error","err":…}  and whatever the room sends.
 //
@@ -53,14 +55,18 @@ func (h *Player) OnMessage(c *actors.Conn, m actors.Message) error {
 		err = h.m.Create(c, req.Kind, req.Filter, meta)
 	case "reconnect":
 		err = h.m.Reconnect(c, req.Token)
-	case "say", "leave":
+	case "say", "leave", "quit":
 		ref, _ := c.Value(roomKey{}).(*rooms.Ref)
-		if ref == nil {
+		switch {
+		case ref == nil:
 			err = rooms.ErrNotPlayer
-		} else if req.Op == "say" {
+		case req.Op == "say":
 			err = ref.Send(c, actors.Text(req.Text))
-		} else {
+		default:
 			err = ref.Leave(c)
+			if err == nil && req.Op == "quit" {
+				return c.Close(transport.StatusNormalClosure, "quit")
+			}
 		}
 	default:
 		err = errors.New("unknown op")
@@ -76,7 +82,7 @@ func (h *Player) Receive(c *actors.Conn, msg any) {
 	switch m := msg.(type) {
 	case rooms.Joined:
 		c.SetValue(roomKey{}, m.Room)
-		_ = c.SendJSON(map[string]any{"ev": "joined", "room": m.Room.String(), "seat": m.Seat, "token": m.Token, "again": m.Reconnected})
+		_ = c.SendJSON(map[string]any{"ev": "joined", "room": m.Room.String(), "seat": m.Seat, "token": m.Token, "again": m.Reconnected, "id": c.ID()})
 	case rooms.JoinFailed:
 		_ = c.SendJSON(map[string]any{"ev": "failed", "room": m.Room.String(), "code": ErrorCode(m.Err), "err": m.Err.Error()})
 	case rooms.Left:
