@@ -90,9 +90,15 @@ func TestPingTimeout(t *testing.T) {
 	}
 }
 
+// TestIdleTimeout: a client that sends nothing for IdleTimeout is closed
+// with 1001; one that keeps sending is not. The active client's round trips
+// take well under a millisecond, but a whole `go test -race ./...` on 2
+// cores once stalled one for over 100 ms, the timeout this test had: the
+// timeout is now a second, and a failure says the longest gap seen.
 func TestIdleTimeout(t *testing.T) {
+	const idleTimeout = time.Second
 	ts := newServer(t, serverConfig{echo: true, opts: transport.Options{
-		IdleTimeout:  100 * time.Millisecond,
+		IdleTimeout:  idleTimeout,
 		PingInterval: -1,
 	}})
 
@@ -101,6 +107,8 @@ func TestIdleTimeout(t *testing.T) {
 	stop := make(chan struct{})
 	activeDone := make(chan error, 1)
 	rounds := atomic.Int64{}
+	var lastRound, longestGap atomic.Int64 // unix nanoseconds, nanoseconds
+	lastRound.Store(time.Now().UnixNano())
 	go func() {
 		for {
 			select {
@@ -119,6 +127,10 @@ func TestIdleTimeout(t *testing.T) {
 			select {
 			case <-active.msgs:
 				rounds.Add(1)
+				now := time.Now().UnixNano()
+				if gap := now - lastRound.Swap(now); gap > longestGap.Load() {
+					longestGap.Store(gap)
+				}
 			case err := <-active.done:
 				activeDone <- err
 				return
@@ -138,7 +150,8 @@ func TestIdleTimeout(t *testing.T) {
 
 	// The active client, connected for longer, is still open.
 	if activeSC.isFinished() {
-		t.Fatalf("the client that keeps sending was idle-closed")
+		t.Fatalf("the client that keeps sending was idle-closed (its longest gap between round trips: %v; the timeout: %v)",
+			time.Duration(longestGap.Load()), idleTimeout)
 	}
 	close(stop)
 	if err := recv(t, activeDone, "the active client's loop to stop"); err != nil {
