@@ -55,10 +55,15 @@ func (rc *readingClient) echo(t *testing.T, msg string) {
 	}
 }
 
+// TestPingTimeout: a client that does not answer pings is closed with 1011
+// after PongTimeout; one that answers is not. The healthy client's pongs
+// take well under a millisecond, but a timeout of 100 ms is within what a
+// whole race-enabled suite on 2 cores stalls a goroutine (TestIdleTimeout
+// once failed so): the timeout is a second.
 func TestPingTimeout(t *testing.T) {
 	ts := newServer(t, serverConfig{echo: true, opts: transport.Options{
 		PingInterval: 50 * time.Millisecond,
-		PongTimeout:  100 * time.Millisecond,
+		PongTimeout:  time.Second,
 	}})
 
 	// Dialled first: it lives through every ping interval of the others.

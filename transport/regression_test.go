@@ -130,7 +130,7 @@ func TestBackpressureIsNotAPingTimeout(t *testing.T) {
 	ts := newServer(t, serverConfig{manualRelease: true, opts: transport.Options{
 		MaxInflight:  1,
 		PingInterval: 50 * time.Millisecond,
-		PongTimeout:  100 * time.Millisecond,
+		PongTimeout:  time.Second, // the parked client's pongs must not miss it for a stalled goroutine
 	}})
 	parked, parkedSC := dialReading(t, ts, true)
 	writeMsg(t, parked.c, websocket.MessageText, []byte("one"))
