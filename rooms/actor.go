@@ -45,7 +45,10 @@ type (
 		force bool // Room.Close
 	}
 	snapshotNow struct{}
-	saveResult  struct {
+	// connEnded is a player's connection's Terminated, queued behind the
+	// messages already in the mailbox (see Receive).
+	connEnded  struct{ id actors.ID }
+	saveResult struct {
 		err     error
 		fenced  bool
 		lost    bool // the store holds nothing of the room: claim it again
@@ -114,17 +117,23 @@ func (a *roomActor) Receive(ctx actor.Context) {
 		case p != nil:
 			a.leave(p, LeaveLeft, false)
 		case !msg.GetDropped():
-			// A player that leaves and then closes its connection at once
-			// (a game's leave button): the close's Terminated, a system
-			// message, overtakes the leave in the mailbox and holds the
-			// seat. The leave still gives it up.
+			// A leave that came after its connection's end was handled
+			// (the two took different ways from another node): the seat
+			// is held, and the leave still gives it up.
 			if p := a.heldFor(id); p != nil {
 				a.leave(p, LeaveLeft, false)
 			}
 		}
 	case *actor.Terminated:
+		// A system message: it overtakes the user messages in the mailbox,
+		// and so what the connection sent before it ended (its last input,
+		// a Leave). Those come first: the drop is queued behind them.
 		if id, err := idOf(msg.GetWho()); err == nil && a.byConn[id] != nil {
-			a.drop(a.byConn[id])
+			ctx.Send(ctx.Self(), &connEnded{id: id})
+		}
+	case *connEnded:
+		if p := a.byConn[msg.id]; p != nil {
+			a.drop(p)
 		}
 	case *tickDue:
 		a.onTick(msg)

@@ -80,8 +80,10 @@ func (r *Ref) Send(c *actors.Conn, m actors.Message) error {
 }
 
 // Leave gives up c's seat: the room sees OnLeave with LeaveLeft. c may
-// close right after: if the room hears of the close first, it holds the
-// seat (OnDrop) until the leave comes, then gives it up (OnLeave).
+// close right after: the room handles what c sent before its end (its last
+// messages, then the leave) before the end. A leave that still comes after
+// it (from another node, the two take different ways) gives up the seat
+// held for c: the room sees OnDrop, then OnLeave.
 func (r *Ref) Leave(c *actors.Conn) error {
 	ms := membershipsOf(c, false)
 	mb := ms.remove(r.key)

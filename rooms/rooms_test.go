@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/wsactor/wsactor"
+	"github.com/wsactor/wsactor/internal/wire"
 	"github.com/wsactor/wsactor/rooms"
 	"github.com/wsactor/wsactor/rooms/roomstest"
 )
@@ -62,14 +63,16 @@ func TestJoinMessagesAndLeave(t *testing.T) {
 	ann.Expect("0:next")
 }
 
-// TestLeaveThenCloseGivesTheSeatUp: a player that leaves and closes its
-// connection at once (a game's leave button) gives its seat up, even when
-// the room learns of the close first: the close's Terminated is a system
-// message, which overtakes the leave in a busy room's mailbox. A CI run of
-// the game's TestLeaveFreesTheSeat saw the seat held instead, offline for
-// the seat reservation (15 s). Here the room is stopped in a handler until
-// the connection is gone, so that the close always comes first.
-func TestLeaveThenCloseGivesTheSeatUp(t *testing.T) {
+// TestLastWordsThenLeaveAndClose: what a player sends just before it leaves
+// and closes its connection (a game's leave button) reaches the room in the
+// order sent, before the close, even when the room is busy. The close's
+// Terminated is a system message, which overtakes user messages in a
+// mailbox: a CI run of the game's TestLeaveFreesTheSeat saw the leave lost
+// so, and the seat held, offline, for the seat reservation (15 s); the
+// player's last message was lost the same way. Here the room is stopped in
+// a handler until the connection is gone, so that all three wait in its
+// mailbox together.
+func TestLastWordsThenLeaveAndClose(t *testing.T) {
 	h := &recorder{hold: make(chan struct{}), held: make(chan struct{})}
 	s := newServer(t, rooms.Kind{Name: "arena", New: func() rooms.Handler { return h }})
 	ann, bob := s.dial(t, "ann"), s.dial(t, "bob")
@@ -84,6 +87,7 @@ func TestLeaveThenCloseGivesTheSeatUp(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("the room did not take the message that stops it")
 	}
+	bob.Send(map[string]string{"op": "say", "text": "bye"})
 	bob.Send(map[string]string{"op": "quit"}) // leave, then close
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -101,11 +105,42 @@ func TestLeaveThenCloseGivesTheSeatUp(t *testing.T) {
 	})
 	close(h.hold)
 
-	ann.Expect("drop:1")       // the close, first
-	ann.Expect("leave:1:left") // and the leave after it
+	for _, want := range []string{"0:block", "1:bye", "leave:1:left"} {
+		if got := ann.Read(); got != want {
+			t.Fatalf("ann got %q, want %q: bob's last message, his leave, in that order, and no drop", got, want)
+		}
+	}
 	carol := s.dial(t, "carol")
 	if j := carol.Join("arena", "r1"); j["seat"] != 1.0 {
 		t.Fatalf("the seat bob gave up was not free: carol joined %v", j)
+	}
+}
+
+// TestLateLeaveGivesUpAHeldSeat: a leave that reaches the room after it
+// handled the end of the player's connection (from another node the two
+// take different ways) still gives the held seat up; one from a connection
+// that is not the seat's any more does nothing.
+func TestLateLeaveGivesUpAHeldSeat(t *testing.T) {
+	s := newServer(t, recorderKind("arena"))
+	ann, bob := s.dial(t, "ann"), s.dial(t, "bob")
+	ann.Join("arena", "r1")
+	ann.Expect("join:0:ann")
+	bobID := bob.Join("arena", "r1")["id"].(string)
+	ann.Expect("join:1:bob")
+	_ = bob.Conn.CloseNow()
+	ann.Expect("drop:1")
+
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	// A leave from a connection the room never seated, then bob's own.
+	if err := s.Rooms().Tell(ctx, "arena", "r1", &wire.RoomLeave{Conn: "arena.AAAAAAAAAAAAAAAAAAAAAA"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rooms().Tell(ctx, "arena", "r1", &wire.RoomLeave{Conn: bobID}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ann.Read(); got != "leave:1:left" {
+		t.Fatalf("ann got %q after bob's late leave, want leave:1:left", got)
 	}
 }
 
