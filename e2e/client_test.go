@@ -257,11 +257,19 @@ func TestBrowserClient(t *testing.T) {
 			const out = {};
 			await Promise.all([1000, 1003, 1008, 1009, 3000, 4000, 4999, 1001, 1011, 1013, 2999].map(async (code) => {
 				const states = [];
-				const c = wsactor.connect("/ws/test", { minBackoff: 5000, maxBackoff: 5000, onStateChange: (s) => states.push(s) });
+				// What the page would show when the close arrives, taken as
+				// the state changes: the reconnection's delay is random in
+				// [0, 5 s), and a look at c.state a few milliseconds later
+				// can find it connecting again, or open.
+				let settled = null;
+				const c = wsactor.connect("/ws/test", { minBackoff: 5000, maxBackoff: 5000, onStateChange: (s, _, client) => {
+					states.push(s);
+					if (!settled && (s === "closed" || s === "reconnecting")) settled = { states: [...states], text: client.stateText() };
+				} });
 				await until(() => c.state === "open");
 				c.send("close", { code, reason: "bye" });
-				await until(() => c.state === "closed" || c.state === "reconnecting");
-				out[code] = { states: [...states], text: c.stateText() };
+				await until(() => settled);
+				out[code] = settled;
 				c.close();
 			}));
 			return out;
