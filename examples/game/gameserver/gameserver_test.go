@@ -190,8 +190,15 @@ func TestMovementIsTheServers(t *testing.T) {
 	p := g.dial(t, "name=Zed")
 	seat := p.next("welcome")["seat"].(float64)
 	start := me(p.next("state"), seat)
-	for range 200 { // a flood of inputs, and a claimed position
-		p.send(`{"type":"input","dx":1,"dy":0,"x":999,"y":0}`)
+	// Towards the farther wall: a dot that starts near one wall could
+	// reach it in the first tick that moves it (up to 60 units when the
+	// tick is late), and a dot at the wall does not move on.
+	dir, claim := 1.0, 999
+	if start["x"].(float64) > gameserver.Width/2 {
+		dir, claim = -1.0, 1
+	}
+	for range 200 { // a flood of inputs, and a claimed position beyond the wall
+		p.send(fmt.Sprintf(`{"type":"input","dx":%d,"dy":0,"x":%d,"y":0}`, int(dir), claim))
 	}
 	var first, last map[string]any
 	var t0, t1 float64
@@ -214,13 +221,13 @@ func TestMovementIsTheServers(t *testing.T) {
 			break
 		}
 	}
-	dx := last["x"].(float64) - first["x"].(float64)
+	dx := (last["x"].(float64) - first["x"].(float64)) * dir
 	// Each tick moves at most Speed × its real time, which the server caps
 	// at 250 ms; at 20 Hz that is Speed/20 on time.
 	if max := gameserver.Speed * 0.25 * (t1 - t0); dx <= 0 || dx > max+0.5 || last["y"] != first["y"] {
 		t.Fatalf("moved %.1f in %v ticks (at most %.1f allowed), y %v → %v", dx, t1-t0, max, first["y"], last["y"])
 	}
-	if last["x"].(float64) > gameserver.Width-gameserver.PlayerRadius {
+	if x := last["x"].(float64); x < gameserver.PlayerRadius || x > gameserver.Width-gameserver.PlayerRadius {
 		t.Fatalf("left the arena: x %v", last["x"])
 	}
 }
