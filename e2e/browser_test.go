@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -173,15 +174,44 @@ func eval[T any](p *page, expr string) T {
 
 // waitFor waits until the JavaScript predicate holds, re-checking it on
 // every DOM change, for at most stepTimeout.
+//
+// chromedp runs a poll in the execution context it has on record for the
+// page's document, and records a new document's context in another
+// goroutine than the one that ends a Navigate or Reload (chromedp
+// v0.22.1, target.go: listeners run before runtimeEvent): right after one,
+// the poll can name the replaced document's context, which the browser no
+// longer has ("Cannot find context with specified id": 2 of 9 runs of
+// TestGameInBrowser beside a CPU hog, after a Navigate). Such a poll ran
+// nowhere, so it is run again, within the same deadline.
 func (p *page) waitFor(what, predicate string) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, stepTimeout+5*time.Second)
+	deadline := time.Now().Add(stepTimeout)
+	ctx, cancel := context.WithDeadline(p.ctx, deadline.Add(5*time.Second))
 	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](predicate,
-		chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(stepTimeout)))
-	if err != nil {
-		p.t.Fatalf("%s: waiting until %s: %v\n%s", p.name, what, err, p.describe())
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			p.t.Fatalf("%s: waiting until %s: %v\n%s", p.name, what, chromedp.ErrPollingTimeout, p.describe())
+		}
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](predicate,
+			chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(left)))
+		if err == nil {
+			return
+		}
+		if !replacedContext(err) {
+			p.t.Fatalf("%s: waiting until %s: %v\n%s", p.name, what, err, p.describe())
+		}
+		p.t.Logf("%s: waiting until %s: the poll named a replaced document (%v); polling again", p.name, what, err)
+		time.Sleep(10 * time.Millisecond) // until chromedp has recorded the new document's context
 	}
+}
+
+// replacedContext reports whether err is the browser's answer to a call in
+// an execution context that no longer exists: that of a document the page
+// has replaced.
+func replacedContext(err error) bool {
+	var e *cdproto.Error
+	return errors.As(err, &e) && e.Message == "Cannot find context with specified id"
 }
 
 // describe is what a failing step shows of the page.
