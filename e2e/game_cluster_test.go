@@ -56,6 +56,18 @@ func failoverBounds(heartbeat, ttl time.Duration) (survived, reconnected time.Du
 	return survived, survived + lookupStall + 2*time.Second
 }
 
+// pageClose is an entry of the game page's game.closes.
+type pageClose struct {
+	Code   int
+	Reason string
+	At     float64 // Date.now()
+}
+
+// pageStale is how long the game's page waits for a message from a seated
+// connection before it gives the connection up as dead (STALE_MS in
+// examples/game/gameserver/static/app.js).
+const pageStale = 8 * time.Second
+
 // lookupStall is how long protoactor's identity lookup (disthash) waits for
 // an activation before giving up. While one lookup on a node waits on a dead
 // node, the node's other room lookups wait too (measured: those started a
@@ -260,8 +272,21 @@ func TestGameFailoverInBrowser(t *testing.T) {
 		if resumed > bound {
 			t.Errorf("%s's page got the state again %v after the kill, over the bound of %v", p.name, resumed, bound)
 		}
-		if closes := eval[int](p, `game.closes.length`); closes != 0 {
-			t.Errorf("%s's connection was closed %d times: it should have survived", p.name, closes)
+		// The connection survives, unless the room stayed away longer than
+		// the page waits for a message: past pageStale of silence the page
+		// gives the connection up as dead and reconnects to its node with
+		// its token. The bounds allow that long when Cid's page came
+		// through this node or a Redis outage delayed the survivors (a run
+		// beside a CPU hog saw Ann's page closed so, its state back 9.3 s
+		// after the kill within her bound of 11 s).
+		closes := eval[[]pageClose](p, `game.closes`)
+		for _, c := range closes {
+			after := time.UnixMilli(int64(c.At)).Sub(killed)
+			if len(closes) == 1 && c.Code == 0 && c.Reason == "no state" && after >= pageStale-100*time.Millisecond {
+				t.Logf("%s's page heard nothing for %v and reconnected %v after the kill", p.name, pageStale, after.Round(time.Millisecond))
+				continue
+			}
+			t.Errorf("%s's connection was closed %v after the kill (%d %q; closes: %+v): it should have survived", p.name, after, c.Code, c.Reason, closes)
 		}
 		if w := eval[gameWelcome](p, `game.welcome`); w.Seat != seats[p] || w.Room != room || w.Node != map[*page]string{ann: n1.address, bob: n2.address}[p] {
 			t.Errorf("%s's welcome after the move: %+v", p.name, w)
