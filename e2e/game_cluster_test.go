@@ -162,7 +162,8 @@ func joinListed(p *page, base, room, name string) gameWelcome {
 // Then node 3 is SIGKILLed: the room is activated again on a survivor from
 // its last snapshot; Cid's page, whose node died, reconnects to another node
 // of /api/peers with its token and gets its seat back; Ann's and Bob's
-// pages, whose connections survive, get the room's state again within the
+// pages, whose connections survive (unless the room stays away longer than
+// the page waits for a message), get the room's state again within the
 // bound, with every position and score as before. The times from the kill
 // to each page's first state are logged (FAILOVER), for README.md.
 // Screenshots before and after are saved as test artefacts.
