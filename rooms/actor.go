@@ -370,7 +370,7 @@ func (a *roomActor) admit(conn actors.ID, m *wire.RoomJoin) error {
 	}
 	tok, hash := newToken(a.key, seat)
 	a.gen++
-	p := &Player{Seat: seat, ID: conn, User: req.User, Meta: req.Meta, Online: true, Joined: time.Now(), tokenHash: hash, generation: a.gen}
+	p := &Player{Seat: seat, ID: conn, User: req.User, Meta: req.Meta, Online: true, Joined: time.Now(), tokenHash: hash, generation: a.gen, asked: m.GetAsked()}
 	a.players[seat] = p
 	a.byConn[conn] = p
 	a.ctx.Watch(pid)
@@ -400,6 +400,13 @@ func (a *roomActor) onReconnect(conn actors.ID, m *wire.RoomJoin) {
 		a.reply(conn, a.joined(p, "", true)) // attached already
 		return
 	}
+	if p.Online && m.GetAsked() != 0 && m.GetAsked() < p.asked {
+		// The holder asked later: this is an older tab, or an attempt its
+		// client gave up (it tried another node meanwhile) whose request
+		// came late. The newest keeps the seat.
+		a.reply(conn, joinFailure(a.key, ErrSeatTaken))
+		return
+	}
 	if p.Online {
 		// The token's holder is back on a new connection while the old one
 		// is still open (a second tab, or a loss not noticed yet): the new
@@ -412,7 +419,7 @@ func (a *roomActor) onReconnect(conn actors.ID, m *wire.RoomJoin) {
 		p.expiry.Stop()
 		p.expiry = nil
 	}
-	p.ID, p.Online, p.droppedAt = conn, true, time.Time{}
+	p.ID, p.Online, p.droppedAt, p.asked = conn, true, time.Time{}, m.GetAsked()
 	a.byConn[conn] = p
 	a.ctx.Watch(pid)
 	a.changed()

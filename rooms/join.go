@@ -104,6 +104,7 @@ type membership struct {
 	seat  int
 	epoch atomic.Int64
 	pid   atomic.Pointer[actor.PID] // nil while the room is being reached again
+	asked time.Time                 // when the connection first asked for the seat (see wire.RoomJoin.asked)
 }
 
 // pendingJoin is a join in flight: what to ask for, and how often it has
@@ -116,6 +117,7 @@ type pendingJoin struct {
 	reattach    bool // the room moved: take the held seat back
 	attempts    int
 	started     time.Time // the first attempt
+	asked       time.Time // when the connection asked for the seat: the first attempt, or the seat's first join on a reattach
 	gen         uint64
 	pid         *actor.PID // the room asked
 }
@@ -193,6 +195,9 @@ func (m *Manager) startJoin(c *actors.Conn, pj *pendingJoin) {
 	if pj.started.IsZero() {
 		pj.started = time.Now()
 	}
+	if pj.asked.IsZero() {
+		pj.asked = pj.started
+	}
 	ms.pending[pj.key] = pj
 	ms.mu.Unlock()
 	self, root := c.Self(), m.rt.System().Root
@@ -205,7 +210,7 @@ func (m *Manager) startJoin(c *actors.Conn, pj *pendingJoin) {
 // wait on the network, and a reservation on the store.
 func (m *Manager) send(c *actors.Conn, pj *pendingJoin) {
 	self, root := c.Self(), m.rt.System().Root
-	req := &wire.RoomJoin{Conn: string(c.ID()), Meta: pj.meta, Token: pj.token, Reattach: pj.reattach}
+	req := &wire.RoomJoin{Conn: string(c.ID()), Meta: pj.meta, Token: pj.token, Reattach: pj.reattach, Asked: pj.asked.UnixNano()}
 	if u := c.User(); u != nil {
 		req.User = u.ID
 	}
@@ -273,7 +278,7 @@ func (m *Manager) hook(c *actors.Conn, msg any) (any, bool) {
 			time.AfterFunc(50*time.Millisecond, func() { root.Send(self, msg) })
 			return nil, true
 		}
-		m.startJoin(c, &pendingJoin{key: msg.key, token: msg.mb.token, reattach: true})
+		m.startJoin(c, &pendingJoin{key: msg.key, token: msg.mb.token, reattach: true, asked: msg.mb.asked})
 		return nil, true
 	case *retryJoin:
 		m.startJoin(c, msg.pj)
@@ -350,6 +355,9 @@ func (m *Manager) onJoined(c *actors.Conn, r *wire.RoomJoined) any {
 	}
 	mb.seat = int(r.GetSeat())
 	mb.epoch.Store(r.GetEpoch())
+	if pj != nil && !pj.reattach {
+		mb.asked = pj.asked
+	}
 	if old := mb.pid.Load(); old != nil && c.Sender() != nil && !old.Equal(c.Sender()) {
 		c.Actor().Unwatch(old)
 	}

@@ -28,6 +28,7 @@ type Player struct {
 	Joined time.Time
 
 	tokenHash  [32]byte
+	asked      int64 // when its connection asked for the seat (wire.RoomJoin.asked), or 0: unknown
 	droppedAt  time.Time
 	expiry     *time.Timer
 	generation uint64 // a seat reused later gets a new generation, so a stale expiry does nothing
@@ -87,6 +88,10 @@ var (
 	ErrNotPlayer = errors.New("rooms: not a player of this room")
 	// ErrClosed: the room was closed or disposed of.
 	ErrClosed = errors.New("rooms: room closed")
+	// ErrSeatTaken: a reconnection with the token of a seat that a
+	// connection which asked later holds (another tab, or this client's
+	// newer attempt): the newest keeps the seat.
+	ErrSeatTaken = errors.New("rooms: a newer connection holds the seat")
 )
 
 // Refusal is an application's refusal of a join (JoinGate), told to the
@@ -109,6 +114,7 @@ const (
 	codeFull        = "full"
 	codeLocked      = "locked"
 	codeBadToken    = "bad_token"
+	codeSeatTaken   = "seat_taken"
 	codeUnavailable = "unavailable"
 	codeRefused     = "refused"
 )
@@ -129,6 +135,8 @@ func joinErrorCode(err error) (code, reason string) {
 		return codeLocked, "the room takes no new players"
 	case errors.Is(err, ErrBadToken):
 		return codeBadToken, "invalid reconnection token"
+	case errors.Is(err, ErrSeatTaken):
+		return codeSeatTaken, "a newer connection holds the seat"
 	case errors.Is(err, ErrUnavailable):
 		return codeUnavailable, err.Error()
 	}
@@ -147,6 +155,8 @@ func joinErrorFromCode(code, reason string) error {
 		return ErrLocked
 	case codeBadToken:
 		return ErrBadToken
+	case codeSeatTaken:
+		return ErrSeatTaken
 	case codeUnavailable:
 		return fmt.Errorf("%w: %s", ErrUnavailable, reason)
 	}

@@ -144,6 +144,44 @@ func TestLateLeaveGivesUpAHeldSeat(t *testing.T) {
 	}
 }
 
+// TestNewestConnectionKeepsTheSeat: a second connection with a seat's token
+// takes the seat from the first (another tab), which is told; but a
+// request with the token that reaches the room after a newer one (a tab
+// opened earlier, or an attempt its client gave up and sent to another
+// node meanwhile, whose request came late) is refused with ErrSeatTaken,
+// and the newer connection keeps the seat. The game's failover test saw
+// the page's abandoned attempt take its seat from its live connection.
+func TestNewestConnectionKeepsTheSeat(t *testing.T) {
+	s := newServer(t, recorderKind("arena"))
+	ann, carl := s.dial(t, "ann"), s.dial(t, "carl")
+	asked := time.Now().UnixNano() // ann's first tab asks
+	j := ann.Join("arena", "r1")
+	token, annID := j["token"].(string), j["id"].(string)
+	carl.Join("arena", "r1")
+	carl.Expect("join:1:carl")
+
+	// Ann's second tab takes the seat; her first is told.
+	tab := s.dial(t, "ann")
+	tab.Send(map[string]string{"op": "reconnect", "token": token})
+	if j := tab.Event("joined"); j["seat"] != 0.0 || j["again"] != true {
+		t.Fatalf("the second tab's reconnect: %v", j)
+	}
+	if ev := ann.Event("left"); ev["why"] != string(rooms.LeaveKicked) {
+		t.Fatalf("the first tab was told %v, want kicked", ev)
+	}
+	carl.Expect("back:0")
+
+	// The first tab's request comes again, late: it asked before the
+	// second tab did.
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := s.Rooms().Tell(ctx, "arena", "r1", &wire.RoomJoin{Conn: annID, Token: token, Asked: asked}); err != nil {
+		t.Fatal(err)
+	}
+	tab.Send(map[string]string{"op": "say", "text": "still mine"})
+	carl.Expect("0:still mine") // the room takes it from the second tab, its player
+}
+
 func TestJoinErrors(t *testing.T) {
 	s := newServer(t,
 		recorderKind("duo", func(k *rooms.Kind) { k.MaxPlayers = 2 }),

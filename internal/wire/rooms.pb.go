@@ -27,14 +27,19 @@ const (
 
 // RoomJoin asks a room for a seat, from a connection (the sender).
 type RoomJoin struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Conn          string                 `protobuf:"bytes,1,opt,name=conn,proto3" json:"conn,omitempty"`                                                                             // the connection's ID
-	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`                                                                             // its authenticated user, or ""
-	Meta          map[string]string      `protobuf:"bytes,3,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`   // what it joins with (a display name...)
-	Reservation   string                 `protobuf:"bytes,4,opt,name=reservation,proto3" json:"reservation,omitempty"`                                                               // from matchmaking, or ""
-	Token         string                 `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`                                                                           // reconnect to the seat this token holds, or ""
-	Reattach      bool                   `protobuf:"varint,6,opt,name=reattach,proto3" json:"reattach,omitempty"`                                                                    // the room moved: a player takes its held seat back on its own
-	Label         map[string]string      `protobuf:"bytes,7,rep,name=label,proto3" json:"label,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // matchmaking's filter: the label of a room this join creates
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Conn        string                 `protobuf:"bytes,1,opt,name=conn,proto3" json:"conn,omitempty"`                                                                             // the connection's ID
+	User        string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`                                                                             // its authenticated user, or ""
+	Meta        map[string]string      `protobuf:"bytes,3,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`   // what it joins with (a display name...)
+	Reservation string                 `protobuf:"bytes,4,opt,name=reservation,proto3" json:"reservation,omitempty"`                                                               // from matchmaking, or ""
+	Token       string                 `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`                                                                           // reconnect to the seat this token holds, or ""
+	Reattach    bool                   `protobuf:"varint,6,opt,name=reattach,proto3" json:"reattach,omitempty"`                                                                    // the room moved: a player takes its held seat back on its own
+	Label       map[string]string      `protobuf:"bytes,7,rep,name=label,proto3" json:"label,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // matchmaking's filter: the label of a room this join creates
+	// When the connection asked to join (Unix nanoseconds, its node's clock).
+	// Of two connections reconnecting with one token, the one that asked
+	// later keeps the seat, whatever order their requests reach the room in.
+	// 0 from a node of an earlier version: the later to reach the room wins.
+	Asked         int64 `protobuf:"varint,8,opt,name=asked,proto3" json:"asked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -116,6 +121,13 @@ func (x *RoomJoin) GetLabel() map[string]string {
 		return x.Label
 	}
 	return nil
+}
+
+func (x *RoomJoin) GetAsked() int64 {
+	if x != nil {
+		return x.Asked
+	}
+	return 0
 }
 
 // RoomJoined answers RoomJoin, to the connection.
@@ -573,7 +585,7 @@ var File_rooms_proto protoreflect.FileDescriptor
 
 const file_rooms_proto_rawDesc = "" +
 	"\n" +
-	"\vrooms.proto\x12\x0fwsactor.wire.v1\"\xee\x02\n" +
+	"\vrooms.proto\x12\x0fwsactor.wire.v1\"\x84\x03\n" +
 	"\bRoomJoin\x12\x12\n" +
 	"\x04conn\x18\x01 \x01(\tR\x04conn\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x127\n" +
@@ -581,7 +593,8 @@ const file_rooms_proto_rawDesc = "" +
 	"\vreservation\x18\x04 \x01(\tR\vreservation\x12\x14\n" +
 	"\x05token\x18\x05 \x01(\tR\x05token\x12\x1a\n" +
 	"\breattach\x18\x06 \x01(\bR\breattach\x12:\n" +
-	"\x05label\x18\a \x03(\v2$.wsactor.wire.v1.RoomJoin.LabelEntryR\x05label\x1a7\n" +
+	"\x05label\x18\a \x03(\v2$.wsactor.wire.v1.RoomJoin.LabelEntryR\x05label\x12\x14\n" +
+	"\x05asked\x18\b \x01(\x03R\x05asked\x1a7\n" +
 	"\tMetaEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +

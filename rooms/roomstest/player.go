@@ -100,6 +100,8 @@ func ErrorCode(err error) string {
 		return "full"
 	case errors.Is(err, rooms.ErrBadToken):
 		return "bad_token"
+	case errors.Is(err, rooms.ErrSeatTaken):
+		return "seat_taken"
 	case errors.Is(err, rooms.ErrUnavailable):
 		return "unavailable"
 	case errors.Is(err, rooms.ErrLocked):

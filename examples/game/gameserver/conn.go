@@ -83,6 +83,10 @@ func (p *player) Receive(c *wsactor.Conn, msg any) {
 			code, reason = CloseRoomFull, "room_full: the room has no free seat"
 		case errors.Is(m.Err, rooms.ErrBadToken):
 			code, reason = CloseNoSeat, "bad_token: the seat is gone, or the token is not valid"
+		case errors.Is(m.Err, rooms.ErrSeatTaken):
+			// An older tab, or an attempt the page gave up whose request
+			// came late: the newer connection keeps the seat.
+			code, reason = CloseKicked, "seat_taken: a newer tab or window holds the seat"
 		}
 		_ = c.Close(code, reason)
 	case wsactor.RoomLeft:

@@ -78,7 +78,8 @@ const (
 	// CloseRoomFull: the room named by ?room= has no free seat.
 	CloseRoomFull wsactor.StatusCode = 4409
 	// CloseKicked: the room let the player go (another tab took its seat,
-	// or the room closed).
+	// or the room closed), or a newer connection holds the seat this one
+	// asked for ("seat_taken: …").
 	CloseKicked wsactor.StatusCode = 4410
 	// CloseUnavailable: the room could not be reached; retry.
 	CloseUnavailable wsactor.StatusCode = 4503

@@ -235,6 +235,7 @@ function finalClose(code, reason) {
       switch (reason) {
         case "left: left": return net.leaving ? "You left the room." : "You left the room (from another tab).";
         case "left: kicked": return "You were removed from the room: another tab or window took your seat.";
+        case "seat_taken: a newer tab or window holds the seat": return "Another tab or window has your seat.";
         case "left: seat_expired": return "Your seat expired while you were away.";
         case "left: room_closed": return "The room closed.";
         case "left: room_failed": return "The room failed and could not be recovered. Join another room.";
