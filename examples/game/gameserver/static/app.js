@@ -399,10 +399,15 @@ function showArena(room) {
 // clock, smoothed so that network jitter does not shake the dots.
 let states = [];
 let offset = null; // local ms − tick × TICK_MS
+// renderTick is the last render time, in ticks: it never goes back. A late
+// state raises offset by a tenth of its lateness, which can be more than a
+// frame's time, and the dots would be drawn a little back.
+let renderTick = -Infinity;
 
 function resetStates() {
   states = [];
   offset = null;
+  renderTick = -Infinity;
   pops = [];
 }
 
@@ -469,7 +474,8 @@ function drawPops(now, drawn) {
 // sample returns the states around the render time and how far between them.
 function sample(now) {
   if (!states.length) return null;
-  const t = (now - RENDER_DELAY_MS - offset) / TICK_MS; // in ticks
+  const t = Math.max(renderTick, (now - RENDER_DELAY_MS - offset) / TICK_MS); // in ticks
+  renderTick = t;
   let i = states.length - 1;
   while (i > 0 && states[i].tick > t) i--;
   const from = states[i];
