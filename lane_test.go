@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,14 +24,27 @@ func memberHandler(s *wsactor.Server, opened chan wsactor.ID) wsactor.Handler {
 	return &member{opened: opened, srv: s}
 }
 
-// untilOnLane calls post until a frame has come on receiver's lane since
-// it counted before: a node sets its lane to a peer up in the background,
-// at its first send there, and changes to it at a later one.
-func untilOnLane(t *testing.T, receiver *lane.Hub, before uint64, post func()) {
+// untilOnLane calls post until a frame for the server of id (its channel)
+// has come on receiver's lane: a node sets its lane to a peer up in the
+// background, at its first send there, and changes to it at a later one.
+// Frames are counted at that server's handler, not in the hub's totals:
+// frames for an earlier test's servers may still be arriving, and counting
+// them let a test go on while its own sends still went through the remote.
+func untilOnLane(t *testing.T, receiver *lane.Hub, id wsactor.ID, post func()) {
 	t.Helper()
+	channel, _, _ := strings.Cut(string(id), ".")
+	deliver := receiver.Current(channel)
+	if deliver == nil {
+		t.Fatalf("no lane handler for server %q", channel)
+	}
+	var came atomic.Bool
+	defer receiver.Swap(channel, func(from string, payload []byte) {
+		came.Store(true)
+		deliver(from, payload)
+	})()
 	waitFor(t, "a frame on the lane", func() bool {
 		post()
-		return receiver.Stats().FramesIn > before
+		return came.Load()
 	})
 }
 
@@ -38,7 +52,7 @@ func untilOnLane(t *testing.T, receiver *lane.Hub, before uint64, post func()) {
 // reads, until a post has come on receiver's lane.
 func postUntilOnLane(t *testing.T, receiver *lane.Hub, one *remoteNode, id wsactor.ID, c *websocket.Conn) {
 	t.Helper()
-	untilOnLane(t, receiver, receiver.Stats().FramesIn, func() {
+	untilOnLane(t, receiver, id, func() {
 		if err := one.Post(id, wsactor.Text("first")); err != nil {
 			t.Fatal(err)
 		}
@@ -248,8 +262,7 @@ func TestCrossNodeOrderAcrossLaneBreaks(t *testing.T) {
 	// The last messages go after the breaks, until the lane is set up
 	// again and carries some; the Send waits for its answer, so once it
 	// returns everything before it has been handed on.
-	framesAfterBreaks := receiver.Stats().FramesIn
-	untilOnLane(t, receiver, framesAfterBreaks, func() {
+	untilOnLane(t, receiver, id, func() {
 		for range each / 10 {
 			if err := one.Post(id, wsactor.Text(strconv.Itoa(seq))); err != nil {
 				t.Fatalf("post %d: %v", seq, err)

@@ -31,11 +31,10 @@ func stallReceiver(t *testing.T, two *remoteNode, receiver *actor.ActorSystem) (
 	if deliver == nil {
 		t.Fatal("the receiving server handles no lane frames")
 	}
-	remove := hub.Handle(two.Name(), func(from string, payload []byte) {
+	t.Cleanup(hub.Swap(two.Name(), func(from string, payload []byte) {
 		<-gate
 		deliver(from, payload)
-	})
-	t.Cleanup(func() { remove(); hub.Handle(two.Name(), deliver) })
+	}))
 	return release
 }
 

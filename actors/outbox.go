@@ -202,9 +202,10 @@ func (rt *Runtime) dropDeparted(table map[routeKey]*outbox) {
 }
 
 // pruneIfDeparted drops the outboxes of departed nodes when o's node has
-// left: o was busy when its node left (a flush or a link to a dead node
-// ran), so the prune on departure kept it, and nothing else would drop it
-// until another outbox is added. Call it once o may have become idle.
+// left: o was busy when its node left (a flush ran, or a link, which ends
+// in success or failure), so the prune on departure kept it, and nothing
+// else would drop it until another outbox is added. Call it once o may
+// have become idle.
 func (o *outbox) pruneIfDeparted() {
 	if !o.rt.NodeAlive(o.address) {
 		o.rt.PruneRoutes()
@@ -475,11 +476,17 @@ func (o *outbox) link(hub *lane.Hub) {
 		o.linkFailed(err)
 		return
 	}
-	// The next flusher changes to it.
+	o.linkSucceeded(c, seq)
+}
+
+// linkSucceeded hands the lane that link set up, behind a Sync that left
+// when remoteSeq was seq, to the next flusher, which changes to it.
+func (o *outbox) linkSucceeded(c *lane.Conn, seq uint64) {
 	o.mu.Lock()
 	o.linking = false
 	o.linked, o.linkSeq = c, seq
 	o.mu.Unlock()
+	o.pruneIfDeparted()
 }
 
 // linkFailed backs off from setting up a lane: each try costs a Sync and

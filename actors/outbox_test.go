@@ -3,6 +3,7 @@ package actors
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -230,6 +231,43 @@ func TestRetiredOutboxHandsOnToItsSuccessor(t *testing.T) {
 		old.mu.Unlock()
 		if queued != 0 {
 			t.Fatalf("send %d: the dropped outbox took it", i)
+		}
+	}
+}
+
+// TestOutboxIsDroppedWhenItsLinkEnds: an outbox setting up its lane when its
+// node leaves is kept by the prune on departure, and dropped once the link
+// ends, in success or failure: nothing else would drop it until another
+// outbox is added. (Its flusher's end does the same; see the root
+// package's TestOutboxIsDroppedWhenItsNodeLeaves.)
+func TestOutboxIsDroppedWhenItsLinkEnds(t *testing.T) {
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
+	rt, err := NewRuntime(Config{System: system, ServerName: "here", Logger: slog.New(slog.DiscardHandler), Counters: &metrics.Counters{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := &flappingView{}
+	rt.SetCluster(view)
+	for _, end := range []struct {
+		name string
+		f    func(o *outbox)
+	}{
+		{"success", func(o *outbox) { o.linkSucceeded(nil, 0) }},
+		{"failure", func(o *outbox) { o.linkFailed(errors.New("no lane")) }},
+	} {
+		view.alive.Store(true)
+		o := rt.route("there", "MTI3LjAuMC4xOjE", "127.0.0.1:1")
+		o.mu.Lock()
+		o.linking = true // as startLink leaves it
+		o.mu.Unlock()
+		view.alive.Store(false)
+		rt.PruneRoutes()
+		if n := rt.Routes(); n != 1 {
+			t.Fatalf("%s: %d outboxes while the departed node's one sets up its lane, want it kept", end.name, n)
+		}
+		end.f(o)
+		if n := rt.Routes(); n != 0 {
+			t.Fatalf("%s: %d outboxes once the link ended, want the departed node's dropped", end.name, n)
 		}
 	}
 }

@@ -208,6 +208,23 @@ func (h *Hub) Current(channel string) Handler {
 	return nil
 }
 
+// Swap makes fn channel's handler and returns a function that puts back
+// the handler it replaced, as it was: that handler's remover still works.
+// For tests that wrap a server's handler (a receiver that stalls, or that
+// counts). restore does nothing if channel's handler changed since.
+func (h *Hub) Swap(channel string, fn Handler) (restore func()) {
+	old, had := h.handlers.Load(channel)
+	r := &registration{fn}
+	h.handlers.Store(channel, r)
+	return func() {
+		if had {
+			h.handlers.CompareAndSwap(channel, r, old)
+		} else {
+			h.handlers.CompareAndDelete(channel, r)
+		}
+	}
+}
+
 // registration is a Handler in Hub.handlers, by pointer, so that its
 // remover can tell it from a later one.
 type registration struct{ fn Handler }
