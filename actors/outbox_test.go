@@ -191,20 +191,29 @@ type flappingView struct{ alive atomic.Bool }
 func (v *flappingView) Alive(string) bool { return v.alive.Load() }
 func (v *flappingView) Peers() []string   { return nil }
 
-// TestRetiredOutboxHandsOnToItsSuccessor: a sender may hold an outbox it
-// read from the route table just before the outbox was dropped (its node
-// left while it was idle) and push after its node came back, when later
-// sends go to a new outbox. Two outboxes to one peer would not keep each
-// other's order, so what is pushed to the dropped one goes to the new one.
-func TestRetiredOutboxHandsOnToItsSuccessor(t *testing.T) {
+// runtimeWithView returns a runtime, in an actor system without a remote
+// (nothing it sends leaves the process), whose cluster view the test sets:
+// every other node is departed until the test says it is alive.
+func runtimeWithView(t *testing.T) (*Runtime, *flappingView) {
+	t.Helper()
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
 	rt, err := NewRuntime(Config{System: system, ServerName: "here", Logger: slog.New(slog.DiscardHandler), Counters: &metrics.Counters{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	view := &flappingView{}
-	view.alive.Store(true)
 	rt.SetCluster(view)
+	return rt, view
+}
+
+// TestRetiredOutboxHandsOnToItsSuccessor: a sender may hold an outbox it
+// read from the route table just before the outbox was dropped (its node
+// left while it was idle) and push after its node came back, when later
+// sends go to a new outbox. Two outboxes to one peer would not keep each
+// other's order, so what is pushed to the dropped one goes to the new one.
+func TestRetiredOutboxHandsOnToItsSuccessor(t *testing.T) {
+	rt, view := runtimeWithView(t)
+	view.alive.Store(true)
 	const address = "127.0.0.1:1" // nothing is sent: this system has no remote
 	old := rt.route("there", "MTI3LjAuMC4xOjE", address)
 
@@ -241,13 +250,7 @@ func TestRetiredOutboxHandsOnToItsSuccessor(t *testing.T) {
 // outbox is added. (Its flusher's end does the same; see the root
 // package's TestOutboxIsDroppedWhenItsNodeLeaves.)
 func TestOutboxIsDroppedWhenItsLinkEnds(t *testing.T) {
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
-	rt, err := NewRuntime(Config{System: system, ServerName: "here", Logger: slog.New(slog.DiscardHandler), Counters: &metrics.Counters{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	view := &flappingView{}
-	rt.SetCluster(view)
+	rt, view := runtimeWithView(t)
 	for _, end := range []struct {
 		name string
 		f    func(o *outbox)
